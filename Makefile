@@ -1,0 +1,42 @@
+# mdmappliance: `make run` starts a demo appliance, `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= var/demo
+DEPS_STAMP := $(VENV)/.deps-stamp
+
+.PHONY: run test bench lint conf install clean
+
+# The virtualenv with the project's dependencies and test tools; rebuilt when they change.
+$(DEPS_STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet '.[test]'
+	touch $@
+
+# (Re)install the project itself so the console script and the twistd plugin match the tree.
+install: $(DEPS_STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall .
+
+run: install
+	test -f $(DEMO_DIR)/mdmappliance.toml || \
+	    $(BIN)/mdmappliance init --data-dir $(DEMO_DIR) --hostname localhost
+	exec $(BIN)/mdmappliance serve --config $(DEMO_DIR)/mdmappliance.toml
+
+test: install
+	$(BIN)/python -m twisted.trial $(TRIAL_ARGS) tests
+
+bench: install
+	$(BIN)/python bench/run.py
+
+lint: $(DEPS_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Regenerate the documented example config from the schema in mdmappliance/config.py.
+conf: install
+	$(BIN)/mdmappliance config-example > conf/mdmappliance.toml
+
+clean:
+	rm -rf $(VENV) build *.egg-info _trial_temp

@@ -1,0 +1,5 @@
+"""``python -m mdmappliance`` runs the same CLI as the console script."""
+
+from mdmappliance.cli import main
+
+raise SystemExit(main())

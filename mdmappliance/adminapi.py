@@ -1,0 +1,105 @@
+"""The local JSON admin API (Klein). This issue's routes: ``GET /v1/health``.
+
+Every request must carry ``Authorization: Bearer <admin API key>``; anything else gets a
+bare 401 before routing, so an unauthenticated caller learns nothing, not even which
+routes exist.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from klein import Klein
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from mdmappliance._version import __version__
+from mdmappliance.store import Store
+
+HEALTH_DB_TIMEOUT = 2.0
+
+
+def write_json(request: Request, status: int, body: dict[str, Any]) -> bytes:
+    """Set status and headers for a JSON reply and return its bytes."""
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(body, indent=None, sort_keys=True).encode("utf-8") + b"\n"
+
+
+class BearerAuth(Resource):
+    """Let a request through to ``wrapped`` only with a known bearer key."""
+
+    isLeaf = True
+
+    def __init__(self, wrapped: IResource, keys: dict[str, str]) -> None:
+        super().__init__()
+        self._wrapped = wrapped
+        self._keys = {name: key.encode("utf-8") for name, key in keys.items()}
+
+    def key_name(self, request: Request) -> str | None:
+        header = request.getHeader(b"authorization") or b""
+        scheme, _, presented = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not presented:
+            return None
+        found = None
+        for name, key in self._keys.items():
+            if hmac.compare_digest(presented.strip(), key):
+                found = name
+        return found
+
+    def render(self, request: Request) -> bytes | int:
+        if self.key_name(request) is None:
+            request.setHeader(b"www-authenticate", b'Bearer realm="mdmappliance"')
+            return write_json(request, 401, {"error": "missing or invalid API key"})
+        result: bytes | int = self._wrapped.render(request)
+        return result
+
+
+class AdminAPI:
+    """The admin routes, bound to the store and the clock they report on."""
+
+    app = Klein()
+
+    def __init__(self, *, store: Store, clock: IReactorTime, started_at: float) -> None:
+        self.store = store
+        self.clock = clock
+        self.started_at = started_at
+
+    def resource(self, api_keys: dict[str, str]) -> IResource:
+        return BearerAuth(self.app.resource(), api_keys)
+
+    @app.route("/v1/health", methods=["GET"])
+    def health(self, request: Request) -> Any:
+        body: dict[str, Any] = {
+            "version": __version__,
+            "uptime_seconds": round(self.clock.seconds() - self.started_at, 3),
+        }
+        checked = self.store.schema_version()
+        checked.addTimeout(HEALTH_DB_TIMEOUT, self.clock)
+
+        def healthy(version: int) -> bytes:
+            body["status"] = "ok"
+            body["database"] = {"ok": True, "schema_version": version}
+            return write_json(request, 200, body)
+
+        def unhealthy(failure: Failure) -> bytes:
+            body["status"] = "unavailable"
+            body["database"] = {"ok": False, "error": failure.getErrorMessage() or "timed out"}
+            return write_json(request, 503, body)
+
+        return checked.addCallbacks(healthy, unhealthy)
+
+    @app.handle_errors(NotFound)
+    def not_found(self, request: Request, failure: Failure) -> bytes:
+        return write_json(request, 404, {"error": f"no such resource: {request.path.decode()}"})
+
+    @app.handle_errors(MethodNotAllowed)
+    def not_allowed(self, request: Request, failure: Failure) -> bytes:
+        return write_json(request, 405, {"error": f"method {request.method.decode()} not allowed"})
+

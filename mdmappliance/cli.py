@@ -1,0 +1,129 @@
+"""The ``mdmappliance`` command.
+
+Failures an admin can act on print one line, ``mdmappliance: <what is wrong>``, and exit
+non-zero (2 for a bad config or bad arguments, 1 otherwise); tracebacks are for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mdmappliance._version import __version__
+from mdmappliance.config import LOG_FORMATS, load_config, render_example
+from mdmappliance.errors import ApplianceError
+
+PROG = "mdmappliance"
+DEFAULT_CONFIG = "/etc/mdmappliance/mdmappliance.toml"
+
+
+def fail(message: str, status: int) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return status
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from mdmappliance.installation import InitRequest, initialize
+    from mdmappliance.service import urls
+
+    result = initialize(
+        InitRequest(
+            data_dir=Path(args.data_dir),
+            hostname=args.hostname,
+            config_path=Path(args.config) if args.config else None,
+            server_cert=Path(args.server_cert) if args.server_cert else None,
+            server_key=Path(args.server_key) if args.server_key else None,
+            admin_port=args.admin_port,
+            force=args.force,
+        )
+    )
+    config = result.config
+    if not result.changed:
+        print(f"Nothing to do: {config.appliance.data_dir} is already initialized; "
+              "nothing was changed.")
+    for title, lines in (("Created", result.created), ("Replaced", result.replaced),
+                         ("Kept", result.kept if result.changed else [])):
+        for line in lines:
+            print(f"{title:9} {line}")
+    print()
+    print("Installation:")
+    rows = [
+        ("config file", str(config.path)),
+        ("admin API key", str(config.admin.api_key_file)),
+        ("CA certificate", str(config.pki.ca_cert)),
+        ("database", str(config.store.path)),
+    ]
+    rows += [(name, url) for name, url in urls(config).items()]
+    for name, value in rows:
+        print(f"  {name:15} {value}")
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    print()
+    print(f"Start it with: {PROG} serve --config {config.path}")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    print(f"{config.path}: OK")
+    return 0
+
+
+def cmd_config_example(args: argparse.Namespace) -> int:
+    sys.stdout.write(render_example())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mdmappliance.run import serve
+
+    return serve(Path(args.config), log_format=args.log_format)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="A self-hosted Apple MDM server (see README.md)."
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = sub.add_parser("init", help="create a complete installation in a data directory")
+    init.add_argument("--data-dir", required=True, help="where the appliance keeps its state")
+    init.add_argument("--hostname", required=True, help="the name devices reach it by")
+    init.add_argument("--config", help="where to write the config (default DATA_DIR/mdmappliance.toml)")
+    init.add_argument("--server-cert", help="your own TLS server certificate (PEM or DER)")
+    init.add_argument("--server-key", help="the private key of --server-cert")
+    init.add_argument("--admin-port", type=int, help="admin API port (default 9180)")
+    init.add_argument("--force", action="store_true",
+                      help="replace existing keys and certificates (the old ones are kept aside)")
+    init.set_defaults(func=cmd_init)
+
+    serve = sub.add_parser("serve", help="run the appliance in the foreground")
+    serve.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    serve.add_argument("--log-format", choices=LOG_FORMATS,
+                       help="override [log] format: text, or one JSON object per line")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    check.set_defaults(func=cmd_check_config)
+
+    example = sub.add_parser("config-example", help="print the documented example config")
+    example.set_defaults(func=cmd_config_example)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args: Any = build_parser().parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except ApplianceError as e:
+        return fail(str(e), e.exit_status)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    return status

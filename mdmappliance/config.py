@@ -1,0 +1,482 @@
+"""The one TOML config file: its schema, its documentation, loading and validation.
+
+The schema is the section dataclasses below. Each key's help text lives beside it, and
+``render_config`` turns the schema into the documented file that ``init`` writes and that
+``conf/mdmappliance.toml`` shows, so the documentation cannot drift from what is loaded.
+Unknown keys are errors: in a config file they are nearly always typos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import ipaddress
+import os
+import re
+import textwrap
+import tomllib
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mdmappliance import pki
+from mdmappliance.errors import ConfigError
+
+Check = Callable[[Any], None]
+_REQUIRED = object()
+
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+MIN_API_KEY_LENGTH = 32
+
+
+def setting(
+    default: Any = _REQUIRED, *, doc: str, check: Check | None = None, example: Any = None
+) -> Any:
+    """A config key: its default (absent for required keys), help text and value check."""
+    metadata = {"doc": doc, "check": check, "example": example}
+    if default is _REQUIRED:
+        return field(metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def in_range(low: float, high: float) -> Check:
+    def check(value: float) -> None:
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}, got {value}")
+
+    return check
+
+
+def one_of(choices: Iterable[str]) -> Check:
+    allowed = tuple(choices)
+
+    def check(value: str) -> None:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {value!r}")
+
+    return check
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def check_hostname(value: str) -> None:
+    """A DNS name or an IP address literal: what devices will put in their URLs."""
+    try:
+        ipaddress.ip_address(value)
+        return
+    except ValueError:
+        pass
+    name = value.rstrip(".")
+    if not name or len(name) > 253 or not all(_HOST_LABEL.match(p) for p in name.split(".")):
+        raise ValueError(f"{value!r} is not a valid DNS name or IP address")
+
+
+def check_ip_address(value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address (a name is not accepted here)") from None
+
+
+def check_not_empty(value: str) -> None:
+    if not value:
+        raise ValueError("must not be empty")
+
+
+@dataclass(frozen=True)
+class ApplianceSection:
+    """Where the appliance keeps its state and the name devices reach it by."""
+
+    data_dir: Path = setting(
+        doc="Directory for the database, keys and certificates. Relative paths elsewhere in "
+        "this file are taken from here; a relative data_dir is taken from this file's "
+        "directory.",
+        example="/var/lib/mdmappliance",
+    )
+    hostname: str = setting(
+        doc="The DNS name (or IP address) devices use to reach this appliance. The server "
+        "certificate must name it in its subjectAltName.",
+        check=check_hostname,
+        example="mdm.example.com",
+    )
+    shutdown_grace: float = setting(
+        10.0,
+        doc="Seconds that in-flight requests get to finish on SIGTERM before their "
+        "connections are closed.",
+        check=in_range(0.1, 600),
+    )
+
+
+@dataclass(frozen=True)
+class StoreSection:
+    """The embedded SQLite database."""
+
+    path: Path = setting(Path("mdmappliance.db"), doc="The database file.")
+    synchronous: str = setting(
+        "FULL",
+        doc="SQLite synchronous mode (the database runs in WAL mode). FULL syncs the log on "
+        "every commit: an acknowledged command or result survives a power cut. NORMAL "
+        "syncs only at checkpoints: several times faster to write, never corrupt, but a "
+        "power cut (not a crash of the process) can lose the last transactions. OFF and "
+        "EXTRA are for experts.",
+        check=one_of(SYNCHRONOUS_MODES),
+    )
+    busy_timeout_ms: int = setting(
+        5000,
+        doc="How long a write waits for another process holding the database (a backup, "
+        "the sqlite3 shell) before it fails, in milliseconds.",
+        check=in_range(0, 600_000),
+    )
+    backup_dir: Path = setting(
+        Path("backups"),
+        doc="Where a copy of the database is written before every schema upgrade.",
+    )
+
+
+@dataclass(frozen=True)
+class PKISection:
+    """The appliance CA (it issues device identities) and the server TLS certificate."""
+
+    ca_cert: Path = setting(Path("pki/ca.pem"), doc="The appliance CA certificate (PEM or DER).")
+    ca_key: Path = setting(
+        Path("pki/ca.key"), doc="The appliance CA private key, unencrypted; keep it mode 0600."
+    )
+    server_cert: Path = setting(
+        Path("pki/server.pem"),
+        doc="The TLS server certificate devices see. It must name [appliance] hostname in "
+        "its subjectAltName. It may be the admin's own, from a public CA.",
+    )
+    server_key: Path = setting(
+        Path("pki/server.key"), doc="The private key of server_cert; keep it mode 0600."
+    )
+
+
+@dataclass(frozen=True)
+class AdminSection:
+    """The local JSON admin API that the mdmappliance command and scripts use."""
+
+    bind: str = setting(
+        "127.0.0.1",
+        doc="Address the admin API listens on. Keep it on loopback: it is plain HTTP.",
+        check=check_ip_address,
+    )
+    port: int = setting(9180, doc="TCP port of the admin API.", check=in_range(1, 65535))
+    api_key_file: Path = setting(
+        Path("admin-api-key"),
+        doc="File holding the admin API key (sent as 'Authorization: Bearer <key>'); "
+        f"at least {MIN_API_KEY_LENGTH} characters, mode 0600.",
+    )
+
+
+@dataclass(frozen=True)
+class LogSection:
+    """Logging to standard output (journald under systemd)."""
+
+    format: str = setting(
+        "text",
+        doc="text: readable lines. json: one JSON object per line, for log shippers. The "
+        "--log-format option overrides it.",
+        check=one_of(LOG_FORMATS),
+    )
+    level: str = setting("info", doc="The least severe level logged.", check=one_of(LOG_LEVELS))
+
+
+SECTIONS: dict[str, type] = {
+    "appliance": ApplianceSection,
+    "store": StoreSection,
+    "pki": PKISection,
+    "admin": AdminSection,
+    "log": LogSection,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded, validated config. Paths are absolute."""
+
+    path: Path
+    appliance: ApplianceSection
+    store: StoreSection
+    pki: PKISection
+    admin: AdminSection
+    log: LogSection
+    warnings: tuple[str, ...] = ()
+
+    def admin_url(self) -> str:
+        host = self.admin.bind
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.admin.port}"
+
+    def read_admin_api_key(self) -> str:
+        return _read_api_key(self.admin.api_key_file)
+
+
+def _type_name(annotation: Any) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        Path: "a path (string)",
+    }[annotation]
+
+
+def _convert(annotation: Any, raw: Any) -> Any:
+    """The TOML value as ``annotation``, or ValueError naming what was expected."""
+    ok = {
+        bool: isinstance(raw, bool),
+        int: isinstance(raw, int) and not isinstance(raw, bool),
+        float: isinstance(raw, int | float) and not isinstance(raw, bool),
+        str: isinstance(raw, str),
+        Path: isinstance(raw, str) and raw != "",
+    }[annotation]
+    if not ok:
+        raise ValueError(f"must be {_type_name(annotation)}, got {_describe(raw)}")
+    if annotation is float:
+        return float(raw)
+    if annotation is Path:
+        return Path(raw)
+    return raw
+
+
+def _describe(raw: Any) -> str:
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    for kind, name in kinds.items():
+        if isinstance(raw, kind):
+            return f"{name} ({raw!r})"
+    if isinstance(raw, dict):
+        return "a table"
+    if isinstance(raw, list):
+        return "an array"
+    return type(raw).__name__
+
+
+def _load_section(path: Path, name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(path, name, f"must be a table ([{name}]), got {_describe(raw)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            known = ", ".join(fields)
+            raise ConfigError(path, f"{name}.{key}", f"unknown key (known keys: {known})")
+    values: dict[str, Any] = {}
+    for fname, f in fields.items():
+        key = f"{name}.{fname}"
+        if fname not in raw:
+            if f.default is dataclasses.MISSING:
+                raise ConfigError(path, key, "required key is missing")
+            continue
+        try:
+            value = _convert(hints[fname], raw[fname])
+            check = f.metadata["check"]
+            if check is not None:
+                check(value)
+        except ValueError as e:
+            raise ConfigError(path, key, str(e)) from None
+        values[fname] = value
+    return cls(**values)
+
+
+def parse_config(path: Path, document: Mapping[str, Any]) -> Config:
+    """Validate a parsed TOML document's shape and values (no file system checks)."""
+    for name in document:
+        if name not in SECTIONS:
+            raise ConfigError(path, name, f"unknown section (known: {', '.join(SECTIONS)})")
+    if "appliance" not in document:
+        raise ConfigError(path, "appliance", "required section is missing")
+    sections = {name: _load_section(path, name, cls, document.get(name, {}))
+                for name, cls in SECTIONS.items()}
+    return Config(path=path, **sections)
+
+
+def _resolve(base: Path, value: Path) -> Path:
+    return value if value.is_absolute() else base / value
+
+
+def _resolve_paths(config: Config) -> Config:
+    data_dir = _resolve(config.path.parent.absolute(), config.appliance.data_dir)
+    def paths_of(section: Any) -> Any:
+        updates = {
+            f.name: _resolve(data_dir, getattr(section, f.name))
+            for f in dataclasses.fields(section)
+            if isinstance(getattr(section, f.name), Path)
+        }
+        return dataclasses.replace(section, **updates)
+
+    return dataclasses.replace(
+        config,
+        appliance=dataclasses.replace(config.appliance, data_dir=data_dir),
+        store=paths_of(config.store),
+        pki=paths_of(config.pki),
+        admin=paths_of(config.admin),
+    )
+
+
+def _check_readable_file(config_path: Path, key: str, path: Path) -> None:
+    if not path.exists():
+        raise ConfigError(config_path, key, f"{path} does not exist")
+    if not path.is_file():
+        raise ConfigError(config_path, key, f"{path} is not a regular file")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(config_path, key, f"{path} is not readable by this user")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise ConfigError(config_path, key, f"cannot read {path}: {e.strerror}") from None
+
+
+def _read_api_key(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="strict").strip()
+
+
+def _check_pair(
+    config: Config, cert_key: str, cert_path: Path, key_key: str, key_path: Path
+) -> Any:
+    """Load a certificate and its key, insisting they belong together."""
+    _check_readable_file(config.path, cert_key, cert_path)
+    _check_readable_file(config.path, key_key, key_path)
+    try:
+        cert = pki.read_certificate(cert_path)
+    except pki.PKIError as e:
+        raise ConfigError(config.path, cert_key, str(e)) from None
+    try:
+        key = pki.read_private_key(key_path)
+    except pki.PKIError as e:
+        raise ConfigError(config.path, key_key, str(e)) from None
+    if not pki.key_matches_certificate(key, cert):
+        raise ConfigError(
+            config.path, key_key, f"{key_path} is not the private key of {cert_path}"
+        )
+    return cert
+
+
+def _private_key_mode_warning(key: str, path: Path) -> list[str]:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        return [f"{key}: {path} is mode {mode:04o}; private keys should be 0600"]
+    return []
+
+
+def _cross_check(config: Config) -> Config:
+    """File system checks: files exist and are readable, keys match certificates."""
+    warnings: list[str] = []
+    data_dir = config.appliance.data_dir
+    if not data_dir.is_dir():
+        raise ConfigError(config.path, "appliance.data_dir", f"{data_dir} is not a directory")
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise ConfigError(config.path, "appliance.data_dir", f"{data_dir} is not writable")
+    db_dir = config.store.path.parent
+    if not db_dir.is_dir():
+        raise ConfigError(config.path, "store.path", f"directory {db_dir} does not exist")
+    if config.store.path.exists() and not config.store.path.is_file():
+        raise ConfigError(config.path, "store.path", f"{config.store.path} is not a file")
+
+    p = config.pki
+    ca = _check_pair(config, "pki.ca_cert", p.ca_cert, "pki.ca_key", p.ca_key)
+    if not pki.is_ca_certificate(ca):
+        raise ConfigError(
+            config.path, "pki.ca_cert", f"{p.ca_cert} is not a CA certificate (basicConstraints)"
+        )
+    server = _check_pair(
+        config, "pki.server_cert", p.server_cert, "pki.server_key", p.server_key
+    )
+    if not pki.certificate_covers_hostname(server, config.appliance.hostname):
+        names = ", ".join(pki.certificate_names(server)) or "none"
+        raise ConfigError(
+            config.path,
+            "pki.server_cert",
+            f"{p.server_cert} does not name hostname {config.appliance.hostname!r} in its "
+            f"subjectAltName (it names: {names})",
+        )
+    warnings += _private_key_mode_warning("pki.ca_key", p.ca_key)
+    warnings += _private_key_mode_warning("pki.server_key", p.server_key)
+    if server.not_valid_after_utc < datetime.datetime.now(datetime.UTC):
+        warnings.append(f"pki.server_cert: {p.server_cert} expired on {server.not_valid_after_utc}")
+
+    key_path = config.admin.api_key_file
+    _check_readable_file(config.path, "admin.api_key_file", key_path)
+    try:
+        api_key = _read_api_key(key_path)
+    except UnicodeDecodeError:
+        raise ConfigError(config.path, "admin.api_key_file", f"{key_path} is not text") from None
+    if len(api_key) < MIN_API_KEY_LENGTH or any(c.isspace() for c in api_key):
+        raise ConfigError(
+            config.path,
+            "admin.api_key_file",
+            f"{key_path} must hold one key of at least {MIN_API_KEY_LENGTH} characters "
+            "without spaces",
+        )
+    warnings += _private_key_mode_warning("admin.api_key_file", key_path)
+    return dataclasses.replace(config, warnings=tuple(warnings))
+
+
+def load_config(path: Path | str) -> Config:
+    """Read, validate and cross-check the config file; ConfigError names the key at fault."""
+    path = Path(path).absolute()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(path, None, f"cannot read config file: {e.strerror}") from None
+    try:
+        document = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(path, None, "invalid TOML: the file is not UTF-8") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, None, f"invalid TOML: {e}") from None
+    return _cross_check(_resolve_paths(parse_config(path, document)))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(values: Mapping[str, Mapping[str, Any]], header: str) -> str:
+    """The documented config file: every key with its help and default.
+
+    Keys given in ``values`` are written out; the others stay commented at their default,
+    so an admin sees every knob without the file pinning today's defaults.
+    """
+    out = [f"# {line}".rstrip() for line in header.splitlines()]
+    for name, cls in SECTIONS.items():
+        given = values.get(name, {})
+        out += ["", f"# {cls.__doc__}", f"[{name}]"]
+        for f in dataclasses.fields(cls):
+            doc = f.metadata["doc"]
+            if f.default is dataclasses.MISSING:
+                doc += " Required."
+            else:
+                doc += f" Default: {_toml_value(f.default)}."
+            out += textwrap.wrap(doc, width=98, initial_indent="# ", subsequent_indent="# ")
+            if f.name in given:
+                out.append(f"{f.name} = {_toml_value(given[f.name])}")
+            elif f.default is dataclasses.MISSING:
+                out.append(f"{f.name} = {_toml_value(f.metadata['example'])}")
+            else:
+                out.append(f"#{f.name} = {_toml_value(f.default)}")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+EXAMPLE_HEADER = """\
+mdmappliance configuration.
+
+This is the documented example; `mdmappliance init` writes one like it for an installation.
+Every key is listed with its help text and default. A commented key is at its default.
+Unknown keys are refused: check spelling when the service says so.
+Regenerate this file with `make conf` after changing the schema in mdmappliance/config.py."""
+
+
+def render_example() -> str:
+    return render_config({}, EXAMPLE_HEADER)

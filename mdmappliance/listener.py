@@ -1,0 +1,173 @@
+"""HTTP listeners that stop gracefully: refuse new connections, let requests in flight
+finish within a bounded grace period, then close what is left.
+
+Every listener of the appliance (admin, and later device and enrollment) is a
+``ListenerService`` around a ``DrainingSite``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime, IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.web.resource import IResource
+from twisted.web.server import Request, Site
+
+from mdmappliance.errors import ApplianceError
+
+log = Logger()
+
+
+class ListenError(ApplianceError):
+    """A listener could not bind its address."""
+
+
+class _TrackedRequest(Request):
+    """A request that tells its site when it starts and when it is done."""
+
+    site: DrainingSite
+
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(channel, *args, **kwargs)
+        site = channel.site
+        site.request_started(self)
+        self.notifyFinish().addBoth(lambda _: site.request_finished(self))
+
+
+class DrainingSite(Site):
+    """A Site that knows its connections and requests in flight, so it can drain."""
+
+    requestFactory = _TrackedRequest
+
+    def __init__(self, resource: IResource, **kwargs: Any) -> None:
+        super().__init__(resource, **kwargs)
+        self.in_flight: set[Request] = set()
+        self.draining = False
+        self._idle_waiters: list[Deferred[None]] = []
+
+    def request_started(self, request: Request) -> None:
+        self.in_flight.add(request)
+        if self.draining:
+            _close_after_response(request)
+
+    def request_finished(self, request: Request) -> None:
+        self.in_flight.discard(request)
+        if not self.in_flight:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def when_idle(self) -> Deferred[None]:
+        """Fires when no request is in flight."""
+        if not self.in_flight:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._idle_waiters.append(waiter)
+        return waiter
+
+
+def _close_after_response(request: Request) -> None:
+    """Make this request the last on its connection."""
+    request.channel.persistent = False
+    if not request.startedWriting:
+        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+
+
+class ListenerService(Service):
+    """Listen on an endpoint with a DrainingSite; on stop, drain within ``grace`` seconds."""
+
+    def __init__(
+        self,
+        name: str,
+        endpoint: IStreamServerEndpoint,
+        site: DrainingSite,
+        *,
+        clock: IReactorTime,
+        grace: float,
+        describe: str,
+    ) -> None:
+        self.name = name
+        self.endpoint = endpoint
+        self.site = site
+        self.clock = clock
+        self.grace = grace
+        self.describe = describe
+        self.connections = WrappingFactory(site)
+        self.connections.noisy = False
+        site.noisy = False
+        self.port: IListeningPort | None = None
+
+    def privilegedStartService(self) -> None:
+        """Bind now, so a busy port stops start-up with a clear message."""
+        super().privilegedStartService()
+        listening = self.endpoint.listen(self.connections)
+        failures: list[Any] = []
+        listening.addCallbacks(self._listening, failures.append)
+        if failures:
+            error = failures[0].value
+            if isinstance(error, CannotListenError):
+                reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
+                raise ListenError(f"{self.name} listener cannot listen on {self.describe}: {reason}")
+            failures[0].raiseException()
+
+    def _listening(self, port: IListeningPort) -> None:
+        self.port = port
+
+    def startService(self) -> None:
+        if self.port is None:
+            self.privilegedStartService()
+        super().startService()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        port, self.port = self.port, None
+        if port is None:
+            return succeed(None)
+        stopped: Deferred[Any] = maybeDeferred(port.stopListening)
+        stopped.addCallback(lambda _: self._drain())
+        return stopped
+
+    def _drain(self) -> Deferred[None]:
+        site = self.site
+        site.draining = True
+        for request in list(site.in_flight):
+            _close_after_response(request)
+        busy = {request.channel.transport for request in site.in_flight}
+        for protocol in list(self._open()):
+            if protocol not in busy:
+                protocol.loseConnection()
+        if site.in_flight:
+            log.info(
+                "{listener}: waiting up to {grace}s for {count} request(s) in flight",
+                listener=self.name, grace=self.grace, count=len(site.in_flight),
+            )
+        done: Deferred[None] = Deferred()
+        timer: IDelayedCall = self.clock.callLater(self.grace, self._give_up, done)
+
+        def idle(_: None) -> None:
+            if timer.active():
+                timer.cancel()
+            if not done.called:
+                done.callback(None)
+
+        site.when_idle().addCallback(idle)
+        return done
+
+    def _give_up(self, done: Deferred[None]) -> None:
+        remaining = len(self.site.in_flight)
+        log.warn(
+            "{listener}: {count} request(s) still running after {grace}s; closing them",
+            listener=self.name, count=remaining, grace=self.grace,
+        )
+        for protocol in list(self._open()):
+            protocol.transport.abortConnection()
+        if not done.called:
+            done.callback(None)
+
+    def _open(self) -> list[ProtocolWrapper]:
+        return list(self.connections.protocols)

@@ -1,0 +1,1 @@
+"""Numbered SQL migrations, ``NNNN_name.sql``; the package makes them importable resources."""

@@ -1,0 +1,234 @@
+"""Keys and certificates: the appliance CA, the server TLS certificate, loading and matching.
+
+Later issues issue device identities and profile-signing certificates from the same CA here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    PrivateKeyTypes,
+)
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+#: Apple devices (iOS 13 / macOS 10.15 and later) refuse TLS server certificates from a
+#: private CA that are valid for longer than 825 days, lack a SAN, or lack serverAuth.
+SERVER_CERT_MAX_DAYS = 825
+CA_CERT_DAYS = 10 * 365
+CA_KEY_BITS = 3072
+SERVER_KEY_BITS = 2048
+
+
+class PKIError(ValueError):
+    """A file that should hold a key or certificate does not, or they disagree."""
+
+
+@dataclass(frozen=True)
+class IssuedPair:
+    """A certificate with its private key."""
+
+    certificate: x509.Certificate
+    key: CertificateIssuerPrivateKeyTypes
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def new_rsa_key(bits: int) -> rsa.RSAPrivateKey:
+    """RSA, not EC: older Apple clients handle RSA identities and chains everywhere."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def create_ca(common_name: str, *, now: datetime.datetime | None = None) -> IssuedPair:
+    """A self-signed CA that issues the appliance's server and device certificates."""
+    now = now or _now()
+    key = new_rsa_key(CA_KEY_BITS)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mdmappliance"),
+        ]
+    )
+    public = key.public_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=CA_CERT_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return IssuedPair(cert, key)
+
+
+def hostname_to_general_name(hostname: str) -> x509.GeneralName:
+    """A SAN entry for ``hostname``: an IP address entry for literals, DNS otherwise."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(hostname))
+    except ValueError:
+        return x509.DNSName(hostname)
+
+
+def issue_server_certificate(
+    ca: IssuedPair, hostname: str, *, now: datetime.datetime | None = None
+) -> IssuedPair:
+    """A TLS server certificate for ``hostname`` that Apple devices accept from a private CA."""
+    now = now or _now()
+    key = new_rsa_key(SERVER_KEY_BITS)
+    public = key.public_key()
+    ca_public = ca.certificate.public_key()
+    assert isinstance(ca_public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=SERVER_CERT_MAX_DAYS))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([hostname_to_general_name(hostname)]), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public), critical=False
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    return IssuedPair(cert, key)
+
+
+def certificate_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def private_key_pem(key: PrivateKeyTypes) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def read_certificate(path: Path) -> x509.Certificate:
+    """The first certificate in a PEM or DER file."""
+    data = path.read_bytes()
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as e:
+        raise PKIError(f"{path} does not hold a PEM or DER X.509 certificate ({e})") from None
+
+
+def read_private_key(path: Path) -> CertificateIssuerPrivateKeyTypes:
+    """An unencrypted RSA or EC private key from a PEM or DER file."""
+    data = path.read_bytes()
+    try:
+        if b"-----BEGIN" in data:
+            key = serialization.load_pem_private_key(data, password=None)
+        else:
+            key = serialization.load_der_private_key(data, password=None)
+    except TypeError:
+        raise PKIError(f"{path} holds an encrypted private key; give an unencrypted one") from None
+    except ValueError as e:
+        raise PKIError(f"{path} does not hold a PEM or DER private key ({e})") from None
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise PKIError(f"{path} holds a {type(key).__name__}; only RSA and EC keys are supported")
+    return key
+
+
+def key_matches_certificate(key: PrivateKeyTypes, cert: x509.Certificate) -> bool:
+    def spki(public: object) -> bytes:
+        assert isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+        return public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    return spki(key.public_key()) == spki(cert.public_key())
+
+
+def certificate_names(cert: x509.Certificate) -> list[str]:
+    """The DNS names and IP addresses in the certificate's subjectAltName."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    names: list[str] = list(san.get_values_for_type(x509.DNSName))
+    names.extend(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
+    return names
+
+
+def certificate_covers_hostname(cert: x509.Certificate, hostname: str) -> bool:
+    """Whether a TLS client would accept ``cert`` for ``hostname`` (SAN only, as Apple does)."""
+    host = hostname.lower().rstrip(".")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    for name in certificate_names(cert):
+        if ip is not None:
+            if name == str(ip):
+                return True
+            continue
+        pattern = name.lower().rstrip(".")
+        if pattern == host:
+            return True
+        if pattern.startswith("*.") and "." in host:
+            if host.split(".", 1)[1] == pattern[2:]:
+                return True
+    return False
+
+
+def is_ca_certificate(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def fingerprint_sha256(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()

@@ -1,0 +1,186 @@
+"""The embedded SQLite store: one connection, owned by one thread, behind Deferreds.
+
+SQLite commits wait for fsync; on the reactor thread that would stall every device. So the
+store owns a dedicated one-thread pool: every query runs there, in submission order, and
+callers get a Deferred. One connection means no lock contention inside the process and a
+simple rule for transactions: one ``transaction()`` call is one ``BEGIN IMMEDIATE`` ...
+``COMMIT``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from mdmappliance.errors import StoreClosed, StoreError
+from mdmappliance.schema import Migration, MigrationReport, load_migrations, migrate, schema_version
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+log = Logger()
+
+
+class Store(Service):
+    """The appliance database as a service: opened and migrated at start, closed at stop."""
+
+    name = "store"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        reactor: IReactorFromThreads | None = None,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 5000,
+        backup_dir: Path | None = None,
+        migrations: tuple[Migration, ...] | None = None,
+    ) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
+        self.backup_dir = backup_dir if backup_dir is not None else path.parent / "backups"
+        self.migrations = migrations if migrations is not None else load_migrations()
+        self._reactor = reactor
+        self._conn: sqlite3.Connection | None = None
+        self._pool: ThreadPool | None = None
+        self._closing = False
+        self.migration_report: MigrationReport | None = None
+
+    @property
+    def latest_version(self) -> int:
+        return len(self.migrations)
+
+    def open(self) -> MigrationReport:
+        """Connect, set the pragmas and migrate, synchronously (before the reactor runs).
+
+        Raises StoreError (or a subclass) with a message for the administrator.
+        """
+        if self.migration_report is not None:
+            return self.migration_report
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open database {self.path}: {e}") from e
+        try:
+            self._configure(conn)
+            report = migrate(
+                conn, self.migrations, db_path=self.path, backup_dir=self.backup_dir
+            )
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise StoreError(f"cannot use database {self.path}: {e}") from e
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self.migration_report = report
+        return report
+
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"cannot put {self.path} in WAL mode (got {mode})")
+        if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise StoreError(f"unknown synchronous mode {self.synchronous!r}")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+
+    def startService(self) -> None:
+        if self._reactor is None:
+            raise StoreError("the store needs a reactor to run as a service")
+        self.open()
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="mdmappliance-store")
+        self._pool.start()
+        self._closing = False
+        super().startService()
+
+    def run(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+    ) -> Deferred[T]:
+        """Run ``fn(connection, ...)`` on the store thread, outside any transaction."""
+        if self._closing or self._pool is None or self._conn is None:
+            return fail(StoreClosed(f"the store {self.path} is not running"))
+        assert self._reactor is not None
+        return deferToThreadPool(self._reactor, self._pool, fn, self._conn, *args, **kw)
+
+    def transaction(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+    ) -> Deferred[T]:
+        """Run ``fn(connection, ...)`` in one transaction: committed if it returns, else none of it."""
+        return self.run(in_transaction, fn, *args, **kw)
+
+    def transaction_now(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        """``transaction`` on the calling thread, for offline commands (no service running)."""
+        if self._pool is not None or self._conn is None:
+            raise StoreClosed(f"the store {self.path} is not open for offline use")
+        return in_transaction(self._conn, fn, *args, **kw)
+
+    def close(self) -> None:
+        """Close a store opened for offline use."""
+        if self._pool is not None:
+            raise StoreError("close() is for offline use; stop the service instead")
+        if self._conn is not None:
+            self._close(self._conn)
+
+    def schema_version(self) -> Deferred[int]:
+        return self.run(schema_version)
+
+    def stopService(self) -> Deferred[None]:
+        """Refuse new work, let queued work finish, then close the file cleanly."""
+        super().stopService()
+        pool, conn = self._pool, self._conn
+        if pool is None or conn is None:
+            return succeed(None)
+        assert self._reactor is not None
+        done: Deferred[None] = deferToThreadPool(self._reactor, pool, self._close, conn)
+        self._closing = True
+
+        def stop_pool(result: Any) -> Any:
+            pool.stop()
+            self._pool = None
+            return result
+
+        done.addBoth(stop_pool)
+        return done
+
+    def _close(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA optimize")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as e:
+            log.warn("store: checkpoint before close failed: {error}", error=str(e))
+        conn.close()
+        self._conn = None
+        self.migration_report = None
+
+
+def in_transaction(
+    conn: sqlite3.Connection,
+    fn: Callable[Concatenate[sqlite3.Connection, P], T],
+    *args: P.args,
+    **kw: P.kwargs,
+) -> T:
+    """``BEGIN IMMEDIATE``, ``fn``, ``COMMIT``; ``ROLLBACK`` if ``fn`` raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn, *args, **kw)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result

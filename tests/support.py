@@ -1,0 +1,82 @@
+"""Shared test helpers: real installations made by ``init``, free loopback ports, subprocesses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mdmappliance.config import Config, load_config, render_config
+from mdmappliance.installation import InitRequest, initialize
+
+REPO = Path(__file__).resolve().parent.parent
+_template: Path | None = None
+
+
+def _template_installation() -> Path:
+    """One real ``init`` run per test process; tests get copies (RSA key generation is slow)."""
+    global _template
+    if _template is None:
+        where = Path(tempfile.mkdtemp(prefix="mdmappliance-template-"))
+        initialize(InitRequest(data_dir=where / "data", hostname="localhost"))
+        _template = where / "data"
+    return _template
+
+
+def make_installation(
+    directory: Path, port: int | None = None, **sections: dict[str, Any]
+) -> Path:
+    """A complete installation in ``directory``; returns its config path.
+
+    ``sections`` override config keys, e.g. ``store={"synchronous": "NORMAL"}``.
+    """
+    directory = directory.absolute()
+    shutil.copytree(_template_installation(), directory)
+    values: dict[str, dict[str, Any]] = {"appliance": {"data_dir": ".", "hostname": "localhost"}}
+    if port is not None:
+        values["admin"] = {"port": port}
+    for name, overrides in sections.items():
+        values.setdefault(name, {}).update(overrides)
+    config_path = directory / "mdmappliance.toml"
+    config_path.write_text(render_config(values, "test installation"))
+    return config_path
+
+
+def load_installation(directory: Path, **kw: Any) -> Config:
+    return load_config(make_installation(directory, **kw))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for running this tree's code in a child process."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO)
+    env.pop("PYTHONSTARTUP", None)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mdmappliance", *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def twistd() -> str:
+    """The twistd script of the environment running the tests."""
+    return str(Path(sys.executable).parent / "twistd")

@@ -1,0 +1,265 @@
+"""Config loading: every class of mistake gets its own one-line message naming the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+from twisted.trial.unittest import TestCase
+
+from mdmappliance.config import (
+    SECTIONS,
+    load_config,
+    render_config,
+    render_example,
+)
+from mdmappliance.errors import ConfigError
+from tests.support import REPO, make_installation, run_cli, subprocess_env, twistd
+
+
+class Mistakes(TestCase):
+    """Each mistake an admin makes is named: the file, the key, the problem."""
+
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp())
+        self.config_path = make_installation(self.dir)
+
+    def edit(self, old: str, new: str) -> None:
+        text = self.config_path.read_text()
+        self.assertIn(old, text)
+        self.config_path.write_text(text.replace(old, new, 1))
+
+    def append(self, text: str) -> None:
+        with self.config_path.open("a") as f:
+            f.write(text)
+
+    def set_key(self, section: str, line: str) -> None:
+        self.edit(f"[{section}]\n", f"[{section}]\n{line}\n")
+
+    def assertConfigError(self, key: str | None, pattern: str) -> ConfigError:
+        with self.assertRaises(ConfigError) as caught:
+            load_config(self.config_path)
+        error = caught.exception
+        self.assertEqual(error.key, key)
+        self.assertRegex(error.problem, pattern)
+        self.assertIn(str(self.config_path), str(error))
+        self.assertNotIn("\n", str(error))
+        return error
+
+    def test_valid_installation_loads(self) -> None:
+        config = load_config(self.config_path)
+        self.assertEqual(config.appliance.data_dir, self.dir.absolute())
+        self.assertEqual(config.store.path, self.dir.absolute() / "mdmappliance.db")
+        self.assertEqual(config.admin.port, 9180)
+        self.assertEqual(config.warnings, ())
+
+    def test_missing_file(self) -> None:
+        self.config_path.unlink()
+        self.assertConfigError(None, "cannot read config file: No such file")
+
+    def test_bad_toml(self) -> None:
+        self.append("\n[admin\nport = 1\n")
+        self.assertConfigError(None, r"invalid TOML: .*line \d+")
+
+    def test_not_utf8(self) -> None:
+        self.config_path.write_bytes(b"[appliance]\nhostname = \"\xff\"\n")
+        self.assertConfigError(None, "not UTF-8")
+
+    def test_unknown_key(self) -> None:
+        self.set_key("admin", 'prot = 9000')
+        self.assertConfigError("admin.prot", r"unknown key \(known keys: bind, port")
+
+    def test_unknown_section(self) -> None:
+        self.append("\n[adimn]\nport = 9000\n")
+        self.assertConfigError("adimn", "unknown section")
+
+    def test_section_not_a_table(self) -> None:
+        text = self.config_path.read_text().replace("[log]\n", "")
+        self.config_path.write_text("log = 3\n" + text)
+        self.assertConfigError("log", "must be a table")
+
+    def test_wrong_type(self) -> None:
+        self.set_key("admin", 'port = \"9000\"')
+        self.assertConfigError("admin.port", r"must be an integer, got a string \('9000'\)")
+
+    def test_boolean_is_not_an_integer(self) -> None:
+        self.set_key("store", 'busy_timeout_ms = true')
+        self.assertConfigError("store.busy_timeout_ms", "must be an integer, got a boolean")
+
+    def test_out_of_range(self) -> None:
+        self.set_key("admin", 'port = 70000')
+        self.assertConfigError("admin.port", "must be from 1 to 65535, got 70000")
+
+    def test_bad_choice(self) -> None:
+        self.set_key("store", 'synchronous = \"SOMETIMES\"')
+        self.assertConfigError("store.synchronous", "must be one of OFF, NORMAL, FULL, EXTRA")
+
+    def test_missing_required_key(self) -> None:
+        self.edit('hostname = "localhost"', "")
+        self.assertConfigError("appliance.hostname", "required key is missing")
+
+    def test_bad_hostname(self) -> None:
+        self.edit('hostname = "localhost"', 'hostname = "mdm..example.com"')
+        self.assertConfigError("appliance.hostname", "not a valid DNS name")
+
+    def test_bind_must_be_an_address(self) -> None:
+        self.set_key("admin", 'bind = "localhost"')
+        self.assertConfigError("admin.bind", "not an IP address")
+
+    def test_missing_key_file(self) -> None:
+        (self.dir / "pki" / "server.key").unlink()
+        self.assertConfigError("pki.server_key", "server.key does not exist")
+
+    def test_key_file_is_a_directory(self) -> None:
+        (self.dir / "pki" / "server.key").unlink()
+        (self.dir / "pki" / "server.key").mkdir()
+        self.assertConfigError("pki.server_key", "is not a regular file")
+
+    def test_key_file_without_permission(self) -> None:
+        if os.geteuid() == 0:
+            raise self.skipTest("root reads every file whatever its mode")
+        (self.dir / "pki" / "server.key").chmod(0)
+        self.assertConfigError("pki.server_key", "not readable")
+
+    def test_key_file_holds_garbage(self) -> None:
+        (self.dir / "pki" / "server.key").write_text("-----BEGIN PRIVATE KEY-----\nnope\n")
+        self.assertConfigError("pki.server_key", "does not hold a PEM or DER private key")
+
+    def test_certificate_key_mismatch(self) -> None:
+        self.set_key("pki", 'server_key = "pki/ca.key"')
+        self.assertConfigError("pki.server_key", "ca.key is not the private key of .*server.pem")
+
+    def test_ca_must_be_a_ca(self) -> None:
+        self.set_key("pki", 'ca_cert = "pki/server.pem"')
+        self.set_key("pki", 'ca_key = "pki/server.key"')
+        self.assertConfigError("pki.ca_cert", "not a CA certificate")
+
+    def test_server_certificate_must_name_the_hostname(self) -> None:
+        self.edit('hostname = "localhost"', 'hostname = "mdm.example.com"')
+        self.assertConfigError(
+            "pki.server_cert", "does not name hostname 'mdm.example.com'.*it names: localhost"
+        )
+
+    def test_short_api_key(self) -> None:
+        (self.dir / "admin-api-key").write_text("short\n")
+        self.assertConfigError("admin.api_key_file", "at least 32 characters")
+
+    def test_data_dir_missing(self) -> None:
+        self.edit('data_dir = "."', 'data_dir = "nowhere"')
+        self.assertConfigError("appliance.data_dir", "is not a directory")
+
+    def test_loose_key_mode_is_a_warning(self) -> None:
+        (self.dir / "pki" / "server.key").chmod(0o644)
+        config = load_config(self.config_path)
+        self.assertEqual(len(config.warnings), 1)
+        self.assertIn("mode 0644", config.warnings[0])
+
+
+def _single_line_failure(test: TestCase, result: subprocess.CompletedProcess[str],
+                         config_path: Path, key: str | None) -> str:
+    test.assertEqual(result.returncode, 2, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    test.assertEqual(len(lines), 1, result.stderr)
+    line = lines[0]
+    test.assertTrue(line.startswith("mdmappliance: "), line)
+    test.assertIn(str(config_path), line)
+    if key:
+        test.assertIn(key, line)
+    test.assertNotIn("Traceback", result.stderr + result.stdout)
+    return line
+
+
+class ServiceRefusesBadConfig(TestCase):
+    """``serve`` and twistd stop with exit status 2 and one line, no traceback."""
+
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp())
+        self.config_path = make_installation(self.dir)
+
+    def serve(self) -> subprocess.CompletedProcess[str]:
+        return run_cli("serve", "--config", str(self.config_path))
+
+    def test_each_class_of_mistake(self) -> None:
+        base = self.config_path.read_text()
+        key_path = self.dir / "pki" / "server.key"
+        cases: list[tuple[str, str | None, str]] = [
+            ("missing file", None, "No such file"),
+            ("bad TOML", None, "invalid TOML"),
+            ("unknown key", "admin.prot", "unknown key"),
+            ("wrong type", "admin.port", "must be an integer"),
+            ("unreadable key file", "pki.server_key", "not a regular file"),
+            ("certificate/key mismatch", "pki.server_key", "is not the private key of"),
+        ]
+        for label, key, problem in cases:
+            self.config_path.write_text(base)
+            if key_path.is_dir():
+                key_path.rmdir()
+                (self.dir / "pki" / "server.key.saved").rename(key_path)
+            if label == "missing file":
+                self.config_path.unlink()
+            elif label == "bad TOML":
+                self.config_path.write_text(base + "\n[admin\n")
+            elif label == "unknown key":
+                self.config_path.write_text(base.replace("[admin]\n", "[admin]\nprot = 1\n"))
+            elif label == "wrong type":
+                self.config_path.write_text(base.replace("[admin]\n", '[admin]\nport = "x"\n'))
+            elif label == "unreadable key file":
+                key_path.rename(self.dir / "pki" / "server.key.saved")
+                key_path.mkdir()
+            else:
+                self.config_path.write_text(
+                    base.replace("[pki]\n", '[pki]\nserver_key = "pki/ca.key"\n')
+                )
+            line = _single_line_failure(self, self.serve(), self.config_path, key)
+            self.assertIn(problem, line, label)
+
+    def test_check_config(self) -> None:
+        ok = run_cli("check-config", "--config", str(self.config_path))
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        self.assertIn(": OK", ok.stdout)
+        text = self.config_path.read_text()
+        self.config_path.write_text(text.replace("[log]\n", '[log]\nlevel = "loud"\n'))
+        bad = run_cli("check-config", "--config", str(self.config_path))
+        _single_line_failure(self, bad, self.config_path, "log.level")
+
+    def test_twistd_refuses_bad_config(self) -> None:
+        text = self.config_path.read_text()
+        self.config_path.write_text(text.replace("[admin]\n", "[admin]\nprot = 1\n"))
+        result = subprocess.run(
+            [twistd(), "--nodaemon", "--pidfile=", "mdmappliance",
+             "--config", str(self.config_path)],
+            capture_output=True, text=True, env=subprocess_env(), timeout=60,
+            cwd=str(self.dir), stdin=subprocess.DEVNULL,
+        )
+        _single_line_failure(self, result, self.config_path, "admin.prot")
+
+
+class Documentation(TestCase):
+    """conf/mdmappliance.toml documents every key with its default, and is what the code says."""
+
+    def test_example_is_current(self) -> None:
+        shipped = (REPO / "conf" / "mdmappliance.toml").read_text()
+        self.assertEqual(shipped, render_example(), "run `make conf` to regenerate it")
+
+    def test_every_key_is_documented_with_its_default(self) -> None:
+        text = render_example()
+        uncommented = re.sub(r"^#(\w+ = )", r"\1", text, flags=re.MULTILINE)
+        document = tomllib.loads(uncommented)
+        for name, cls in SECTIONS.items():
+            self.assertEqual(set(document[name]), {f.name for f in dataclasses.fields(cls)})
+            for f in dataclasses.fields(cls):
+                if f.default is not dataclasses.MISSING:
+                    shown = document[name][f.name]
+                    self.assertEqual(str(shown), str(f.default), f"{name}.{f.name}")
+
+    def test_rendered_values_round_trip(self) -> None:
+        text = render_config(
+            {"appliance": {"data_dir": "/x", "hostname": "h"}, "admin": {"port": 1234}}, "t"
+        )
+        document = tomllib.loads(text)
+        self.assertEqual(document["admin"], {"port": 1234})
+        self.assertEqual(document["appliance"], {"data_dir": "/x", "hostname": "h"})
