@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime, IStreamServerEndpoint
 from twisted.logger import Logger
@@ -128,9 +128,9 @@ class ListenerService(Service):
         port, self.port = self.port, None
         if port is None:
             return succeed(None)
-        stopped: Deferred[Any] = maybeDeferred(port.stopListening)
-        stopped.addCallback(lambda _: self._drain())
-        return stopped
+        closed: Deferred[Any] = maybeDeferred(port.stopListening)
+        both = gatherResults([closed, self._drain()], consumeErrors=True)
+        return both.addCallback(lambda _: None)
 
     def _drain(self) -> Deferred[None]:
         site = self.site

@@ -9,6 +9,7 @@ simple rule for transactions: one ``transaction()`` call is one ``BEGIN IMMEDIAT
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -68,10 +69,11 @@ class Store(Service):
         if self.migration_report is not None:
             return self.migration_report
         try:
+            _create_private(self.path)
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0
             )
-        except sqlite3.Error as e:
+        except (OSError, sqlite3.Error) as e:
             raise StoreError(f"cannot open database {self.path}: {e}") from e
         try:
             self._configure(conn)
@@ -184,3 +186,12 @@ def in_transaction(
         raise
     conn.execute("COMMIT")
     return result
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file readable only by us (SQLite copies its mode to -wal/-shm)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)

@@ -1,0 +1,129 @@
+"""Graceful stop of a listener over real loopback sockets: drain, then close what is left."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool, ResponseNeverReceived
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from mdmappliance.listener import DrainingSite, ListenError, ListenerService
+
+
+class Slow(Resource):
+    """Answers only when the test says so."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived: Deferred[Request] = Deferred()
+        self.pending: list[Request] = []
+
+    def render_GET(self, request: Request) -> Any:
+        if request.path == b"/fast":
+            return b"fast"
+        self.pending.append(request)
+        self.arrived.callback(request)
+        return NOT_DONE_YET
+
+
+class Drain(TestCase):
+    def setUp(self) -> None:
+        self.resource = Slow()
+        self.clock = Clock()
+        self.listener = ListenerService(
+            "test",
+            TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
+            DrainingSite(self.resource),
+            clock=self.clock,
+            grace=5.0,
+            describe="127.0.0.1:0",
+        )
+        self.listener.startService()
+        assert self.listener.port is not None
+        self.port = self.listener.port.getHost().port
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.addCleanup(self.pool.closeCachedConnections)
+        self.addCleanup(lambda: self.listener.stopService() if self.listener.running else None)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def refused(self) -> None:
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port)
+        with self.assertRaises(ConnectionRefusedError):
+            await endpoint.connect(Factory.forProtocol(Protocol))
+
+    async def test_in_flight_request_finishes(self) -> None:
+        response_d = treq.get(self.url("/slow"), pool=self.pool)
+        request = await self.resource.arrived
+        stopped = self.listener.stopService()
+        fired: list[object] = []
+        stopped.addCallback(fired.append)
+        await self.refused()
+        self.assertEqual(fired, [], "stop waits for the request in flight")
+        request.write(b"done")
+        request.finish()
+        response = await response_d
+        self.assertEqual(response.code, 200)
+        self.assertEqual(await response.content(), b"done")
+        self.assertEqual(request.responseHeaders.getRawHeaders(b"connection"), [b"close"],
+                         "the client is told this connection ends with the response")
+        await stopped
+        self.assertFalse(self.clock.getDelayedCalls(), "the grace timer was cancelled")
+
+    async def test_grace_is_bounded(self) -> None:
+        response_d = treq.get(self.url("/slow"), pool=self.pool)
+        await self.resource.arrived
+        stopped = self.listener.stopService()
+        fired: list[object] = []
+        stopped.addCallback(fired.append)
+        self.clock.advance(4.9)
+        self.assertEqual(fired, [])
+        self.clock.advance(0.2)
+        await stopped
+        with self.assertRaises(ResponseNeverReceived):
+            await response_d
+
+    async def test_idle_keepalive_connections_are_closed(self) -> None:
+        response = await treq.get(self.url("/fast"), pool=self.pool)
+        self.assertEqual(await response.content(), b"fast")
+        self.assertEqual(len(self.listener.connections.protocols), 1, "kept alive")
+        closed: Deferred[None] = Deferred()
+        protocol = next(iter(self.listener.connections.protocols))
+        lost = protocol.connectionLost
+
+        def notify(reason: Any) -> None:
+            lost(reason)
+            closed.callback(None)
+
+        protocol.connectionLost = notify  # type: ignore[method-assign]
+        await self.listener.stopService()
+        await closed
+        self.assertEqual(len(self.listener.connections.protocols), 0)
+
+    def test_busy_port_is_a_clear_error(self) -> None:
+        second = ListenerService(
+            "second",
+            TCP4ServerEndpoint(reactor, self.port, interface="127.0.0.1"),
+            DrainingSite(self.resource),
+            clock=self.clock,
+            grace=1.0,
+            describe=f"127.0.0.1:{self.port}",
+        )
+        with self.assertRaises(ListenError) as caught:
+            second.privilegedStartService()
+        self.assertEqual(
+            str(caught.exception),
+            f"second listener cannot listen on 127.0.0.1:{self.port}: Address already in use",
+        )
