@@ -14,8 +14,8 @@ from typing import Any
 from klein import Klein
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
-from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from mdmappliance._version import __version__
@@ -24,7 +24,7 @@ from mdmappliance.store import Store
 HEALTH_DB_TIMEOUT = 2.0
 
 
-def write_json(request: Request, status: int, body: dict[str, Any]) -> bytes:
+def write_json(request: IRequest, status: int, body: dict[str, Any]) -> bytes:
     """Set status and headers for a JSON reply and return its bytes."""
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
@@ -42,7 +42,7 @@ class BearerAuth(Resource):
         self._wrapped = wrapped
         self._keys = {name: key.encode("utf-8") for name, key in keys.items()}
 
-    def key_name(self, request: Request) -> str | None:
+    def key_name(self, request: IRequest) -> str | None:
         header = request.getHeader(b"authorization") or b""
         scheme, _, presented = header.partition(b" ")
         if scheme.lower() != b"bearer" or not presented:
@@ -53,7 +53,7 @@ class BearerAuth(Resource):
                 found = name
         return found
 
-    def render(self, request: Request) -> bytes | int:
+    def render(self, request: IRequest) -> bytes | int:
         if self.key_name(request) is None:
             request.setHeader(b"www-authenticate", b'Bearer realm="mdmappliance"')
             return write_json(request, 401, {"error": "missing or invalid API key"})
@@ -75,7 +75,7 @@ class AdminAPI:
         return BearerAuth(self.app.resource(), api_keys)
 
     @app.route("/v1/health", methods=["GET"])
-    def health(self, request: Request) -> Any:
+    def health(self, request: IRequest) -> Any:
         body: dict[str, Any] = {
             "version": __version__,
             "uptime_seconds": round(self.clock.seconds() - self.started_at, 3),
@@ -96,10 +96,9 @@ class AdminAPI:
         return checked.addCallbacks(healthy, unhealthy)
 
     @app.handle_errors(NotFound)
-    def not_found(self, request: Request, failure: Failure) -> bytes:
+    def not_found(self, request: IRequest, failure: Failure) -> bytes:
         return write_json(request, 404, {"error": f"no such resource: {request.path.decode()}"})
 
     @app.handle_errors(MethodNotAllowed)
-    def not_allowed(self, request: Request, failure: Failure) -> bytes:
+    def not_allowed(self, request: IRequest, failure: Failure) -> bytes:
         return write_json(request, 405, {"error": f"method {request.method.decode()} not allowed"})
-

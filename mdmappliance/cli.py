@@ -42,10 +42,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     )
     config = result.config
     if not result.changed:
-        print(f"Nothing to do: {config.appliance.data_dir} is already initialized; "
-              "nothing was changed.")
-    for title, lines in (("Created", result.created), ("Replaced", result.replaced),
-                         ("Kept", result.kept if result.changed else [])):
+        print(
+            f"Nothing to do: {config.appliance.data_dir} is already initialized; "
+            "nothing was changed."
+        )
+    for title, lines in (
+        ("Created", result.created),
+        ("Replaced", result.replaced),
+        ("Kept", result.kept if result.changed else []),
+    ):
         for line in lines:
             print(f"{title:9} {line}")
     print()
@@ -95,18 +100,26 @@ def build_parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="create a complete installation in a data directory")
     init.add_argument("--data-dir", required=True, help="where the appliance keeps its state")
     init.add_argument("--hostname", required=True, help="the name devices reach it by")
-    init.add_argument("--config", help="where to write the config (default DATA_DIR/mdmappliance.toml)")
+    init.add_argument(
+        "--config", help="where to write the config (default DATA_DIR/mdmappliance.toml)"
+    )
     init.add_argument("--server-cert", help="your own TLS server certificate (PEM or DER)")
     init.add_argument("--server-key", help="the private key of --server-cert")
     init.add_argument("--admin-port", type=int, help="admin API port (default 9180)")
-    init.add_argument("--force", action="store_true",
-                      help="replace existing keys and certificates (the old ones are kept aside)")
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="replace existing keys and certificates (the old ones are kept aside)",
+    )
     init.set_defaults(func=cmd_init)
 
     serve = sub.add_parser("serve", help="run the appliance in the foreground")
     serve.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
-    serve.add_argument("--log-format", choices=LOG_FORMATS,
-                       help="override [log] format: text, or one JSON object per line")
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="override [log] format: text, or one JSON object per line",
+    )
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check-config", help="validate a config file and exit")

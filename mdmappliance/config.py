@@ -291,8 +291,10 @@ def parse_config(path: Path, document: Mapping[str, Any]) -> Config:
             raise ConfigError(path, name, f"unknown section (known: {', '.join(SECTIONS)})")
     if "appliance" not in document:
         raise ConfigError(path, "appliance", "required section is missing")
-    sections = {name: _load_section(path, name, cls, document.get(name, {}))
-                for name, cls in SECTIONS.items()}
+    sections = {
+        name: _load_section(path, name, cls, document.get(name, {}))
+        for name, cls in SECTIONS.items()
+    }
     return Config(path=path, **sections)
 
 
@@ -302,6 +304,7 @@ def _resolve(base: Path, value: Path) -> Path:
 
 def _resolve_paths(config: Config) -> Config:
     data_dir = _resolve(config.path.parent.absolute(), config.appliance.data_dir)
+
     def paths_of(section: Any) -> Any:
         updates = {
             f.name: _resolve(data_dir, getattr(section, f.name))
@@ -352,9 +355,7 @@ def _check_pair(
     except pki.PKIError as e:
         raise ConfigError(config.path, key_key, str(e)) from None
     if not pki.key_matches_certificate(key, cert):
-        raise ConfigError(
-            config.path, key_key, f"{key_path} is not the private key of {cert_path}"
-        )
+        raise ConfigError(config.path, key_key, f"{key_path} is not the private key of {cert_path}")
     return cert
 
 
@@ -385,9 +386,7 @@ def _cross_check(config: Config) -> Config:
         raise ConfigError(
             config.path, "pki.ca_cert", f"{p.ca_cert} is not a CA certificate (basicConstraints)"
         )
-    server = _check_pair(
-        config, "pki.server_cert", p.server_cert, "pki.server_key", p.server_key
-    )
+    server = _check_pair(config, "pki.server_cert", p.server_cert, "pki.server_key", p.server_key)
     if not pki.certificate_covers_hostname(server, config.appliance.hostname):
         names = ", ".join(pki.certificate_names(server)) or "none"
         raise ConfigError(

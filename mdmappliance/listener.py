@@ -7,12 +7,18 @@ Every listener of the appliance (admin, and later device and enrollment) is a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IListeningPort,
+    IReactorTime,
+    IStreamServerEndpoint,
+    ITCPTransport,
+)
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.resource import IResource
@@ -112,11 +118,21 @@ class ListenerService(Service):
             error = failures[0].value
             if isinstance(error, CannotListenError):
                 reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
-                raise ListenError(f"{self.name} listener cannot listen on {self.describe}: {reason}")
+                raise ListenError(
+                    f"{self.name} listener cannot listen on {self.describe}: {reason}"
+                )
             failures[0].raiseException()
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
+
+    @property
+    def bound_port(self) -> int:
+        """The TCP port actually bound (useful when configured as 0)."""
+        if self.port is None:
+            raise RuntimeError(f"{self.name} listener is not listening")
+        address: Any = self.port.getHost()
+        return int(address.port)
 
     def startService(self) -> None:
         if self.port is None:
@@ -137,14 +153,16 @@ class ListenerService(Service):
         site.draining = True
         for request in list(site.in_flight):
             _close_after_response(request)
-        busy = {request.channel.transport for request in site.in_flight}
+        busy: set[object] = {request.channel.transport for request in site.in_flight}
         for protocol in list(self._open()):
             if protocol not in busy:
                 protocol.loseConnection()
         if site.in_flight:
             log.info(
                 "{listener}: waiting up to {grace}s for {count} request(s) in flight",
-                listener=self.name, grace=self.grace, count=len(site.in_flight),
+                listener=self.name,
+                grace=self.grace,
+                count=len(site.in_flight),
             )
         done: Deferred[None] = Deferred()
         timer: IDelayedCall = self.clock.callLater(self.grace, self._give_up, done)
@@ -162,10 +180,12 @@ class ListenerService(Service):
         remaining = len(self.site.in_flight)
         log.warn(
             "{listener}: {count} request(s) still running after {grace}s; closing them",
-            listener=self.name, count=remaining, grace=self.grace,
+            listener=self.name,
+            count=remaining,
+            grace=self.grace,
         )
         for protocol in list(self._open()):
-            protocol.transport.abortConnection()
+            cast(ITCPTransport, protocol.transport).abortConnection()
         if not done.called:
             done.callback(None)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import sys
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -51,12 +51,14 @@ def json_observer(stream: IO[str]) -> ILogObserver:
         stream.write(json.dumps(json_record(event), default=str) + "\n")
         stream.flush()
 
-    return observe
+    return cast(ILogObserver, observe)
 
 
 def make_observer(log_format: str, level: str, stream: IO[str]) -> ILogObserver:
     """An observer in ``log_format`` ("text" or "json") dropping events below ``level``."""
-    base = json_observer(stream) if log_format == "json" else textFileLogObserver(stream)
+    base: ILogObserver = (
+        json_observer(stream) if log_format == "json" else textFileLogObserver(stream)
+    )
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
     return FilteringLogObserver(base, [predicate])
 

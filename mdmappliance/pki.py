@@ -217,9 +217,9 @@ def certificate_covers_hostname(cert: x509.Certificate, hostname: str) -> bool:
         pattern = name.lower().rstrip(".")
         if pattern == host:
             return True
-        if pattern.startswith("*.") and "." in host:
-            if host.split(".", 1)[1] == pattern[2:]:
-                return True
+        wildcard_match = "." in host and host.split(".", 1)[1] == pattern[2:]
+        if pattern.startswith("*.") and wildcard_match:
+            return True
     return False
 
 

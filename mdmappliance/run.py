@@ -14,7 +14,7 @@ from mdmappliance._version import __version__
 from mdmappliance.config import load_config
 from mdmappliance.errors import ApplianceError
 from mdmappliance.logs import start_logging
-from mdmappliance.service import make_service, urls
+from mdmappliance.service import global_reactor, make_service, urls
 from mdmappliance.store import Store
 
 log = Logger()
@@ -24,8 +24,7 @@ def serve(config_path: Path, *, log_format: str | None = None) -> int:
     """Run until SIGTERM or SIGINT; return the exit status."""
     config = load_config(config_path)
     start_logging(log_format or config.log.format, config.log.level)
-    from twisted.internet import reactor
-
+    reactor = global_reactor()
     service = make_service(config, reactor)
     try:
         service.privilegedStartService()
@@ -38,7 +37,8 @@ def serve(config_path: Path, *, log_format: str | None = None) -> int:
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     log.info(
         "mdmappliance {version} running with config {config}",
-        version=__version__, config=str(config.path),
+        version=__version__,
+        config=str(config.path),
     )
     for name, url in urls(config).items():
         log.info("{name}: {url}", name=name, url=url)

@@ -7,12 +7,17 @@ listeners drain first, the store closes last, so no request ever finds the datab
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-from twisted.internet.interfaces import IReactorFromThreads, IReactorTCP, IReactorTime
+from twisted.internet.interfaces import (
+    IReactorCore,
+    IReactorFromThreads,
+    IReactorTCP,
+    IReactorTime,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -26,8 +31,15 @@ from mdmappliance.store import Store
 log = Logger()
 
 
-class Reactor(IReactorTCP, IReactorTime, IReactorFromThreads):
+class Reactor(IReactorTCP, IReactorTime, IReactorFromThreads, IReactorCore):
     """What the service tree needs of a reactor (for type checking only)."""
+
+
+def global_reactor() -> Reactor:
+    """The installed reactor, typed as what the service tree uses of it."""
+    from twisted.internet import reactor
+
+    return cast(Reactor, reactor)
 
 
 class ApplianceService(MultiService):
@@ -37,13 +49,17 @@ class ApplianceService(MultiService):
         Service.stopService(self)
         chain: Deferred[Any] = succeed(None)
         for child in reversed(list(self)):
-            chain.addCallback(lambda _, c=child: maybeDeferred(c.stopService))
+            chain.addCallback(_stop, child)
             chain.addErrback(self._stop_failed, child)
         return chain
 
     @staticmethod
     def _stop_failed(failure: Failure, child: IService) -> None:
         log.failure("stopping {service} failed", failure, service=child.name)
+
+
+def _stop(_: object, child: IService) -> Deferred[Any]:
+    return maybeDeferred(child.stopService)
 
 
 class LifecycleEvents(Service):
@@ -100,7 +116,9 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
     if report.upgraded:
         log.info(
             "database {path} upgraded from schema {old} to {new} (backup: {backup})",
-            path=str(store.path), old=report.from_version, new=report.to_version,
+            path=str(store.path),
+            old=report.from_version,
+            new=report.to_version,
             backup=str(report.backup) if report.backup else "none, it was new",
         )
     for warning in config.warnings:

@@ -77,9 +77,7 @@ class Store(Service):
             raise StoreError(f"cannot open database {self.path}: {e}") from e
         try:
             self._configure(conn)
-            report = migrate(
-                conn, self.migrations, db_path=self.path, backup_dir=self.backup_dir
-            )
+            report = migrate(conn, self.migrations, db_path=self.path, backup_dir=self.backup_dir)
         except sqlite3.DatabaseError as e:
             conn.close()
             raise StoreError(f"cannot use database {self.path}: {e}") from e
@@ -121,7 +119,7 @@ class Store(Service):
     def transaction(
         self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
     ) -> Deferred[T]:
-        """Run ``fn(connection, ...)`` in one transaction: committed if it returns, else none of it."""
+        """Run ``fn(connection, ...)`` in one transaction: all of it commits, or none of it."""
         return self.run(in_transaction, fn, *args, **kw)
 
     def transaction_now(
@@ -174,6 +172,7 @@ class Store(Service):
 def in_transaction(
     conn: sqlite3.Connection,
     fn: Callable[Concatenate[sqlite3.Connection, P], T],
+    /,
     *args: P.args,
     **kw: P.kwargs,
 ) -> T:

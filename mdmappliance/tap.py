@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import ClassVar
 
 from twisted.application.service import IService
 from twisted.python import usage
@@ -21,7 +22,7 @@ def _exit(error: ApplianceError) -> SystemExit:
 
 
 class Options(usage.Options):
-    optParameters = [
+    optParameters: ClassVar[list[list[str | None]]] = [
         ["config", "c", DEFAULT_CONFIG, "The mdmappliance config file."],
         ["log-format", None, None, "Override [log] format: text or json."],
     ]
@@ -44,11 +45,9 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> IService:
-    from twisted.internet import reactor
-
-    from mdmappliance.service import make_service
+    from mdmappliance.service import global_reactor, make_service
 
     try:
-        return make_service(options.config, reactor)
+        return make_service(options.config, global_reactor())
     except ApplianceError as e:
         raise _exit(e) from None

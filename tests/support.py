@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +33,7 @@ def _template_installation() -> Path:
     return _template
 
 
-def make_installation(
-    directory: Path, port: int | None = None, **sections: dict[str, Any]
-) -> Path:
+def make_installation(directory: Path, port: int | None = None, **sections: dict[str, Any]) -> Path:
     """A complete installation in ``directory``; returns its config path.
 
     ``sections`` override config keys, e.g. ``store={"synchronous": "NORMAL"}``.
@@ -80,3 +83,53 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 def twistd() -> str:
     """The twistd script of the environment running the tests."""
     return str(Path(sys.executable).parent / "twistd")
+
+
+class RunningAppliance:
+    """An appliance started as a child process (``serve`` or ``twistd``) on a loopback port."""
+
+    def __init__(self, command: list[str], port: int, cwd: Path) -> None:
+        self.port = port
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=subprocess_env(),
+            cwd=str(cwd),
+        )
+
+    def wait_until_listening(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                out, err = self.process.communicate()
+                raise AssertionError(f"exited with {self.process.returncode}: {err}{out}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"nothing listened on port {self.port} within {timeout}s")
+
+    def get(self, path: str, key: str | None) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}")
+        if key is not None:
+            request.add_header("Authorization", f"Bearer {key}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def terminate(self, timeout: float = 30.0) -> tuple[int, str, str]:
+        """SIGTERM, then the exit status and everything it printed."""
+        self.process.send_signal(signal.SIGTERM)
+        out, err = self.process.communicate(timeout=timeout)
+        return self.process.returncode, out, err
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import treq
-from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
@@ -15,7 +14,10 @@ from twisted.web.client import HTTPConnectionPool
 from mdmappliance._version import __version__
 from mdmappliance.adminapi import AdminAPI
 from mdmappliance.listener import DrainingSite, ListenerService
+from mdmappliance.service import global_reactor
 from mdmappliance.store import Store
+
+reactor = global_reactor()
 
 KEY = "k" * 40
 
@@ -36,15 +38,17 @@ class AdminHealth(TestCase):
             describe="127.0.0.1:0",
         )
         self.listener.startService()
-        assert self.listener.port is not None
-        self.base = f"http://127.0.0.1:{self.listener.port.getHost().port}"
+        self.base = f"http://127.0.0.1:{self.listener.bound_port}"
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(lambda: self.store.stopService() if self.store.running else None)
         self.addCleanup(self.listener.stopService)
 
-    async def get(self, path: str, authorization: str | None = None,
-                  method: str = "GET") -> tuple[int, Any, Any]:
-        headers = {"Authorization": authorization} if authorization else {}
+    async def get(
+        self, path: str, authorization: str | None = None, method: str = "GET"
+    ) -> tuple[int, Any, Any]:
+        headers: dict[bytes | str, bytes | str] = (
+            {"Authorization": authorization} if authorization else {}
+        )
         response = await treq.request(method, self.base + path, headers=headers, pool=self.pool)
         body = await response.content()
         return response.code, response.headers, json.loads(body) if body else None
@@ -59,14 +63,21 @@ class AdminHealth(TestCase):
         self.assertGreaterEqual(body["uptime_seconds"], 5)
 
     async def test_no_key_wrong_key_wrong_scheme(self) -> None:
-        for authorization in (None, f"Bearer {KEY}x", "Bearer ", f"Basic {KEY}", KEY,
-                              f"Bearer {KEY[:-1]}"):
+        for authorization in (
+            None,
+            f"Bearer {KEY}x",
+            "Bearer ",
+            f"Basic {KEY}",
+            KEY,
+            f"Bearer {KEY[:-1]}",
+        ):
             for path in ("/v1/health", "/no/such/route"):
                 code, headers, body = await self.get(path, authorization)
                 self.assertEqual(code, 401, (authorization, path))
                 self.assertEqual(body, {"error": "missing or invalid API key"})
-                self.assertEqual(headers.getRawHeaders("www-authenticate"),
-                                 ['Bearer realm="mdmappliance"'])
+                self.assertEqual(
+                    headers.getRawHeaders("www-authenticate"), ['Bearer realm="mdmappliance"']
+                )
 
     async def test_scheme_is_case_insensitive(self) -> None:
         code, _, _ = await self.get("/v1/health", f"bearer {KEY}")

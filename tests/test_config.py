@@ -43,7 +43,7 @@ class Mistakes(TestCase):
     def assertConfigError(self, key: str | None, pattern: str) -> ConfigError:
         with self.assertRaises(ConfigError) as caught:
             load_config(self.config_path)
-        error = caught.exception
+        error: ConfigError = caught.exception
         self.assertEqual(error.key, key)
         self.assertRegex(error.problem, pattern)
         self.assertIn(str(self.config_path), str(error))
@@ -66,11 +66,11 @@ class Mistakes(TestCase):
         self.assertConfigError(None, r"invalid TOML: .*line \d+")
 
     def test_not_utf8(self) -> None:
-        self.config_path.write_bytes(b"[appliance]\nhostname = \"\xff\"\n")
+        self.config_path.write_bytes(b'[appliance]\nhostname = "\xff"\n')
         self.assertConfigError(None, "not UTF-8")
 
     def test_unknown_key(self) -> None:
-        self.set_key("admin", 'prot = 9000')
+        self.set_key("admin", "prot = 9000")
         self.assertConfigError("admin.prot", r"unknown key \(known keys: bind, port")
 
     def test_unknown_section(self) -> None:
@@ -83,19 +83,19 @@ class Mistakes(TestCase):
         self.assertConfigError("log", "must be a table")
 
     def test_wrong_type(self) -> None:
-        self.set_key("admin", 'port = \"9000\"')
+        self.set_key("admin", 'port = "9000"')
         self.assertConfigError("admin.port", r"must be an integer, got a string \('9000'\)")
 
     def test_boolean_is_not_an_integer(self) -> None:
-        self.set_key("store", 'busy_timeout_ms = true')
+        self.set_key("store", "busy_timeout_ms = true")
         self.assertConfigError("store.busy_timeout_ms", "must be an integer, got a boolean")
 
     def test_out_of_range(self) -> None:
-        self.set_key("admin", 'port = 70000')
+        self.set_key("admin", "port = 70000")
         self.assertConfigError("admin.port", "must be from 1 to 65535, got 70000")
 
     def test_bad_choice(self) -> None:
-        self.set_key("store", 'synchronous = \"SOMETIMES\"')
+        self.set_key("store", 'synchronous = "SOMETIMES"')
         self.assertConfigError("store.synchronous", "must be one of OFF, NORMAL, FULL, EXTRA")
 
     def test_missing_required_key(self) -> None:
@@ -159,8 +159,9 @@ class Mistakes(TestCase):
         self.assertIn("mode 0644", config.warnings[0])
 
 
-def _single_line_failure(test: TestCase, result: subprocess.CompletedProcess[str],
-                         config_path: Path, key: str | None) -> str:
+def _single_line_failure(
+    test: TestCase, result: subprocess.CompletedProcess[str], config_path: Path, key: str | None
+) -> str:
     test.assertEqual(result.returncode, 2, result.stderr)
     lines = result.stderr.strip().splitlines()
     test.assertEqual(len(lines), 1, result.stderr)
@@ -230,10 +231,20 @@ class ServiceRefusesBadConfig(TestCase):
         text = self.config_path.read_text()
         self.config_path.write_text(text.replace("[admin]\n", "[admin]\nprot = 1\n"))
         result = subprocess.run(
-            [twistd(), "--nodaemon", "--pidfile=", "mdmappliance",
-             "--config", str(self.config_path)],
-            capture_output=True, text=True, env=subprocess_env(), timeout=60,
-            cwd=str(self.dir), stdin=subprocess.DEVNULL,
+            [
+                twistd(),
+                "--nodaemon",
+                "--pidfile=",
+                "mdmappliance",
+                "--config",
+                str(self.config_path),
+            ],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            timeout=60,
+            cwd=str(self.dir),
+            stdin=subprocess.DEVNULL,
         )
         _single_line_failure(self, result, self.config_path, "admin.prot")
 

@@ -15,7 +15,7 @@ from twisted.trial.unittest import TestCase
 from mdmappliance import pki
 from mdmappliance.config import load_config
 from mdmappliance.errors import InitError
-from mdmappliance.installation import InitRequest, initialize
+from mdmappliance.installation import InitRequest, InitResult, initialize
 from mdmappliance.settings import INSTALLATION_ID, get_setting
 from mdmappliance.store import Store
 from tests.support import run_cli
@@ -40,9 +40,20 @@ class Init(TestCase):
     def setUp(self) -> None:
         self.dir = Path(self.mktemp()).absolute()
 
-    def init(self, **kw: object) -> object:
-        request = InitRequest(data_dir=self.dir, hostname=str(kw.pop("hostname", "mdm.example.com")),
-                              **kw)  # type: ignore[arg-type]
+    def init(
+        self,
+        hostname: str = "mdm.example.com",
+        server_cert: Path | None = None,
+        server_key: Path | None = None,
+        force: bool = False,
+    ) -> InitResult:
+        request = InitRequest(
+            data_dir=self.dir,
+            hostname=hostname,
+            server_cert=server_cert,
+            server_key=server_key,
+            force=force,
+        )
         return initialize(request)
 
     def test_chain_verifies(self) -> None:
@@ -51,21 +62,34 @@ class Init(TestCase):
         ca = pki.read_certificate(ca_pem)
         server = pki.read_certificate(server_pem)
         server.verify_directly_issued_by(ca)
-        result = openssl("verify", "-CAfile", str(ca_pem), "-purpose", "sslserver",
-                         "-verify_hostname", "mdm.example.com", str(server_pem))
+        result = openssl(
+            "verify",
+            "-CAfile",
+            str(ca_pem),
+            "-purpose",
+            "sslserver",
+            "-verify_hostname",
+            "mdm.example.com",
+            str(server_pem),
+        )
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertIn("OK", result.stdout)
         self.assertTrue(pki.is_ca_certificate(ca))
         self.assertIn("mdm.example.com", pki.certificate_names(server))
-        self.assertTrue(pki.key_matches_certificate(pki.read_private_key(self.dir / "pki/ca.key"), ca))
+        self.assertTrue(
+            pki.key_matches_certificate(pki.read_private_key(self.dir / "pki/ca.key"), ca)
+        )
         self.assertTrue(
             pki.key_matches_certificate(pki.read_private_key(self.dir / "pki/server.key"), server)
         )
         eku = server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         self.assertIn(ExtendedKeyUsageOID.SERVER_AUTH, list(eku))
         lifetime = server.not_valid_after_utc - server.not_valid_before_utc
-        self.assertLessEqual(lifetime, datetime.timedelta(days=825, minutes=5),
-                             "Apple refuses private-CA server certificates valid > 825 days")
+        self.assertLessEqual(
+            lifetime,
+            datetime.timedelta(days=825, minutes=5),
+            "Apple refuses private-CA server certificates valid > 825 days",
+        )
 
     def test_key_files_are_private(self) -> None:
         self.init()
@@ -90,14 +114,15 @@ class Init(TestCase):
         self.init(hostname="192.0.2.10")
         server = pki.read_certificate(self.dir / "pki/server.pem")
         san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        self.assertEqual(san.get_values_for_type(x509.IPAddress),
-                         [ipaddress.ip_address("192.0.2.10")])
+        self.assertEqual(
+            san.get_values_for_type(x509.IPAddress), [ipaddress.ip_address("192.0.2.10")]
+        )
 
     def test_again_changes_nothing(self) -> None:
         self.init()
         before = snapshot(self.dir)
         result = self.init()
-        self.assertFalse(result.changed)  # type: ignore[attr-defined]
+        self.assertFalse(result.changed)
         self.assertEqual(snapshot(self.dir), before)
 
     def test_force_replaces_keys_and_keeps_the_old_ones(self) -> None:
@@ -109,7 +134,7 @@ class Init(TestCase):
         installation = store.transaction_now(get_setting, INSTALLATION_ID)
         store.close()
         result = self.init(force=True)
-        self.assertTrue(result.replaced)  # type: ignore[attr-defined]
+        self.assertTrue(result.replaced)
         self.assertNotEqual((self.dir / "admin-api-key").read_bytes(), old_key)
         self.assertNotEqual((self.dir / "pki/ca.pem").read_bytes(), old_ca)
         aside = list((self.dir / "pki").glob("ca.key.replaced-*"))
@@ -117,8 +142,11 @@ class Init(TestCase):
         self.assertEqual(stat.S_IMODE(aside[0].stat().st_mode), 0o600)
         store = Store(self.dir / "mdmappliance.db")
         store.open()
-        self.assertEqual(store.transaction_now(get_setting, INSTALLATION_ID), installation,
-                         "the database is never replaced")
+        self.assertEqual(
+            store.transaction_now(get_setting, INSTALLATION_ID),
+            installation,
+            "the database is never replaced",
+        )
         store.close()
         load_config(self.dir / "mdmappliance.toml")
 
@@ -143,9 +171,23 @@ class Init(TestCase):
         where = Path(self.mktemp()).absolute()
         where.mkdir()
         cert, key = where / "own.pem", where / "own.key"
-        result = openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-                         "-subj", f"/CN={hostname}", "-addext", f"subjectAltName=DNS:{hostname}",
-                         "-keyout", str(key), "-out", str(cert))
+        result = openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            f"/CN={hostname}",
+            "-addext",
+            f"subjectAltName=DNS:{hostname}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        )
         self.assertEqual(result.returncode, 0, result.stderr)
         return cert, key
 
@@ -173,14 +215,17 @@ class Init(TestCase):
 class InitCommand(TestCase):
     def test_prints_where_everything_is_and_is_idempotent(self) -> None:
         data = Path(self.mktemp()).absolute()
-        first = run_cli("init", "--data-dir", str(data), "--hostname", "localhost",
-                        "--admin-port", "19999")
+        first = run_cli(
+            "init", "--data-dir", str(data), "--hostname", "localhost", "--admin-port", "19999"
+        )
         self.assertEqual(first.returncode, 0, first.stderr)
-        for expected in (f"config file     {data}/mdmappliance.toml",
-                         f"admin API key   {data}/admin-api-key",
-                         f"CA certificate  {data}/pki/ca.pem",
-                         f"database        {data}/mdmappliance.db",
-                         "http://127.0.0.1:19999/v1/health"):
+        for expected in (
+            f"config file     {data}/mdmappliance.toml",
+            f"admin API key   {data}/admin-api-key",
+            f"CA certificate  {data}/pki/ca.pem",
+            f"database        {data}/mdmappliance.db",
+            "http://127.0.0.1:19999/v1/health",
+        ):
             self.assertIn(expected, first.stdout)
         second = run_cli("init", "--data-dir", str(data), "--hostname", "localhost")
         self.assertEqual(second.returncode, 0, second.stderr)
@@ -189,8 +234,16 @@ class InitCommand(TestCase):
 
     def test_refusal_is_one_line(self) -> None:
         data = Path(self.mktemp()).absolute()
-        result = run_cli("init", "--data-dir", str(data), "--hostname", "localhost",
-                         "--server-cert", "/nonexistent.pem")
+        result = run_cli(
+            "init",
+            "--data-dir",
+            str(data),
+            "--hostname",
+            "localhost",
+            "--server-cert",
+            "/nonexistent.pem",
+        )
         self.assertEqual(result.returncode, 2)
-        self.assertEqual(result.stderr.strip(),
-                         "mdmappliance: --server-cert and --server-key go together")
+        self.assertEqual(
+            result.stderr.strip(), "mdmappliance: --server-cert and --server-key go together"
+        )

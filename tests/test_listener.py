@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import treq
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionRefusedError
@@ -17,6 +16,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from mdmappliance.listener import DrainingSite, ListenError, ListenerService
+from mdmappliance.service import global_reactor
+
+reactor = global_reactor()
 
 
 class Slow(Resource):
@@ -50,8 +52,7 @@ class Drain(TestCase):
             describe="127.0.0.1:0",
         )
         self.listener.startService()
-        assert self.listener.port is not None
-        self.port = self.listener.port.getHost().port
+        self.port = self.listener.bound_port
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.addCleanup(self.pool.closeCachedConnections)
         self.addCleanup(lambda: self.listener.stopService() if self.listener.running else None)
@@ -77,8 +78,11 @@ class Drain(TestCase):
         response = await response_d
         self.assertEqual(response.code, 200)
         self.assertEqual(await response.content(), b"done")
-        self.assertEqual(request.responseHeaders.getRawHeaders(b"connection"), [b"close"],
-                         "the client is told this connection ends with the response")
+        self.assertEqual(
+            request.responseHeaders.getRawHeaders(b"connection"),
+            [b"close"],
+            "the client is told this connection ends with the response",
+        )
         await stopped
         self.assertFalse(self.clock.getDelayedCalls(), "the grace timer was cancelled")
 
@@ -107,7 +111,7 @@ class Drain(TestCase):
             lost(reason)
             closed.callback(None)
 
-        protocol.connectionLost = notify  # type: ignore[method-assign]
+        protocol.connectionLost = notify
         await self.listener.stopService()
         await closed
         self.assertEqual(len(self.listener.connections.protocols), 0)

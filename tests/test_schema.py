@@ -11,6 +11,7 @@ from mdmappliance.errors import DatabaseTooNew, MigrationFailed, StoreError
 from mdmappliance.schema import (
     APPLICATION_ID,
     Migration,
+    MigrationReport,
     load_migrations,
     migrate,
     schema_version,
@@ -97,7 +98,7 @@ class Migrate(SynchronousTestCase):
         self.db = self.dir / "test.db"
         self.backups = self.dir / "backups"
 
-    def migrate(self, migrations: tuple[Migration, ...], db: Path | None = None):  # type: ignore[no-untyped-def]
+    def migrate(self, migrations: tuple[Migration, ...], db: Path | None = None) -> MigrationReport:
         db = db or self.db
         conn = connect(db)
         try:
@@ -139,9 +140,7 @@ class Migrate(SynchronousTestCase):
             self.migrate(migrations[:start], db)
             if start:
                 conn = connect(db)
-                conn.execute(
-                    "INSERT INTO settings (key, value, updated_at) VALUES ('k', 'v', 't')"
-                )
+                conn.execute("INSERT INTO settings (key, value, updated_at) VALUES ('k', 'v', 't')")
                 conn.close()
             report = self.migrate(migrations, db)
             self.assertEqual((report.from_version, report.to_version), (start, len(migrations)))
@@ -191,7 +190,7 @@ class Migrate(SynchronousTestCase):
     def test_failed_upgrade_from_empty_leaves_it_empty(self) -> None:
         with self.assertRaises(MigrationFailed):
             self.migrate(self.broken())
-        version, app_id, rows = dump(self.db)
+        version, app_id, _ = dump(self.db)
         self.assertEqual((version, app_id), (0, 0), "earlier steps were rolled back too")
         self.assertEqual(schema_of(self.db), [])
 

@@ -7,13 +7,15 @@ import stat
 import threading
 from pathlib import Path
 
-from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from mdmappliance.errors import StoreClosed, StoreError
 from mdmappliance.events import events_after, record_event
+from mdmappliance.service import global_reactor
 from mdmappliance.settings import get_setting, set_setting
 from mdmappliance.store import Store
+
+reactor = global_reactor()
 
 
 class StoreService(TestCase):

@@ -1,0 +1,120 @@
+"""Benchmarks that print figures (``make bench``); never assertions.
+
+- store: committed transactions per second through the Deferred API, FULL vs NORMAL sync;
+- admin: ``GET /v1/health`` requests per second over loopback with keep-alive.
+
+Each runs a bounded number of operations on loopback and in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import treq
+from twisted.internet import defer, task
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.web.client import HTTPConnectionPool
+
+from mdmappliance.adminapi import AdminAPI
+from mdmappliance.events import record_event
+from mdmappliance.listener import DrainingSite, ListenerService
+from mdmappliance.service import global_reactor
+from mdmappliance.store import Store
+
+reactor = global_reactor()
+
+STORE_TRANSACTIONS = 2000
+HEALTH_REQUESTS = 2000
+HEALTH_CONCURRENCY = 8
+KEY = "b" * 40
+
+
+def report(name: str, count: int, seconds: float, unit: str) -> None:
+    print(f"{name:48} {count / seconds:10.0f} {unit}/s  ({count} in {seconds:.2f}s)")
+
+
+async def bench_store(directory: Path, synchronous: str, in_flight: int) -> None:
+    store = Store(
+        directory / f"bench-{synchronous}-{in_flight}.db", reactor=reactor, synchronous=synchronous
+    )
+    store.startService()
+    started = time.perf_counter()
+    for _ in range(STORE_TRANSACTIONS // in_flight):
+        batch = [
+            store.transaction(record_event, "bench.event", detail={"n": 1})
+            for _ in range(in_flight)
+        ]
+        await defer.gatherResults(batch)
+    elapsed = time.perf_counter() - started
+    await store.stopService()
+    report(
+        f"store: 1-event transactions, {synchronous}, {in_flight} queued",
+        STORE_TRANSACTIONS,
+        elapsed,
+        "tx",
+    )
+
+
+async def bench_health(directory: Path) -> None:
+    store = Store(directory / "health.db", reactor=reactor)
+    store.startService()
+    api = AdminAPI(store=store, clock=reactor, started_at=reactor.seconds())
+    listener = ListenerService(
+        "admin",
+        TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
+        DrainingSite(api.resource({"admin": KEY})),
+        clock=reactor,
+        grace=1.0,
+        describe="bench",
+    )
+    listener.startService()
+    url = f"http://127.0.0.1:{listener.bound_port}/v1/health"
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = HEALTH_CONCURRENCY
+    headers: dict[bytes | str, bytes | str] = {"Authorization": f"Bearer {KEY}"}
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            response = await treq.get(url, headers=headers, pool=pool)
+            await response.content()
+            assert response.code == 200
+
+    started = time.perf_counter()
+    per_worker = HEALTH_REQUESTS // HEALTH_CONCURRENCY
+    await defer.gatherResults(
+        [defer.ensureDeferred(worker(per_worker)) for _ in range(HEALTH_CONCURRENCY)]
+    )
+    elapsed = time.perf_counter() - started
+    report(
+        f"admin: GET /v1/health, keep-alive, {HEALTH_CONCURRENCY} clients",
+        per_worker * HEALTH_CONCURRENCY,
+        elapsed,
+        "req",
+    )
+    await pool.closeCachedConnections()
+    await listener.stopService()
+    await store.stopService()
+
+
+async def main(_: Any) -> None:
+    with tempfile.TemporaryDirectory(prefix="mdmappliance-bench-") as name:
+        directory = Path(name)
+        for synchronous in ("FULL", "NORMAL"):
+            for in_flight in (1, 50):
+                await bench_store(directory, synchronous, in_flight)
+        await bench_health(directory)
+
+
+def run(entry: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
+    task.react(lambda r: defer.ensureDeferred(entry(r)))
+
+
+if __name__ == "__main__":
+    run(main)
