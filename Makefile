@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= var/demo
 DEPS_STAMP := $(VENV)/.deps-stamp
+SHELL := /bin/bash
 
 .PHONY: run test bench lint conf install clean
 
@@ -23,8 +24,10 @@ run: install
 	    $(BIN)/mdmappliance init --data-dir $(DEMO_DIR) --hostname localhost
 	exec $(BIN)/mdmappliance serve --config $(DEMO_DIR)/mdmappliance.toml
 
+# trial's report, then one plain "N passed, N failed" line; fails if trial failed.
 test: install
-	$(BIN)/python -m twisted.trial $(TRIAL_ARGS) tests
+	set -o pipefail; $(BIN)/python -m twisted.trial $(TRIAL_ARGS) tests 2>&1 \
+	    | $(BIN)/python tests/summary.py
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -11,7 +11,7 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdmappliance.config import load_config
-from tests.support import RunningAppliance, free_port, make_installation, twistd
+from tests.support import RunningAppliance, free_port, make_installation, run_cli, twistd
 
 
 class EndToEnd(SynchronousTestCase):
@@ -114,4 +114,17 @@ class EndToEnd(SynchronousTestCase):
             err.strip(),
             f"mdmappliance: admin listener cannot listen on 127.0.0.1:{appliance.port}: "
             "Address already in use",
+        )
+
+    def test_database_newer_than_the_code_is_one_line(self) -> None:
+        directory = Path(self.mktemp()).absolute()
+        config_path = make_installation(directory, port=free_port())
+        conn = sqlite3.connect(directory / "mdmappliance.db")
+        conn.execute("PRAGMA user_version = 99")
+        conn.close()
+        result = run_cli("serve", "--config", str(config_path))
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+        self.assertIn(
+            "has schema version 99, but this mdmappliance only knows up to version 1", result.stderr
         )
