@@ -19,13 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import treq
 from twisted.internet import defer, task
-from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.web.client import HTTPConnectionPool
 
-from mdmappliance.adminapi import AdminAPI
 from mdmappliance.events import record_event
-from mdmappliance.listener import DrainingSite, ListenerService
-from mdmappliance.service import global_reactor
+from mdmappliance.service import admin_listener, global_reactor
 from mdmappliance.store import Store
 
 reactor = global_reactor()
@@ -65,14 +62,8 @@ async def bench_store(directory: Path, synchronous: str, in_flight: int) -> None
 async def bench_health(directory: Path) -> None:
     store = Store(directory / "health.db", reactor=reactor)
     store.startService()
-    api = AdminAPI(store=store, clock=reactor, started_at=reactor.seconds())
-    listener = ListenerService(
-        "admin",
-        TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
-        DrainingSite(api.resource({"admin": KEY})),
-        clock=reactor,
-        grace=1.0,
-        describe="bench",
+    listener = admin_listener(
+        reactor, store, bind="127.0.0.1", port=0, api_keys={"admin": KEY}, grace=1.0
     )
     listener.startService()
     url = f"http://127.0.0.1:{listener.bound_port}/v1/health"

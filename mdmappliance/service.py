@@ -85,20 +85,23 @@ class LifecycleEvents(Service):
         return recorded.addCallback(lambda _: None)
 
 
-def admin_listener(config: Config, reactor: Reactor, store: Store) -> ListenerService:
+def admin_listener(
+    reactor: Reactor,
+    store: Store,
+    *,
+    bind: str,
+    port: int,
+    api_keys: dict[str, str],
+    grace: float,
+) -> ListenerService:
+    """The admin API on plain HTTP at ``bind``:``port`` (0 picks a free port)."""
     api = AdminAPI(store=store, clock=reactor, started_at=reactor.seconds())
-    keys = {"admin": config.read_admin_api_key()}
-    site = DrainingSite(api.resource(keys))
+    site = DrainingSite(api.resource(api_keys))
     site.displayTracebacks = False
-    endpoint_type = TCP6ServerEndpoint if ":" in config.admin.bind else TCP4ServerEndpoint
-    endpoint = endpoint_type(reactor, config.admin.port, interface=config.admin.bind)
+    endpoint_type = TCP6ServerEndpoint if ":" in bind else TCP4ServerEndpoint
+    endpoint = endpoint_type(reactor, port, interface=bind)
     return ListenerService(
-        "admin",
-        endpoint,
-        site,
-        clock=reactor,
-        grace=config.appliance.shutdown_grace,
-        describe=f"{config.admin.bind}:{config.admin.port}",
+        "admin", endpoint, site, clock=reactor, grace=grace, describe=f"{bind}:{port}"
     )
 
 
@@ -126,7 +129,14 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
     store.setServiceParent(top)
     admin_url = config.admin_url()
     LifecycleEvents(store, {"admin_url": admin_url}).setServiceParent(top)
-    admin_listener(config, reactor, store).setServiceParent(top)
+    admin_listener(
+        reactor,
+        store,
+        bind=config.admin.bind,
+        port=config.admin.port,
+        api_keys={"admin": config.read_admin_api_key()},
+        grace=config.appliance.shutdown_grace,
+    ).setServiceParent(top)
     return top
 
 
