@@ -21,7 +21,7 @@ install: $(DEPS_STAMP)
 
 run: install
 	test -f $(DEMO_DIR)/mdmappliance.toml || \
-	    $(BIN)/mdmappliance init --data-dir $(DEMO_DIR) --hostname localhost
+	    $(BIN)/mdmappliance init --data-dir $(DEMO_DIR) --hostname localhost --device-port 8443
 	exec $(BIN)/mdmappliance serve --config $(DEMO_DIR)/mdmappliance.toml
 
 # trial's report, then one plain "N passed, N failed" line; fails if trial failed.

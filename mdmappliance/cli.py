@@ -37,6 +37,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             server_cert=Path(args.server_cert) if args.server_cert else None,
             server_key=Path(args.server_key) if args.server_key else None,
             admin_port=args.admin_port,
+            device_port=args.device_port,
             force=args.force,
         )
     )
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--server-cert", help="your own TLS server certificate (PEM or DER)")
     init.add_argument("--server-key", help="the private key of --server-cert")
     init.add_argument("--admin-port", type=int, help="admin API port (default 9180)")
+    init.add_argument("--device-port", type=int, help="device listener port (default 443)")
     init.add_argument(
         "--force",
         action="store_true",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import inspect
 import ipaddress
 import os
 import re
@@ -76,6 +77,11 @@ def check_hostname(value: str) -> None:
         raise ValueError(f"{value!r} is not a valid DNS name or IP address")
 
 
+def check_not_empty(value: str) -> None:
+    if not value:
+        raise ValueError("must not be empty")
+
+
 def check_ip_address(value: str) -> None:
     try:
         ipaddress.ip_address(value)
@@ -83,9 +89,19 @@ def check_ip_address(value: str) -> None:
         raise ValueError(f"{value!r} is not an IP address (a name is not accepted here)") from None
 
 
-def check_not_empty(value: str) -> None:
-    if not value:
-        raise ValueError("must not be empty")
+def check_ip_addresses(values: tuple[str, ...]) -> None:
+    for value in values:
+        check_ip_address(value)
+
+
+def check_url_path(value: str) -> None:
+    if not value.startswith("/") or any(c in value for c in "?# \t"):
+        raise ValueError(f"must be a URL path starting with '/', got {value!r}")
+
+
+def check_topic(value: str) -> None:
+    if value and not (value.startswith("com.apple.mgmt.") and len(value) > len("com.apple.mgmt.")):
+        raise ValueError(f"must be empty or start with 'com.apple.mgmt.', got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -174,6 +190,97 @@ class AdminSection:
 
 
 @dataclass(frozen=True)
+class DeviceSection:
+    """The device listener: TLS demanding client certificates, for check-in and commands."""
+
+    bind: str = setting(
+        "0.0.0.0",
+        doc="Address devices connect to (0.0.0.0: every IPv4 address).",
+        check=check_ip_address,
+    )
+    port: int = setting(
+        443,
+        doc="TCP port of the device listener (below 1024 needs CAP_NET_BIND_SERVICE).",
+        check=in_range(1, 65535),
+    )
+    checkin_path: str = setting(
+        "/mdm/checkin",
+        doc="URL path of the CheckInURL in enrollment profiles.",
+        check=check_url_path,
+    )
+    server_path: str = setting(
+        "/mdm/connect",
+        doc="URL path of the ServerURL in enrollment profiles. Check-in messages are accepted "
+        "here too (a profile without CheckInURL sends them to the ServerURL).",
+        check=check_url_path,
+    )
+    extra_ca_files: tuple[Path, ...] = setting(
+        (),
+        doc="More CA certificates (PEM files) whose device identities are trusted besides the "
+        "appliance CA's, for devices enrolled under another CA.",
+    )
+    topic: str = setting(
+        "",
+        doc="The APNs push topic (com.apple.mgmt.…). When set, a TokenUpdate for another topic "
+        "is refused. Empty: not configured yet; the push certificate sets it later.",
+        check=check_topic,
+    )
+    max_body_bytes: int = setting(
+        4 * 1024 * 1024,
+        doc="Largest request body accepted from a device; larger ones get 413 before the rest is "
+        "read.",
+        check=in_range(1024, 256 * 1024 * 1024),
+    )
+    max_plist_depth: int = setting(
+        32,
+        doc="Deepest nesting of arrays and dictionaries accepted in a device plist.",
+        check=in_range(4, 256),
+    )
+    signature_clock_skew: float = setting(
+        300.0,
+        doc="Seconds of clock difference tolerated when checking the validity dates of a "
+        "certificate that signed an Mdm-Signature.",
+        check=in_range(0, 86400),
+    )
+    unlock_key_file: Path = setting(
+        Path("unlock-token.key"),
+        doc="Key that encrypts escrowed UnlockTokens at rest (32 random bytes, made by init). "
+        "Losing it loses every escrowed UnlockToken.",
+    )
+    users_file: str = setting(
+        "",
+        doc="Local network users for UserAuthenticate, in htdigest format (user:realm:HA1, "
+        "make it with `htdigest`). Empty: answer UserAuthenticate with an empty "
+        "DigestChallenge, so no AuthToken is needed.",
+    )
+    users_realm: str = setting(
+        "mdmappliance",
+        doc="The HTTP Digest realm of users_file.",
+        check=check_not_empty,
+    )
+
+
+@dataclass(frozen=True)
+class ProxySection:
+    """Optional plain-HTTP device listener, for use behind a TLS-terminating reverse proxy.
+
+    The device identity then comes from the Mdm-Signature header (SignMessage profiles) or
+    from an RFC 9440 Client-Cert header sent by one of trusted_proxies."""
+
+    enabled: bool = setting(False, doc="Run the proxy listener.")
+    bind: str = setting(
+        "127.0.0.1", doc="Address the proxy listener listens on.", check=check_ip_address
+    )
+    port: int = setting(8080, doc="TCP port of the proxy listener.", check=in_range(1, 65535))
+    trusted_proxies: tuple[str, ...] = setting(
+        ("127.0.0.1", "::1"),
+        doc="Proxy addresses whose Client-Cert header is believed; the header from anywhere "
+        "else is ignored.",
+        check=check_ip_addresses,
+    )
+
+
+@dataclass(frozen=True)
 class LogSection:
     """Logging to standard output (journald under systemd)."""
 
@@ -191,6 +298,8 @@ SECTIONS: dict[str, type] = {
     "store": StoreSection,
     "pki": PKISection,
     "admin": AdminSection,
+    "device": DeviceSection,
+    "proxy": ProxySection,
     "log": LogSection,
 }
 
@@ -204,6 +313,8 @@ class Config:
     store: StoreSection
     pki: PKISection
     admin: AdminSection
+    device: DeviceSection
+    proxy: ProxySection
     log: LogSection
     warnings: tuple[str, ...] = ()
 
@@ -212,6 +323,16 @@ class Config:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.admin.port}"
+
+    def device_url(self, path: str) -> str:
+        port = "" if self.device.port == 443 else f":{self.device.port}"
+        return f"https://{self.appliance.hostname}{port}{path}"
+
+    def users_file(self) -> Path | None:
+        """The resolved users file, or None when local network users are not configured."""
+        if not self.device.users_file:
+            return None
+        return _resolve(self.appliance.data_dir, Path(self.device.users_file))
 
     def read_admin_api_key(self) -> str:
         return _read_api_key(self.admin.api_key_file)
@@ -224,6 +345,8 @@ def _type_name(annotation: Any) -> str:
         float: "a number",
         bool: "true or false",
         Path: "a path (string)",
+        tuple[str, ...]: "an array of strings",
+        tuple[Path, ...]: "an array of paths (strings)",
     }[annotation]
 
 
@@ -235,6 +358,8 @@ def _convert(annotation: Any, raw: Any) -> Any:
         float: isinstance(raw, int | float) and not isinstance(raw, bool),
         str: isinstance(raw, str),
         Path: isinstance(raw, str) and raw != "",
+        tuple[str, ...]: isinstance(raw, list) and all(isinstance(v, str) for v in raw),
+        tuple[Path, ...]: isinstance(raw, list) and all(isinstance(v, str) and v for v in raw),
     }[annotation]
     if not ok:
         raise ValueError(f"must be {_type_name(annotation)}, got {_describe(raw)}")
@@ -242,6 +367,10 @@ def _convert(annotation: Any, raw: Any) -> Any:
         return float(raw)
     if annotation is Path:
         return Path(raw)
+    if annotation == tuple[Path, ...]:
+        return tuple(Path(v) for v in raw)
+    if annotation == tuple[str, ...]:
+        return tuple(raw)
     return raw
 
 
@@ -305,12 +434,15 @@ def _resolve(base: Path, value: Path) -> Path:
 def _resolve_paths(config: Config) -> Config:
     data_dir = _resolve(config.path.parent.absolute(), config.appliance.data_dir)
 
+    def resolved(value: Any) -> Any:
+        if isinstance(value, Path):
+            return _resolve(data_dir, value)
+        if isinstance(value, tuple) and all(isinstance(v, Path) for v in value):
+            return tuple(_resolve(data_dir, v) for v in value)
+        return value
+
     def paths_of(section: Any) -> Any:
-        updates = {
-            f.name: _resolve(data_dir, getattr(section, f.name))
-            for f in dataclasses.fields(section)
-            if isinstance(getattr(section, f.name), Path)
-        }
+        updates = {f.name: resolved(getattr(section, f.name)) for f in dataclasses.fields(section)}
         return dataclasses.replace(section, **updates)
 
     return dataclasses.replace(
@@ -319,6 +451,7 @@ def _resolve_paths(config: Config) -> Config:
         store=paths_of(config.store),
         pki=paths_of(config.pki),
         admin=paths_of(config.admin),
+        device=paths_of(config.device),
     )
 
 
@@ -414,7 +547,52 @@ def _cross_check(config: Config) -> Config:
             "without spaces",
         )
     warnings += _private_key_mode_warning("admin.api_key_file", key_path)
+    warnings += _check_device(config)
     return dataclasses.replace(config, warnings=tuple(warnings))
+
+
+def _check_device(config: Config) -> list[str]:
+    from mdmappliance.digest import UsersFileError, read_users_file
+    from mdmappliance.escrow import EscrowError, read_key
+
+    d = config.device
+    for path in d.extra_ca_files:
+        _check_readable_file(config.path, "device.extra_ca_files", path)
+        try:
+            certs = pki.read_certificates(path)
+        except pki.PKIError as e:
+            raise ConfigError(config.path, "device.extra_ca_files", str(e)) from None
+        if not all(pki.is_ca_certificate(c) for c in certs):
+            raise ConfigError(
+                config.path, "device.extra_ca_files", f"{path} holds a certificate that is not a CA"
+            )
+    key_path = d.unlock_key_file
+    if not key_path.exists():
+        raise ConfigError(
+            config.path,
+            "device.unlock_key_file",
+            f"{key_path} does not exist; `mdmappliance init` creates it",
+        )
+    _check_readable_file(config.path, "device.unlock_key_file", key_path)
+    try:
+        read_key(key_path)
+    except EscrowError as e:
+        raise ConfigError(config.path, "device.unlock_key_file", str(e)) from None
+    users_file = config.users_file()
+    if users_file is not None:
+        _check_readable_file(config.path, "device.users_file", users_file)
+        try:
+            if not read_users_file(users_file, d.users_realm):
+                raise ConfigError(
+                    config.path,
+                    "device.users_file",
+                    f"{users_file} has no user in realm {d.users_realm!r}",
+                )
+        except (UsersFileError, UnicodeDecodeError) as e:
+            raise ConfigError(config.path, "device.users_file", str(e)) from None
+    if config.proxy.enabled and config.proxy.port == d.port and config.proxy.bind == d.bind:
+        raise ConfigError(config.path, "proxy.port", "the proxy listener needs its own port")
+    return _private_key_mode_warning("device.unlock_key_file", key_path)
 
 
 def load_config(path: Path | str) -> Config:
@@ -434,6 +612,8 @@ def load_config(path: Path | str) -> Config:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -451,7 +631,8 @@ def render_config(values: Mapping[str, Mapping[str, Any]], header: str) -> str:
     out = [f"# {line}".rstrip() for line in header.splitlines()]
     for name, cls in SECTIONS.items():
         given = values.get(name, {})
-        out += ["", f"# {cls.__doc__}", f"[{name}]"]
+        about = inspect.cleandoc(cls.__doc__ or "").splitlines()
+        out += ["", *(f"# {line}".rstrip() for line in about), f"[{name}]"]
         for f in dataclasses.fields(cls):
             doc = f.metadata["doc"]
             if f.default is dataclasses.MISSING:

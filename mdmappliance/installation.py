@@ -15,8 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mdmappliance import pki
-from mdmappliance.config import AdminSection, Config, PKISection, load_config, render_config
+from mdmappliance import escrow, pki
+from mdmappliance.config import (
+    AdminSection,
+    Config,
+    DeviceSection,
+    PKISection,
+    load_config,
+    render_config,
+)
 from mdmappliance.errors import InitError
 from mdmappliance.events import record_event, utc_timestamp
 from mdmappliance.files import PUBLIC_MODE, SECRET_MODE, write_atomic
@@ -41,6 +48,7 @@ class InitRequest:
     server_cert: Path | None = None
     server_key: Path | None = None
     admin_port: int | None = None
+    device_port: int | None = None
     force: bool = False
 
 
@@ -175,6 +183,13 @@ def initialize(request: InitRequest) -> InitResult:
 
     inst.ensure("admin API key", (api_key_path,), make_api_key)
 
+    unlock_key_path = data_dir / DeviceSection().unlock_key_file
+    inst.ensure(
+        "UnlockToken escrow key",
+        (unlock_key_path,),
+        lambda: write_atomic(unlock_key_path, escrow.new_key(), SECRET_MODE),
+    )
+
     def make_config() -> None:
         values: dict[str, dict[str, object]] = {
             "appliance": {"data_dir": str(data_dir), "hostname": request.hostname},
@@ -183,6 +198,8 @@ def initialize(request: InitRequest) -> InitResult:
             values["pki"] = pki_values
         if request.admin_port is not None:
             values["admin"] = {"port": request.admin_port}
+        if request.device_port is not None:
+            values["device"] = {"port": request.device_port}
         header = CONFIG_HEADER.format(date=datetime.date.today().isoformat(), path=config_path)
         write_atomic(config_path, render_config(values, header).encode(), CONFIG_MODE)
 

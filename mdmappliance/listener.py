@@ -7,6 +7,7 @@ Every listener of the appliance (admin, and later device and enrollment) is a
 
 from __future__ import annotations
 
+import io
 from typing import Any, cast
 
 from twisted.application.service import Service
@@ -34,15 +35,55 @@ class ListenError(ApplianceError):
 
 
 class _TrackedRequest(Request):
-    """A request that tells its site when it starts and when it is done."""
+    """A request that tells its site when it starts and when it is done, and that refuses a
+    body larger than the site's ``max_body_bytes`` with 413 before reading the rest of it.
+
+    The body is kept in memory (it is bounded), never spooled to a temporary file.
+    """
 
     site: DrainingSite
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(channel, *args, **kwargs)
         site = channel.site
+        self._limit: int | None = site.max_body_bytes
+        self.too_large = False
         site.request_started(self)
         self.notifyFinish().addBoth(lambda _: site.request_finished(self))
+
+    def gotLength(self, length: int | None) -> None:
+        if self._limit is None:
+            super().gotLength(length)
+            return
+        self.content = io.BytesIO()
+        if length is not None and length > self._limit:
+            self._refuse_too_large()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.too_large:
+            return
+        content = cast(io.BytesIO, self.content)
+        if self._limit is not None and content.tell() + len(data) > self._limit:
+            self._refuse_too_large()
+            return
+        content.write(data)
+
+    def _refuse_too_large(self) -> None:
+        """Answer at once and hang up, as twisted.web does for malformed requests."""
+        self.too_large = True
+        self.content = io.BytesIO()
+        body = f"request body larger than {self._limit} bytes\n".encode()
+        transport = self.channel.transport
+        assert transport is not None
+        transport.write(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain\r\n"
+            b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        transport.loseConnection()
+
+    def process(self) -> None:
+        if not self.too_large:
+            super().process()
 
 
 class DrainingSite(Site):
@@ -50,8 +91,11 @@ class DrainingSite(Site):
 
     requestFactory = _TrackedRequest
 
-    def __init__(self, resource: IResource, **kwargs: Any) -> None:
+    def __init__(
+        self, resource: IResource, *, max_body_bytes: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(resource, **kwargs)
+        self.max_body_bytes = max_body_bytes
         self.in_flight: set[Request] = set()
         self.draining = False
         self._idle_waiters: list[Deferred[None]] = []

@@ -142,15 +142,20 @@ def private_key_pem(key: PrivateKeyTypes) -> bytes:
     )
 
 
-def read_certificate(path: Path) -> x509.Certificate:
-    """The first certificate in a PEM or DER file."""
+def read_certificates(path: Path) -> list[x509.Certificate]:
+    """Every certificate in a PEM bundle, or the one in a DER file."""
     data = path.read_bytes()
     try:
         if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
+            return x509.load_pem_x509_certificates(data)
+        return [x509.load_der_x509_certificate(data)]
     except ValueError as e:
         raise PKIError(f"{path} does not hold a PEM or DER X.509 certificate ({e})") from None
+
+
+def read_certificate(path: Path) -> x509.Certificate:
+    """The first certificate in a PEM or DER file (a leaf before its chain)."""
+    return read_certificates(path)[0]
 
 
 def read_private_key(path: Path) -> CertificateIssuerPrivateKeyTypes:

@@ -7,26 +7,42 @@ listeners drain first, the store closes last, so no request ever finds the datab
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, cast
 
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from OpenSSL import crypto
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+)
 from twisted.internet.interfaces import (
     IReactorCore,
     IReactorFromThreads,
     IReactorTCP,
     IReactorTime,
 )
+from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from mdmappliance import pki
 from mdmappliance._version import __version__
 from mdmappliance.adminapi import AdminAPI
 from mdmappliance.config import Config
+from mdmappliance.devicechannel import DeviceEndpoint, utc_now
+from mdmappliance.digest import DigestAuthority, read_users_file
+from mdmappliance.dispatch import ChannelPolicy
+from mdmappliance.escrow import Escrow, read_key
 from mdmappliance.events import record_event
+from mdmappliance.identity import IdentityResolver
 from mdmappliance.listener import DrainingSite, ListenerService
 from mdmappliance.store import Store
+from mdmappliance.trust import TrustStore
 
 log = Logger()
 
@@ -105,6 +121,100 @@ def admin_listener(
     )
 
 
+def device_tls_options(config: Config) -> CertificateOptions:
+    """TLS that demands a client certificate from a trusted CA, HTTP/1.1 only (with HTTP/2
+    twisted.web loses the peer certificate)."""
+    server_chain = pki.read_certificates(config.pki.server_cert)
+    key = cast(RSAPrivateKey | EllipticCurvePrivateKey, pki.read_private_key(config.pki.server_key))
+    anchors = [c for path in device_ca_files(config) for c in pki.read_certificates(path)]
+    return CertificateOptions(
+        privateKey=crypto.PKey.from_cryptography_key(key),
+        certificate=crypto.X509.from_cryptography(server_chain[0]),
+        extraCertChain=[crypto.X509.from_cryptography(c) for c in server_chain[1:]],
+        verify=True,
+        requireCertificate=True,
+        caCerts=[crypto.X509.from_cryptography(c) for c in anchors],
+        acceptableProtocols=[b"http/1.1"],
+        raiseMinimumTo=TLSVersion.TLSv1_2,
+    )
+
+
+def device_ca_files(config: Config) -> list[Path]:
+    return [config.pki.ca_cert, *config.device.extra_ca_files]
+
+
+def channel_policy(config: Config, reactor: Reactor) -> ChannelPolicy:
+    users_file = config.users_file()
+    digest = None
+    if users_file is not None:
+        users = read_users_file(users_file, config.device.users_realm)
+        digest = DigestAuthority(users, config.device.users_realm, reactor)
+    return ChannelPolicy(
+        escrow=Escrow(read_key(config.device.unlock_key_file)),
+        topic=config.device.topic,
+        digest=digest,
+    )
+
+
+def device_endpoint(
+    config: Config,
+    reactor: Reactor,
+    store: Store,
+    policy: ChannelPolicy,
+    trusted_proxies: tuple[str, ...] = (),
+) -> DeviceEndpoint:
+    trust = TrustStore.from_files(device_ca_files(config), config.device.signature_clock_skew)
+    resolver = IdentityResolver(trust, now=utc_now, trusted_proxies=frozenset(trusted_proxies))
+    return DeviceEndpoint(
+        store=store,
+        resolver=resolver,
+        policy=policy,
+        checkin_path=config.device.checkin_path,
+        server_path=config.device.server_path,
+        max_plist_depth=config.device.max_plist_depth,
+        clock=reactor,
+    )
+
+
+def _device_site(endpoint: DeviceEndpoint, config: Config) -> DrainingSite:
+    site = DrainingSite(endpoint, max_body_bytes=config.device.max_body_bytes)
+    site.displayTracebacks = False
+    return site
+
+
+def device_listeners(config: Config, reactor: Reactor, store: Store) -> list[ListenerService]:
+    """The TLS device listener, and the plain-HTTP proxy listener when enabled."""
+    policy = channel_policy(config, reactor)
+    d = config.device
+    site = _device_site(device_endpoint(config, reactor, store, policy), config)
+    tls_endpoint = SSL4ServerEndpoint(reactor, d.port, device_tls_options(config), interface=d.bind)
+    listeners = [
+        ListenerService(
+            "device",
+            tls_endpoint,
+            site,
+            clock=reactor,
+            grace=config.appliance.shutdown_grace,
+            describe=f"{d.bind}:{d.port}",
+        )
+    ]
+    p = config.proxy
+    if p.enabled:
+        proxied = device_endpoint(config, reactor, store, policy, p.trusted_proxies)
+        endpoint_type = TCP6ServerEndpoint if ":" in p.bind else TCP4ServerEndpoint
+        listeners.append(
+            ListenerService(
+                "proxy",
+                endpoint_type(reactor, p.port, interface=p.bind),
+                _device_site(proxied, config),
+                clock=reactor,
+                grace=config.appliance.shutdown_grace,
+                describe=f"{p.bind}:{p.port}",
+            )
+        )
+    return listeners
+
+
 def make_service(config: Config, reactor: Reactor) -> ApplianceService:
     """Build the tree and open (and migrate) the database; raises ApplianceError on trouble."""
     top = ApplianceService()
@@ -137,9 +247,18 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
         api_keys={"admin": config.read_admin_api_key()},
         grace=config.appliance.shutdown_grace,
     ).setServiceParent(top)
+    for listener in device_listeners(config, reactor, store):
+        listener.setServiceParent(top)
     return top
 
 
 def urls(config: Config) -> dict[str, str]:
     """The URLs the service answers on, for start-up messages."""
-    return {"admin API": f"{config.admin_url()}/v1/health"}
+    found = {
+        "admin API": f"{config.admin_url()}/v1/health",
+        "device CheckInURL": config.device_url(config.device.checkin_path),
+        "device ServerURL": config.device_url(config.device.server_path),
+    }
+    if config.proxy.enabled:
+        found["proxy listener"] = f"http://{config.proxy.bind}:{config.proxy.port}"
+    return found

@@ -18,8 +18,10 @@ from typing import Any
 
 from mdmappliance.config import Config, load_config, render_config
 from mdmappliance.installation import InitRequest, initialize
+from mdmappliance.schema import load_migrations
 
 REPO = Path(__file__).resolve().parent.parent
+SCHEMA_VERSION = len(load_migrations())
 _template: Path | None = None
 
 
@@ -33,7 +35,12 @@ def _template_installation() -> Path:
     return _template
 
 
-def make_installation(directory: Path, port: int | None = None, **sections: dict[str, Any]) -> Path:
+def make_installation(
+    directory: Path,
+    port: int | None = None,
+    device_port: int | None = None,
+    **sections: dict[str, Any],
+) -> Path:
     """A complete installation in ``directory``; returns its config path.
 
     ``sections`` override config keys, e.g. ``store={"synchronous": "NORMAL"}``.
@@ -43,6 +50,7 @@ def make_installation(directory: Path, port: int | None = None, **sections: dict
     values: dict[str, dict[str, Any]] = {"appliance": {"data_dir": ".", "hostname": "localhost"}}
     if port is not None:
         values["admin"] = {"port": port}
+    values["device"] = {"port": device_port or free_port(), "bind": "127.0.0.1"}
     for name, overrides in sections.items():
         values.setdefault(name, {}).update(overrides)
     config_path = directory / "mdmappliance.toml"

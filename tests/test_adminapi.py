@@ -13,6 +13,7 @@ from twisted.web.client import HTTPConnectionPool
 from mdmappliance._version import __version__
 from mdmappliance.service import admin_listener, global_reactor
 from mdmappliance.store import Store
+from tests.support import SCHEMA_VERSION
 
 reactor = global_reactor()
 
@@ -50,7 +51,7 @@ class AdminHealth(TestCase):
         self.assertEqual(headers.getRawHeaders("content-type"), ["application/json"])
         self.assertEqual(body["status"], "ok")
         self.assertEqual(body["version"], __version__)
-        self.assertEqual(body["database"], {"ok": True, "schema_version": 1})
+        self.assertEqual(body["database"], {"ok": True, "schema_version": SCHEMA_VERSION})
         self.assertTrue(0 <= body["uptime_seconds"] < 60, body["uptime_seconds"])
 
     async def test_no_key_wrong_key_wrong_scheme(self) -> None:

@@ -265,7 +265,8 @@ class Documentation(TestCase):
             for f in dataclasses.fields(cls):
                 if f.default is not dataclasses.MISSING:
                     shown = document[name][f.name]
-                    self.assertEqual(str(shown), str(f.default), f"{name}.{f.name}")
+                    default = list(f.default) if isinstance(f.default, tuple) else f.default
+                    self.assertEqual(str(shown), str(default), f"{name}.{f.name}")
 
     def test_rendered_values_round_trip(self) -> None:
         text = render_config(

@@ -11,7 +11,14 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdmappliance.config import load_config
-from tests.support import RunningAppliance, free_port, make_installation, run_cli, twistd
+from tests.support import (
+    SCHEMA_VERSION,
+    RunningAppliance,
+    free_port,
+    make_installation,
+    run_cli,
+    twistd,
+)
 
 
 class EndToEnd(SynchronousTestCase):
@@ -34,7 +41,7 @@ class EndToEnd(SynchronousTestCase):
         code, body = appliance.get("/v1/health", key)
         self.assertEqual(code, 200)
         self.assertEqual(body["status"], "ok")
-        self.assertEqual(body["database"], {"ok": True, "schema_version": 1})
+        self.assertEqual(body["database"], {"ok": True, "schema_version": SCHEMA_VERSION})
         code, body = appliance.get("/v1/health", None)
         self.assertEqual((code, body), (401, {"error": "missing or invalid API key"}))
         code, body = appliance.get("/v1/health", "wrong" * 8)
@@ -126,5 +133,6 @@ class EndToEnd(SynchronousTestCase):
         self.assertEqual(result.returncode, 1)
         self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
         self.assertIn(
-            "has schema version 99, but this mdmappliance only knows up to version 1", result.stderr
+            f"has schema version 99, but this mdmappliance only knows up to version {SCHEMA_VERSION}",
+            result.stderr,
         )

@@ -1,0 +1,155 @@
+"""Enrollments and the certificates bound to them: who may speak for which UDID.
+
+The rules (see README, "Device identity and 401"):
+
+- A certificate (SHA-256 of its DER) belongs to at most one UDID, ever.
+- Authenticate binds the presented certificate to the UDID (re-binding when the device
+  presents a new certificate from a trusted CA, e.g. a renewed identity).
+- Every other message must come with the certificate currently bound to its UDID.
+- 401, which makes the device delete its MDM profile, is only for devices this server is not
+  managing: an unknown UDID with an unknown certificate, or a checked-out or retired one.
+  Everything else that is refused gets 403, written to the event log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import sqlite3
+from dataclasses import dataclass
+
+from mdmappliance.events import record_event, utc_timestamp
+from mdmappliance.identity import DeviceIdentity
+from mdmappliance.mdmerrors import IdentityRefused, NotManaged
+from mdmappliance.messages import Channel
+
+INACTIVE = ("checked_out", "retired")
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    id: int
+    udid: str
+    user_id: str
+    state: str
+    topic: str
+    auth_token_sha256: str | None
+
+
+def get_enrollment(conn: sqlite3.Connection, udid: str, user_id: str = "") -> Enrollment | None:
+    row = conn.execute(
+        "SELECT id, udid, user_id, state, topic, auth_token_sha256 FROM enrollments "
+        "WHERE udid = ? AND user_id = ?",
+        (udid, user_id),
+    ).fetchone()
+    return None if row is None else Enrollment(*row)
+
+
+def bound_udid(conn: sqlite3.Connection, sha256: str) -> str | None:
+    row = conn.execute("SELECT udid FROM identities WHERE sha256 = ?", (sha256,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def current_identity(conn: sqlite3.Connection, udid: str) -> str | None:
+    row = conn.execute(
+        "SELECT sha256 FROM identities WHERE udid = ? AND current = 1", (udid,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def refuse_foreign_certificate(
+    conn: sqlite3.Connection, udid: str, identity: DeviceIdentity
+) -> None:
+    """One certificate never serves two UDIDs."""
+    owner = bound_udid(conn, identity.sha256)
+    if owner is not None and owner != udid:
+        raise IdentityRefused(
+            f"certificate {identity.sha256[:16]}… is bound to device {owner}, not {udid}"
+        )
+
+
+def require_bound_identity(
+    conn: sqlite3.Connection, channel: Channel, identity: DeviceIdentity
+) -> Enrollment:
+    """The device channel enrollment of a managed device whose bound certificate this is."""
+    device = get_enrollment(conn, channel.udid)
+    owner = bound_udid(conn, identity.sha256)
+    if device is None:
+        if owner is None:
+            raise NotManaged(f"device {channel.udid} is not enrolled here")
+        raise IdentityRefused(
+            f"certificate {identity.sha256[:16]}… is bound to device {owner}, not {channel.udid}"
+        )
+    if device.state in INACTIVE:
+        raise NotManaged(f"device {channel.udid} is {device.state.replace('_', ' ')}")
+    if owner != channel.udid or current_identity(conn, channel.udid) != identity.sha256:
+        raise IdentityRefused(
+            f"certificate {identity.sha256[:16]}… is not the one bound to device {channel.udid}"
+        )
+    return device
+
+
+def require_user_channel(conn: sqlite3.Connection, channel: Channel) -> Enrollment:
+    """An existing, active user channel, with its AuthToken when it has one."""
+    user = get_enrollment(conn, channel.udid, channel.user_id)
+    if user is None:
+        raise IdentityRefused(f"no user channel {channel.user_id} on device {channel.udid}")
+    if user.state in INACTIVE:
+        raise IdentityRefused(f"user channel {channel.describe()} is {user.state}")
+    check_auth_token(user, channel)
+    return user
+
+
+def check_auth_token(enrollment: Enrollment, channel: Channel) -> None:
+    if enrollment.auth_token_sha256 is None:
+        return
+    presented = hash_auth_token(channel.auth_token or "")
+    if not hmac.compare_digest(presented, enrollment.auth_token_sha256):
+        raise IdentityRefused(f"missing or wrong AuthToken for user {channel.user_id}")
+
+
+def hash_auth_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def bind_identity(conn: sqlite3.Connection, udid: str, identity: DeviceIdentity) -> bool:
+    """Make ``identity`` the certificate bound to ``udid``; True if that changed anything."""
+    if current_identity(conn, udid) == identity.sha256:
+        return False
+    now = utc_timestamp()
+    conn.execute("UPDATE identities SET current = 0 WHERE udid = ? AND current = 1", (udid,))
+    cert = identity.certificate
+    conn.execute(
+        "INSERT INTO identities (sha256, udid, subject, issuer, serial, not_before, not_after, "
+        "bound_at, current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) "
+        "ON CONFLICT (sha256) DO UPDATE SET current = 1, bound_at = excluded.bound_at",
+        (
+            identity.sha256,
+            udid,
+            cert.subject.rfc4514_string(),
+            cert.issuer.rfc4514_string(),
+            format(cert.serial_number, "x"),
+            utc_timestamp(cert.not_valid_before_utc),
+            utc_timestamp(cert.not_valid_after_utc),
+            now,
+        ),
+    )
+    record_event(
+        conn,
+        "identity.bound",
+        actor=f"device:{udid}",
+        subject=udid,
+        detail={
+            "sha256": identity.sha256,
+            "subject": cert.subject.rfc4514_string(),
+            "source": identity.source,
+        },
+    )
+    return True
+
+
+def touch(conn: sqlite3.Connection, enrollment_id: int) -> None:
+    """Record that this enrollment was just heard from."""
+    conn.execute(
+        "UPDATE enrollments SET last_seen = ? WHERE id = ?", (utc_timestamp(), enrollment_id)
+    )

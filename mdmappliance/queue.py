@@ -1,0 +1,198 @@
+"""The command queue, per "Dequeueing Commands" and "Handling a NotNow Response".
+
+Per enrollment, first in first out (a higher priority goes first). A command stays pending
+(queued, sent or not_now) until a result with its CommandUUID says Acknowledged, Error or
+CommandFormatError; a command that was sent but never answered (the device lost the reply,
+or the server crashed) is offered again with the same CommandUUID. NotNow keeps the command,
+counts it, and it is not offered again within the same connection.
+
+All functions take a connection inside a store transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import plistlib
+import sqlite3
+import uuid as uuidlib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mdmappliance.events import record_event, utc_timestamp
+from mdmappliance.messages import FINAL_STATUSES, Report
+
+PENDING = ("queued", "sent", "not_now")
+FINAL = ("acknowledged", "error", "format_error", "expired", "canceled")
+
+
+class CommandRejected(ValueError):
+    """The command cannot be queued as given."""
+
+
+@dataclass(frozen=True)
+class Dequeued:
+    uuid: str
+    payload: bytes
+
+
+def build_payload(command_uuid: str, command: Mapping[str, Any]) -> bytes:
+    """The reply a device gets: ``{CommandUUID, Command}`` as an XML plist."""
+    return plistlib.dumps(
+        {"CommandUUID": command_uuid, "Command": dict(command)},
+        fmt=plistlib.FMT_XML,
+        sort_keys=True,
+    )
+
+
+def enqueue(
+    conn: sqlite3.Connection,
+    enrollment_id: int,
+    command: Mapping[str, Any],
+    *,
+    command_uuid: str | None = None,
+    priority: int = 0,
+    expires_at: str | None = None,
+    actor: str = "system",
+) -> str:
+    """Queue ``command`` (a dictionary with a RequestType) for one enrollment; return its UUID."""
+    request_type = command.get("RequestType")
+    if not isinstance(request_type, str) or not request_type:
+        raise CommandRejected("the command needs a RequestType string")
+    command_uuid = command_uuid or str(uuidlib.uuid4()).upper()
+    try:
+        payload = build_payload(command_uuid, command)
+    except (TypeError, OverflowError) as e:
+        raise CommandRejected(f"the command is not a plist dictionary: {e}") from None
+    now = utc_timestamp()
+    conn.execute(
+        "INSERT INTO commands (uuid, enrollment_id, request_type, payload, priority, state, "
+        "created_at, expires_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+        (command_uuid, enrollment_id, request_type, payload, priority, now, expires_at, now),
+    )
+    record_event(
+        conn,
+        "command.queued",
+        actor=actor,
+        subject=str(enrollment_id),
+        detail={"command_uuid": command_uuid, "request_type": request_type},
+    )
+    return command_uuid
+
+
+def _expire(conn: sqlite3.Connection, enrollment_id: int, now: str) -> None:
+    expired = conn.execute(
+        "SELECT id, uuid FROM commands WHERE enrollment_id = ? AND state IN "
+        "('queued', 'sent', 'not_now') AND expires_at IS NOT NULL AND expires_at <= ?",
+        (enrollment_id, now),
+    ).fetchall()
+    for command_id, command_uuid in expired:
+        conn.execute(
+            "UPDATE commands SET state = 'expired', updated_at = ? WHERE id = ?", (now, command_id)
+        )
+        record_event(
+            conn,
+            "command.expired",
+            subject=str(enrollment_id),
+            detail={"command_uuid": command_uuid},
+        )
+
+
+def next_command(
+    conn: sqlite3.Connection, enrollment_id: int, skip: Collection[str]
+) -> Dequeued | None:
+    """The command to send now (marked sent), or None for an empty reply."""
+    now = utc_timestamp()
+    _expire(conn, enrollment_id, now)
+    placeholders = ",".join("?" * len(skip))
+    excluded = f"AND uuid NOT IN ({placeholders})" if skip else ""
+    row = conn.execute(
+        "SELECT id, uuid, payload FROM commands WHERE enrollment_id = ? AND state IN "
+        f"('queued', 'sent', 'not_now') {excluded} ORDER BY priority DESC, id LIMIT 1",
+        (enrollment_id, *skip),
+    ).fetchone()
+    if row is None:
+        return None
+    command_id, command_uuid, payload = row
+    conn.execute(
+        "UPDATE commands SET state = 'sent', sent_at = ?, send_count = send_count + 1, "
+        "updated_at = ? WHERE id = ?",
+        (now, now, command_id),
+    )
+    return Dequeued(command_uuid, bytes(payload))
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    """What a report did: ``not_now`` is the UUID to skip for the rest of the connection."""
+
+    matched: bool
+    not_now: str | None = None
+
+
+def record_report(conn: sqlite3.Connection, enrollment_id: int, report: Report) -> ReportOutcome:
+    """Apply a device's report about a command (nothing to do for Idle)."""
+    if report.status == "Idle" or report.command_uuid is None:
+        return ReportOutcome(matched=True)
+    row = conn.execute(
+        "SELECT id, enrollment_id, state FROM commands WHERE uuid = ?", (report.command_uuid,)
+    ).fetchone()
+    if row is None or row[1] != enrollment_id:
+        record_event(
+            conn,
+            "command.result_unmatched",
+            actor=f"device:{report.channel.udid}",
+            subject=str(enrollment_id),
+            detail={
+                "command_uuid": report.command_uuid,
+                "status": report.status,
+                "reason": "unknown command" if row is None else "another enrollment's",
+            },
+        )
+        return ReportOutcome(matched=False)
+    command_id, _, state = row
+    now = utc_timestamp()
+    if report.status == "NotNow":
+        if state in FINAL:
+            return ReportOutcome(matched=True)  # a late NotNow changes nothing
+        conn.execute(
+            "UPDATE commands SET state = 'not_now', not_now_count = not_now_count + 1, "
+            "updated_at = ? WHERE id = ?",
+            (now, command_id),
+        )
+        _store_result(conn, command_id, report, now)
+        return ReportOutcome(matched=True, not_now=report.command_uuid)
+    new_state = FINAL_STATUSES[report.status]
+    if state == new_state:
+        return ReportOutcome(matched=True)  # the same result twice: idempotent
+    if state in ("acknowledged", "error", "format_error"):
+        record_event(
+            conn,
+            "command.result_conflict",
+            actor=f"device:{report.channel.udid}",
+            subject=str(enrollment_id),
+            detail={"command_uuid": report.command_uuid, "state": state, "status": report.status},
+        )
+        return ReportOutcome(matched=True)
+    conn.execute(
+        "UPDATE commands SET state = ?, result_at = ?, updated_at = ? WHERE id = ?",
+        (new_state, now, now, command_id),
+    )
+    _store_result(conn, command_id, report, now)
+    record_event(
+        conn,
+        "command.result",
+        actor=f"device:{report.channel.udid}",
+        subject=str(enrollment_id),
+        detail={"command_uuid": report.command_uuid, "status": report.status},
+    )
+    return ReportOutcome(matched=True)
+
+
+def _store_result(conn: sqlite3.Connection, command_id: int, report: Report, now: str) -> None:
+    chain = json.dumps(report.error_chain, default=str) if report.error_chain else None
+    conn.execute(
+        "INSERT INTO command_results (command_id, status, error_chain, raw, received_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (command_id, report.status, chain, report.raw, now),
+    )
