@@ -43,7 +43,7 @@ def read_users_file(path: Path, realm: str) -> dict[str, str]:
     return users
 
 
-def _md5(text: str) -> str:
+def md5_hex(text: str) -> str:
     return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
@@ -105,37 +105,17 @@ class DigestAuthority:
         ha1 = self.users.get(username)
         if ha1 is None or params.get("algorithm", "MD5").upper() != "MD5":
             return None
-        ha2 = _md5(f"{METHOD}:{params.get('uri', '')}")
+        ha2 = md5_hex(f"{METHOD}:{params.get('uri', '')}")
         qop = params.get("qop")
         if qop == "auth":
-            expected = _md5(
+            expected = md5_hex(
                 f"{ha1}:{params.get('nonce')}:{params.get('nc', '')}:"
                 f"{params.get('cnonce', '')}:auth:{ha2}"
             )
         elif qop is None:
-            expected = _md5(f"{ha1}:{params.get('nonce')}:{ha2}")
+            expected = md5_hex(f"{ha1}:{params.get('nonce')}:{ha2}")
         else:
             return None
         if not hmac.compare_digest(expected, params.get("response", "").lower()):
             return None
         return username
-
-
-def digest_response(
-    username: str,
-    password: str,
-    realm: str,
-    challenge: str,
-    uri: str,
-    cnonce: str = "0a4f113b",
-    nc: str = "00000001",
-) -> str:
-    """What a client answers to ``challenge`` (used by the device simulator)."""
-    params = parse_digest(challenge)
-    ha1 = _md5(f"{username}:{realm}:{password}")
-    ha2 = _md5(f"{METHOD}:{uri}")
-    response = _md5(f"{ha1}:{params['nonce']}:{nc}:{cnonce}:auth:{ha2}")
-    return (
-        f'Digest username="{username}", realm="{realm}", nonce="{params["nonce"]}", '
-        f'uri="{uri}", qop=auth, nc={nc}, cnonce="{cnonce}", response="{response}"'
-    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -141,3 +142,29 @@ class RunningAppliance:
         if self.process.poll() is None:
             self.process.kill()
             self.process.communicate()
+
+
+class InProcessAppliance:
+    """The real service tree (store, admin and device listeners) in the test's reactor."""
+
+    def __init__(self, directory: Path, **sections: dict[str, Any]) -> None:
+        from mdmappliance.service import global_reactor, make_service
+
+        self.config = load_config(make_installation(directory, port=free_port(), **sections))
+        self.service = make_service(self.config, global_reactor())
+        self.service.startService()
+        self.store = self.service.getServiceNamed("store")
+        self.base_url = f"https://127.0.0.1:{self.config.device.port}"
+
+    def device(self, udid: str | None = None, identity: Any = "issue", **kw: Any) -> Any:
+        """A simulated device with its own identity from the appliance CA (or ``identity``)."""
+        from tests.simulator import SimulatedDevice, issue_device_identity
+
+        udid = udid or secrets.token_hex(20).upper()
+        if identity == "issue":
+            identity = issue_device_identity(self.config.pki.ca_cert, self.config.pki.ca_key, udid)
+        kw.setdefault("base_url", self.base_url)
+        return SimulatedDevice(ca_cert=self.config.pki.ca_cert, identity=identity, udid=udid, **kw)
+
+    async def stop(self) -> None:
+        await self.service.stopService()

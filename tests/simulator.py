@@ -1,0 +1,254 @@
+"""A device simulator that behaves like iOS toward the appliance.
+
+Its own identity from the appliance CA (issued here until the enrollment issue lands), mTLS
+(HTTP/1.1, keep-alive like mdmclient), Authenticate, TokenUpdate, CheckOut, UserAuthenticate,
+polling, and answering commands with Acknowledged, NotNow or Error (with an ErrorChain).
+With ``sign_messages`` every request carries an ``Mdm-Signature`` (SignMessage profiles).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import plistlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import treq
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import crypto
+from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
+
+from mdmappliance import pki
+from mdmappliance.digest import md5_hex, parse_digest
+from mdmappliance.service import global_reactor
+
+reactor = global_reactor()
+TOPIC = "com.apple.mgmt.External.test-topic"
+MAX_STEPS = 10_000
+
+
+def issue_device_identity(
+    ca_cert: Path, ca_key: Path, udid: str, days: int = 365
+) -> pki.IssuedPair:
+    """A device identity (clientAuth) from the appliance CA, as enrollment will issue."""
+    ca = pki.IssuedPair(pki.read_certificate(ca_cert), pki.read_private_key(ca_key))
+    key = pki.new_rsa_key(2048)
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"device {udid}")]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return pki.IssuedPair(cert, key)
+
+
+@implementer(IPolicyForHTTPS)
+class DeviceTLSPolicy:
+    """Trust the appliance CA for the server named ``server_name``; present the identity."""
+
+    def __init__(
+        self, ca_cert: Path, identity: pki.IssuedPair | None, server_name: str = "localhost"
+    ) -> None:
+        self.server_name = server_name
+        self.trust = ssl.Certificate.loadPEM(ca_cert.read_bytes())
+        self.client: ssl.PrivateCertificate | None = None
+        if identity is not None:
+            self.client = ssl.PrivateCertificate.fromCertificateAndKeyPair(
+                ssl.Certificate(crypto.X509.from_cryptography(identity.certificate)),
+                ssl.KeyPair(crypto.PKey.from_cryptography_key(identity.key)),  # type: ignore[arg-type]
+            )
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
+        return ssl.optionsForClientTLS(
+            self.server_name,
+            trustRoot=self.trust,
+            clientCertificate=self.client,
+            acceptableProtocols=[b"http/1.1"],
+        )
+
+
+def detached_signature(identity: pki.IssuedPair, body: bytes) -> bytes:
+    """What a SignMessage device puts in Mdm-Signature."""
+    der = (
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(body)
+        .add_signer(identity.certificate, identity.key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature])
+    )
+    return base64.b64encode(der)
+
+
+def digest_response(username: str, password: str, realm: str, challenge: str, uri: str) -> str:
+    """What a Mac computes for a UserAuthenticate DigestChallenge."""
+    params = parse_digest(challenge)
+    cnonce, nc = secrets.token_hex(8), "00000001"
+    ha1 = md5_hex(f"{username}:{realm}:{password}")
+    ha2 = md5_hex(f"PUT:{uri}")
+    response = md5_hex(f"{ha1}:{params['nonce']}:{nc}:{cnonce}:auth:{ha2}")
+    return (
+        f'Digest username="{username}", realm="{realm}", nonce="{params["nonce"]}", '
+        f'uri="{uri}", qop=auth, nc={nc}, cnonce="{cnonce}", response="{response}"'
+    )
+
+
+@dataclass
+class Reply:
+    code: int
+    body: bytes
+
+    def plist(self) -> dict[str, Any]:
+        value = plistlib.loads(self.body)
+        assert isinstance(value, dict)
+        return value
+
+
+Answer = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
+
+
+def acknowledge(command: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return "Acknowledged", {}
+
+
+@dataclass
+class SimulatedDevice:
+    base_url: str
+    ca_cert: Path
+    identity: pki.IssuedPair | None
+    udid: str = field(default_factory=lambda: secrets.token_hex(20).upper())
+    topic: str = TOPIC
+    checkin_path: str = "/mdm/checkin"
+    server_path: str = "/mdm/connect"
+    sign_messages: bool = False
+    persistent: bool = True
+    extra_headers: dict[str, str] = field(default_factory=dict)
+    executed: list[str] = field(default_factory=list)
+    bind_address: str | None = None
+
+    def __post_init__(self) -> None:
+        self.pool = HTTPConnectionPool(reactor, persistent=self.persistent)
+        self.pool.retryAutomatically = False
+        policy = DeviceTLSPolicy(self.ca_cert, self.identity)
+        self.client = treq.client.HTTPClient(
+            Agent(
+                reactor,
+                contextFactory=policy,
+                pool=self.pool,
+                bindAddress=(self.bind_address, 0) if self.bind_address else None,
+            )
+        )
+        self.push_magic = secrets.token_hex(16)
+        self.token = secrets.token_bytes(32)
+
+    async def close(self) -> None:
+        await self.pool.closeCachedConnections()
+
+    async def put(
+        self, path: str, message: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+    ) -> Reply:
+        body = message if isinstance(message, bytes) else plistlib.dumps(message)
+        all_headers: dict[bytes | str, bytes | str] = {
+            "Content-Type": "application/x-apple-aspen-mdm",
+            **self.extra_headers,
+            **(headers or {}),
+        }
+        if self.sign_messages:
+            assert self.identity is not None
+            all_headers["Mdm-Signature"] = detached_signature(self.identity, body)
+        response = await self.client.put(self.base_url + path, data=body, headers=all_headers)
+        return Reply(response.code, await response.content())
+
+    def _base(self, kind: str, user_id: str | None = None) -> dict[str, Any]:
+        message: dict[str, Any] = {"MessageType": kind, "UDID": self.udid, "Topic": self.topic}
+        if user_id:
+            message["UserID"] = user_id
+        return message
+
+    async def authenticate(self, **facts: str) -> Reply:
+        message = self._base("Authenticate")
+        message.update(
+            {
+                "DeviceName": "Simulated iPhone",
+                "Model": "iPhone14,2",
+                "ModelName": "iPhone",
+                "OSVersion": "17.1",
+                "BuildVersion": "21B80",
+                "ProductName": "iPhone14,2",
+                "SerialNumber": "SIM" + self.udid[:9],
+            }
+        )
+        message.update(facts)
+        return await self.put(self.checkin_path, message)
+
+    async def token_update(
+        self, user_id: str | None = None, unlock_token: bytes | None = None, **extra: Any
+    ) -> Reply:
+        message = self._base("TokenUpdate", user_id)
+        message.update({"Token": self.token, "PushMagic": self.push_magic})
+        if unlock_token is not None:
+            message["UnlockToken"] = unlock_token
+        message.update(extra)
+        return await self.put(self.checkin_path, message)
+
+    async def enroll(self) -> None:
+        for step in (self.authenticate, self.token_update):
+            reply = await step()
+            assert reply.code == 200, (reply.code, reply.body)
+
+    async def checkout(self, user_id: str | None = None) -> Reply:
+        return await self.put(self.checkin_path, self._base("CheckOut", user_id))
+
+    async def user_authenticate(self, user_id: str, digest_response: str | None = None) -> Reply:
+        message: dict[str, Any] = {
+            "MessageType": "UserAuthenticate",
+            "UDID": self.udid,
+            "UserID": user_id,
+        }
+        if digest_response is not None:
+            message["DigestResponse"] = digest_response
+        return await self.put(self.checkin_path, message)
+
+    async def report(self, status: str, command_uuid: str | None = None, **extra: Any) -> Reply:
+        message: dict[str, Any] = {"UDID": self.udid, "Status": status}
+        if command_uuid is not None:
+            message["CommandUUID"] = command_uuid
+        message.update(extra)
+        return await self.put(self.server_path, message)
+
+    async def poll(self, answer: Answer = acknowledge) -> list[str]:
+        """Idle, then answer each command until the server replies with an empty body.
+
+        Returns the CommandUUIDs received, in order; those answered Acknowledged or Error
+        are also appended to ``executed``.
+        """
+        received: list[str] = []
+        reply = await self.report("Idle")
+        for _ in range(MAX_STEPS):
+            assert reply.code == 200, (reply.code, reply.body)
+            if not reply.body:
+                return received
+            command = reply.plist()
+            command_uuid = command["CommandUUID"]
+            received.append(command_uuid)
+            status, extra = answer(command)
+            if status in ("Acknowledged", "Error"):
+                self.executed.append(command_uuid)
+            reply = await self.report(status, command_uuid, **extra)
+        raise AssertionError(f"no empty reply after {MAX_STEPS} steps")

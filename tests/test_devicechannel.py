@@ -1,0 +1,384 @@
+"""The device channel over real mTLS on loopback, driven by the device simulator."""
+
+from __future__ import annotations
+
+import plistlib
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from twisted.trial.unittest import TestCase
+from twisted.web.client import ResponseNeverReceived
+
+from mdmappliance.enrollments import get_enrollment
+from mdmappliance.escrow import Escrow, read_key
+from mdmappliance.queue import enqueue
+from tests.simulator import SimulatedDevice
+from tests.support import InProcessAppliance
+
+
+def dump(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def query(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+class DeviceChannelCase(TestCase):
+    sections: dict[str, dict[str, Any]] = {}
+
+    def setUp(self) -> None:
+        self.appliance = InProcessAppliance(Path(self.mktemp()), **self.sections)
+        self.addCleanup(self.appliance.stop)
+        self.db = self.appliance.config.store.path
+
+    def device(self, **kw: Any) -> SimulatedDevice:
+        device: SimulatedDevice = self.appliance.device(**kw)
+        self.addCleanup(device.close)
+        return device
+
+    async def enqueue(
+        self, device: SimulatedDevice, command: dict[str, Any], user_id: str = "", **kw: Any
+    ) -> str:
+        def add(conn: sqlite3.Connection) -> str:
+            enrollment = get_enrollment(conn, device.udid, user_id)
+            assert enrollment is not None
+            return enqueue(conn, enrollment.id, command, **kw)
+
+        result: str = await self.appliance.store.transaction(add)
+        return result
+
+    def command_state(self, command_uuid: str) -> tuple[str, int, int]:
+        rows = query(
+            self.db,
+            "SELECT state, not_now_count, send_count FROM commands WHERE uuid = ?",
+            command_uuid,
+        )
+        return rows[0]
+
+    async def settle(self) -> None:
+        """Wait for writes queued on the store thread (audit events follow the reply)."""
+        await self.appliance.store.run(lambda conn: None)
+
+    def events(self, kind: str) -> list[tuple[Any, ...]]:
+        return query(self.db, "SELECT actor, subject, detail FROM events WHERE kind = ?", kind)
+
+
+class Enrollment(DeviceChannelCase):
+    async def test_authenticate_token_update_checkout(self) -> None:
+        device = self.device()
+        reply = await device.authenticate()
+        self.assertEqual((reply.code, reply.body), (200, b""))
+        state = query(
+            self.db, "SELECT state, token_valid FROM enrollments WHERE udid = ?", device.udid
+        )
+        self.assertEqual(state, [("authenticated", 0)], "not pushable before TokenUpdate")
+        facts = query(
+            self.db,
+            "SELECT serial_number, os_version, model FROM devices WHERE udid = ?",
+            device.udid,
+        )
+        self.assertEqual(facts, [("SIM" + device.udid[:9], "17.1", "iPhone14,2")])
+        bound = query(self.db, "SELECT udid FROM identities WHERE current = 1")
+        self.assertEqual(bound, [(device.udid,)])
+
+        unlock = b"\x01UNLOCK-TOKEN-SECRET" * 10
+        reply = await device.token_update(unlock_token=unlock)
+        self.assertEqual(reply.code, 200)
+        row = query(
+            self.db,
+            "SELECT state, token_valid, push_token, push_magic, "
+            "unlock_token_sealed FROM enrollments WHERE udid = ?",
+            device.udid,
+        )
+        state, valid, token, magic, sealed = row[0]
+        self.assertEqual(
+            (state, valid, token, magic), ("enrolled", 1, device.token, device.push_magic)
+        )
+        self.assertNotIn(b"UNLOCK-TOKEN-SECRET", sealed, "escrowed encrypted, never in clear")
+        escrow = Escrow(read_key(self.appliance.config.device.unlock_key_file))
+        self.assertEqual(escrow.open(sealed, device.udid), unlock)
+
+        reply = await device.report("Idle")
+        self.assertEqual((reply.code, reply.body), (200, b""), "zero-length when nothing queued")
+
+        reply = await device.checkout()
+        self.assertEqual(reply.code, 200)
+        self.assertEqual(
+            query(
+                self.db, "SELECT state, token_valid FROM enrollments WHERE udid = ?", device.udid
+            ),
+            [("checked_out", 0)],
+        )
+        reply = await device.report("Idle")
+        self.assertEqual(reply.code, 401, "a checked-out device is not managed")
+        kinds = [k for (k,) in query(self.db, "SELECT kind FROM events ORDER BY id")]
+        for kind in ("checkin.authenticate", "checkin.token_update", "checkin.checkout"):
+            self.assertIn(kind, kinds)
+
+    async def test_reenrollment_after_checkout(self) -> None:
+        device = self.device()
+        await device.enroll()
+        await device.checkout()
+        await device.enroll()
+        reply = await device.report("Idle")
+        self.assertEqual(reply.code, 200)
+
+    async def test_real_capture_authenticate(self) -> None:
+        capture = (
+            Path(__file__).resolve().parents[2]
+            / "shared"
+            / "testdata"
+            / "commandment"
+            / "testdata"
+            / "Authenticate"
+            / "iOS-11.3.1-cell.xml"
+        )
+        if not capture.exists():
+            raise self.skipTest(f"{capture} is not here")
+        message = plistlib.loads(capture.read_bytes())
+        device = self.device(udid=message["UDID"])
+        reply = await device.put(device.checkin_path, capture.read_bytes())
+        self.assertEqual(reply.code, 200, reply.body)
+        row = query(
+            self.db, "SELECT imei, product_name FROM devices WHERE udid = ?", message["UDID"]
+        )
+        self.assertEqual(row, [(message.get("IMEI"), message.get("ProductName"))])
+
+    async def test_any_mgmt_topic_until_one_is_configured(self) -> None:
+        device = self.device(topic="com.apple.mgmt.External.other")
+        await device.authenticate()
+        self.assertEqual((await device.token_update()).code, 200)
+        self.assertEqual(
+            query(self.db, "SELECT topic FROM enrollments"), [("com.apple.mgmt.External.other",)]
+        )
+
+
+class ConfiguredTopic(DeviceChannelCase):
+    sections = {"device": {"topic": "com.apple.mgmt.External.test-topic"}}
+
+    async def test_token_update_for_another_topic_is_refused(self) -> None:
+        device = self.device(topic="com.apple.mgmt.External.other")
+        await device.authenticate()
+        before = query(self.db, "SELECT state, token_valid FROM enrollments")
+        reply = await device.token_update()
+        self.assertEqual(reply.code, 403)
+        self.assertIn(b"this server pushes on", reply.body)
+        self.assertEqual(query(self.db, "SELECT state, token_valid FROM enrollments"), before)
+
+
+class Queue(DeviceChannelCase):
+    async def test_fifo_results_stored(self) -> None:
+        device = self.device()
+        await device.enroll()
+        uuids = [
+            await self.enqueue(
+                device, {"RequestType": "DeviceInformation", "Queries": ["SerialNumber", str(n)]}
+            )
+            for n in range(3)
+        ]
+        received = await device.poll()
+        self.assertEqual(received, uuids)
+        for command_uuid in uuids:
+            self.assertEqual(self.command_state(command_uuid), ("acknowledged", 0, 1))
+        results = query(
+            self.db,
+            "SELECT c.uuid, r.status, r.raw FROM command_results r "
+            "JOIN commands c ON c.id = r.command_id ORDER BY r.id",
+        )
+        self.assertEqual([(u, s) for u, s, _ in results], [(u, "Acknowledged") for u in uuids])
+        self.assertEqual(plistlib.loads(results[0][2])["CommandUUID"], uuids[0])
+
+    async def test_priority_goes_first(self) -> None:
+        device = self.device()
+        await device.enroll()
+        low = await self.enqueue(device, {"RequestType": "ProfileList"})
+        high = await self.enqueue(device, {"RequestType": "DeviceLock"}, priority=10)
+        self.assertEqual(await device.poll(), [high, low])
+
+    async def test_command_payload(self) -> None:
+        device = self.device()
+        await device.enroll()
+        command_uuid = await self.enqueue(
+            device, {"RequestType": "InstallProfile", "Payload": b"\x00profile"}
+        )
+        reply = await device.report("Idle")
+        self.assertEqual(
+            reply.plist(),
+            {
+                "CommandUUID": command_uuid,
+                "Command": {"RequestType": "InstallProfile", "Payload": b"\x00profile"},
+            },
+        )
+        self.assertEqual(reply.code, 200)
+
+    async def test_error_with_error_chain(self) -> None:
+        device = self.device()
+        await device.enroll()
+        command_uuid = await self.enqueue(
+            device, {"RequestType": "RemoveProfile", "Identifier": "x"}
+        )
+        chain = [
+            {
+                "ErrorCode": 12013,
+                "ErrorDomain": "MCMDMErrorDomain",
+                "LocalizedDescription": "The profile is not managed by MDM.",
+                "USEnglishDescription": "The profile is not managed by MDM.",
+            }
+        ]
+        await device.poll(lambda command: ("Error", {"ErrorChain": chain}))
+        self.assertEqual(self.command_state(command_uuid)[0], "error")
+        stored = query(self.db, "SELECT error_chain FROM command_results")
+        self.assertIn("12013", stored[0][0])
+
+    async def test_not_now_is_not_offered_again_on_the_same_connection(self) -> None:
+        device = self.device()
+        await device.enroll()
+        first = await self.enqueue(
+            device, {"RequestType": "InstallApplication", "iTunesStoreID": 1}
+        )
+        second = await self.enqueue(device, {"RequestType": "ProfileList"})
+
+        def not_now_first(command: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+            return ("NotNow", {}) if command["CommandUUID"] == first else ("Acknowledged", {})
+
+        self.assertEqual(await device.poll(not_now_first), [first, second])
+        self.assertEqual(self.command_state(first), ("not_now", 1, 1))
+        self.assertEqual(self.command_state(second)[0], "acknowledged")
+        # The same connection: the NotNow command is not offered again.
+        self.assertEqual((await device.report("Idle")).body, b"")
+        # A later poll, on a new connection, gets it again with the same UUID.
+        await device.close()
+        self.assertEqual(await device.poll(), [first])
+        self.assertEqual(self.command_state(first), ("acknowledged", 1, 2))
+
+    async def test_not_now_without_keepalive_is_not_offered_in_the_reply(self) -> None:
+        device = self.device(persistent=False)
+        await device.enroll()
+        only = await self.enqueue(device, {"RequestType": "ProfileList"})
+        received = await device.poll(lambda command: ("NotNow", {}))
+        self.assertEqual(received, [only])
+        self.assertEqual(self.command_state(only), ("not_now", 1, 1))
+
+    async def test_sent_but_unanswered_is_resent_with_the_same_uuid(self) -> None:
+        device = self.device()
+        await device.enroll()
+        command_uuid = await self.enqueue(device, {"RequestType": "ProfileList"})
+        first = await device.report("Idle")
+        self.assertEqual(first.plist()["CommandUUID"], command_uuid)
+        self.assertEqual(self.command_state(command_uuid)[0], "sent")
+        await device.close()  # the device lost the reply and polls again later
+        self.assertEqual(await device.poll(), [command_uuid])
+
+    async def test_duplicate_result_is_idempotent(self) -> None:
+        device = self.device()
+        await device.enroll()
+        command_uuid = await self.enqueue(device, {"RequestType": "ProfileList"})
+        await device.poll()
+        queue = (
+            "SELECT * FROM commands UNION ALL SELECT id, command_id, status, error_chain, "
+            "raw, received_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM command_results"
+        )
+        before = query(self.db, queue)
+        reply = await device.report("Acknowledged", command_uuid)
+        self.assertEqual((reply.code, reply.body), (200, b""))
+        self.assertEqual(query(self.db, queue), before)
+
+    async def test_result_for_unknown_or_foreign_command_changes_no_queue(self) -> None:
+        device, other = self.device(), self.device()
+        await device.enroll()
+        await other.enroll()
+        theirs = await self.enqueue(other, {"RequestType": "ProfileList"})
+        queue_before = query(self.db, "SELECT uuid, state FROM commands")
+        for command_uuid in ("00000000-0000-0000-0000-000000000000", theirs):
+            reply = await device.report("Acknowledged", command_uuid)
+            self.assertEqual(reply.code, 200)
+        self.assertEqual(query(self.db, "SELECT uuid, state FROM commands"), queue_before)
+        self.assertEqual(len(self.events("command.result_unmatched")), 2)
+
+    async def test_expired_command_is_not_sent(self) -> None:
+        device = self.device()
+        await device.enroll()
+        stale = await self.enqueue(
+            device, {"RequestType": "ProfileList"}, expires_at="2000-01-01T00:00:00.000Z"
+        )
+        fresh = await self.enqueue(device, {"RequestType": "CertificateList"})
+        self.assertEqual(await device.poll(), [fresh])
+        self.assertEqual(self.command_state(stale)[0], "expired")
+        self.assertEqual(len(self.events("command.expired")), 1)
+
+
+class Identity(DeviceChannelCase):
+    async def test_another_devices_certificate_is_refused_and_audited(self) -> None:
+        victim, attacker = self.device(), self.device()
+        await victim.enroll()
+        await attacker.enroll()
+        impostor = self.device(udid=victim.udid, identity=attacker.identity)
+        before = query(self.db, "SELECT * FROM enrollments WHERE udid = ?", victim.udid)
+        for attempt in (
+            impostor.token_update,
+            lambda: impostor.report("Idle"),
+            impostor.checkout,
+            impostor.authenticate,
+        ):
+            reply = await attempt()
+            self.assertEqual(reply.code, 403)
+        self.assertEqual(
+            query(self.db, "SELECT * FROM enrollments WHERE udid = ?", victim.udid), before
+        )
+        await self.settle()
+        self.assertEqual(len(self.events("device.refused")), 4)
+
+    async def test_unknown_device_gets_401(self) -> None:
+        stranger = self.device()
+        for attempt in (stranger.token_update, lambda: stranger.report("Idle"), stranger.checkout):
+            self.assertEqual((await attempt()).code, 401)
+        self.assertEqual(query(self.db, "SELECT count(*) FROM enrollments"), [(0,)])
+
+    async def test_new_certificate_rebinds_at_authenticate_only(self) -> None:
+        device = self.device()
+        await device.enroll()
+        renewed = self.device(udid=device.udid)  # a new identity from the same CA
+        self.assertEqual((await renewed.report("Idle")).code, 403, "not before Authenticate")
+        await renewed.enroll()
+        self.assertEqual((await renewed.report("Idle")).code, 200)
+        self.assertEqual((await device.report("Idle")).code, 403, "the old one is unbound")
+        self.assertEqual(
+            query(self.db, "SELECT count(*) FROM identities WHERE udid = ?", device.udid), [(2,)]
+        )
+
+    async def test_one_certificate_never_serves_two_udids(self) -> None:
+        device = self.device()
+        await device.enroll()
+        twin = self.device(identity=device.identity)
+        reply = await twin.authenticate()
+        self.assertEqual(reply.code, 403)
+        self.assertEqual(query(self.db, "SELECT count(*) FROM devices"), [(1,)])
+
+    async def test_tls_demands_a_certificate_from_a_trusted_ca(self) -> None:
+        anonymous = self.device(identity=None)
+        with self.assertRaises(ResponseNeverReceived):
+            await anonymous.authenticate()
+        from mdmappliance import pki
+        from tests.simulator import issue_device_identity
+
+        elsewhere = Path(self.mktemp())
+        elsewhere.mkdir()
+        other_ca = pki.create_ca("someone else")
+        (elsewhere / "ca.pem").write_bytes(pki.certificate_pem(other_ca.certificate))
+        (elsewhere / "ca.key").write_bytes(pki.private_key_pem(other_ca.key))
+        foreign = self.device(
+            identity=issue_device_identity(elsewhere / "ca.pem", elsewhere / "ca.key", "X" * 40)
+        )
+        with self.assertRaises(ResponseNeverReceived):
+            await foreign.authenticate()
+        self.assertEqual(query(self.db, "SELECT count(*) FROM devices"), [(0,)])
