@@ -138,7 +138,7 @@ class SimulatedDevice:
     server_path: str = "/mdm/connect"
     sign_messages: bool = False
     persistent: bool = True
-    extra_headers: dict[str, str] = field(default_factory=dict)
+    extra_headers: dict[bytes | str, bytes | str] = field(default_factory=dict)
     executed: list[str] = field(default_factory=list)
     bind_address: str | None = None
 

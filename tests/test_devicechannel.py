@@ -5,7 +5,7 @@ from __future__ import annotations
 import plistlib
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseNeverReceived
@@ -34,7 +34,7 @@ def query(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 
 class DeviceChannelCase(TestCase):
-    sections: dict[str, dict[str, Any]] = {}
+    sections: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def setUp(self) -> None:
         self.appliance = InProcessAppliance(Path(self.mktemp()), **self.sections)
@@ -164,7 +164,9 @@ class Enrollment(DeviceChannelCase):
 
 
 class ConfiguredTopic(DeviceChannelCase):
-    sections = {"device": {"topic": "com.apple.mgmt.External.test-topic"}}
+    sections: ClassVar[dict[str, dict[str, Any]]] = {
+        "device": {"topic": "com.apple.mgmt.External.test-topic"}
+    }
 
     async def test_token_update_for_another_topic_is_refused(self) -> None:
         device = self.device(topic="com.apple.mgmt.External.other")
