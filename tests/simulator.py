@@ -91,7 +91,12 @@ def detached_signature(identity: pki.IssuedPair, body: bytes) -> bytes:
         pkcs7.PKCS7SignatureBuilder()
         .set_data(body)
         .add_signer(identity.certificate, identity.key, hashes.SHA256())  # type: ignore[arg-type]
-        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature])
+        # Binary: sign the bytes as they are. Without it cryptography signs the S/MIME
+        # canonical form (LF -> CRLF), which is not what a device signs.
+        .sign(
+            serialization.Encoding.DER,
+            [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary],
+        )
     )
     return base64.b64encode(der)
 
@@ -161,7 +166,10 @@ class SimulatedDevice:
         await self.pool.closeCachedConnections()
 
     async def put(
-        self, path: str, message: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+        self,
+        path: str,
+        message: dict[str, Any] | bytes,
+        headers: dict[bytes | str, bytes | str] | None = None,
     ) -> Reply:
         body = message if isinstance(message, bytes) else plistlib.dumps(message)
         all_headers: dict[bytes | str, bytes | str] = {

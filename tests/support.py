@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mdmappliance.config import Config, load_config, render_config
+from mdmappliance.config import load_config, render_config
 from mdmappliance.installation import InitRequest, initialize
 from mdmappliance.schema import load_migrations
 
@@ -40,7 +40,7 @@ def make_installation(
     directory: Path,
     port: int | None = None,
     device_port: int | None = None,
-    **sections: dict[str, Any],
+    sections: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """A complete installation in ``directory``; returns its config path.
 
@@ -52,15 +52,11 @@ def make_installation(
     if port is not None:
         values["admin"] = {"port": port}
     values["device"] = {"port": device_port or free_port(), "bind": "127.0.0.1"}
-    for name, overrides in sections.items():
+    for name, overrides in (sections or {}).items():
         values.setdefault(name, {}).update(overrides)
     config_path = directory / "mdmappliance.toml"
     config_path.write_text(render_config(values, "test installation"))
     return config_path
-
-
-def load_installation(directory: Path, **kw: Any) -> Config:
-    return load_config(make_installation(directory, **kw))
 
 
 def free_port() -> int:
@@ -150,7 +146,8 @@ class InProcessAppliance:
     def __init__(self, directory: Path, **sections: dict[str, Any]) -> None:
         from mdmappliance.service import global_reactor, make_service
 
-        self.config = load_config(make_installation(directory, port=free_port(), **sections))
+        config_path = make_installation(directory, port=free_port(), sections=sections)
+        self.config = load_config(config_path)
         self.service = make_service(self.config, global_reactor())
         self.service.startService()
         self.store = self.service.getServiceNamed("store")

@@ -384,3 +384,258 @@ class Identity(DeviceChannelCase):
         with self.assertRaises(ResponseNeverReceived):
             await foreign.authenticate()
         self.assertEqual(query(self.db, "SELECT count(*) FROM devices"), [(0,)])
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+class BadInput(DeviceChannelCase):
+    """Each bad input gets its status, and the database stays exactly as it was."""
+
+    async def test_each_bad_input(self) -> None:
+        device = self.device()
+        await device.enroll()
+        await self.enqueue(device, {"RequestType": "ProfileList"})
+        udid = device.udid
+        token_update = {
+            "MessageType": "TokenUpdate",
+            "UDID": udid,
+            "Topic": "com.apple.mgmt.External.test-topic",
+            "Token": b"t" * 32,
+            "PushMagic": "magic",
+        }
+        checkin, server = device.checkin_path, device.server_path
+        redacted = (
+            Path(__file__).resolve().parents[2]
+            / "shared"
+            / "testdata"
+            / "commandment"
+            / "testdata"
+            / "TokenUpdate"
+            / "iOS-11.3.1.xml"
+        )
+        cases: list[tuple[str, str, bytes | dict[str, Any], int]] = [
+            ("binary plist", checkin, plistlib.dumps(token_update, fmt=plistlib.FMT_BINARY), 400),
+            ("not XML", checkin, b"<plist><dict><key>UDID</key>", 400),
+            ("empty body", server, b"", 400),
+            ("array, not dictionary", server, plistlib.dumps([udid]), 400),
+            ("too deep", server, {"UDID": udid, "Status": "Idle", "X": nested(40)}, 400),
+            ("missing UDID", server, {"Status": "Idle"}, 400),
+            ("UDID form", server, {"UDID": "../../etc/passwd", "Status": "Idle"}, 400),
+            ("UDID type", server, {"UDID": 12345678, "Status": "Idle"}, 400),
+            ("Token too long", checkin, {**token_update, "Token": b"t" * 101}, 400),
+            ("Token empty", checkin, {**token_update, "Token": b""}, 400),
+            ("Token not data", checkin, {**token_update, "Token": "dGVzdA=="}, 400),
+            (
+                "PushMagic missing",
+                checkin,
+                {k: v for k, v in token_update.items() if k != "PushMagic"},
+                400,
+            ),
+            ("Topic prefix", checkin, {**token_update, "Topic": "com.example.push"}, 400),
+            ("unknown MessageType", checkin, {**token_update, "MessageType": "Enroll"}, 400),
+            ("bad Status", server, {"UDID": udid, "Status": "Done", "CommandUUID": "x"}, 400),
+            ("result without CommandUUID", server, {"UDID": udid, "Status": "Acknowledged"}, 400),
+            (
+                "ErrorChain type",
+                server,
+                {"UDID": udid, "Status": "Error", "CommandUUID": "x", "ErrorChain": "broken"},
+                400,
+            ),
+            ("report at the CheckInURL", checkin, {"UDID": udid, "Status": "Idle"}, 400),
+            ("neither MessageType nor Status", server, {"UDID": udid}, 400),
+            ("unknown path", "/mdm/other", token_update, 404),
+        ]
+        if redacted.exists():
+            cases.append(("invalid base64 (redacted capture)", checkin, redacted.read_bytes(), 400))
+        before = dump(self.db)
+        for label, path, message, status in cases:
+            reply = await device.put(path, message)
+            self.assertEqual(reply.code, status, f"{label}: {reply.body!r}")
+            self.assertTrue(
+                reply.body.endswith(b"\n") and reply.body.count(b"\n") == 1,
+                f"{label}: one line of reason, got {reply.body!r}",
+            )
+        await self.settle()
+        self.assertEqual(dump(self.db), before)
+
+    async def test_method_must_be_put(self) -> None:
+        device = self.device()
+        response = await device.client.get(self.appliance.base_url + device.server_path)
+        self.assertEqual(response.code, 405)
+        await response.content()
+
+    async def test_body_too_large_is_refused_before_it_is_read(self) -> None:
+        limit = self.appliance.config.device.max_body_bytes
+        device = self.device()
+        await device.enroll()
+        before = dump(self.db)
+        big = plistlib.dumps({"UDID": device.udid, "Status": "Idle", "Pad": "x" * limit})
+        reply = await device.put(device.server_path, big)
+        self.assertEqual(reply.code, 413)
+        await device.close()
+        self.assertEqual((await device.report("Idle")).code, 200, "the next connection works")
+        await self.settle()
+        self.assertEqual(dump(self.db)[:5], before[:5])
+
+
+class SignedMessages(DeviceChannelCase):
+    async def test_sign_message_device(self) -> None:
+        device = self.device(sign_messages=True)
+        await device.enroll()
+        command_uuid = await self.enqueue(device, {"RequestType": "ProfileList"})
+        self.assertEqual(await device.poll(), [command_uuid])
+
+    async def test_signature_over_another_body_is_refused(self) -> None:
+        from tests.simulator import detached_signature
+
+        device = self.device()
+        await device.enroll()
+        forged = detached_signature(device.identity, b"some other body")
+        reply = await device.put(
+            device.server_path, {"UDID": device.udid, "Status": "Idle"}, {"Mdm-Signature": forged}
+        )
+        self.assertEqual(reply.code, 403)
+        self.assertIn(b"messageDigest does not match", reply.body)
+
+    async def test_signer_must_be_the_tls_certificate(self) -> None:
+        from tests.simulator import detached_signature
+
+        device, other = self.device(), self.device()
+        await device.enroll()
+        body = plistlib.dumps({"UDID": device.udid, "Status": "Idle"})
+        reply = await device.put(
+            device.server_path, body, {"Mdm-Signature": detached_signature(other.identity, body)}
+        )
+        self.assertEqual(reply.code, 403)
+        self.assertIn(b"different certificates", reply.body)
+
+    async def test_garbage_signature_is_refused(self) -> None:
+        device = self.device()
+        await device.enroll()
+        reply = await device.put(
+            device.server_path,
+            {"UDID": device.udid, "Status": "Idle"},
+            {"Mdm-Signature": "bm90IGEgc2lnbmF0dXJl"},
+        )
+        self.assertEqual(reply.code, 403)
+
+
+class UserChannels(DeviceChannelCase):
+    async def test_user_channel_has_its_own_token_and_queue(self) -> None:
+        device = self.device()
+        await device.enroll()
+        user = "A522C2FB-D0BA-487E-BBC6-BE0DB2DC7883"
+        reply = await device.token_update(
+            user_id=user, UserShortName="cjoe", UserLongName="Commando Joe", NotOnConsole=False
+        )
+        self.assertEqual(reply.code, 200)
+        rows = query(self.db, "SELECT user_id, user_short_name, state FROM enrollments ORDER BY id")
+        self.assertEqual(rows, [("", None, "enrolled"), (user, "cjoe", "enrolled")])
+        for_user = await self.enqueue(device, {"RequestType": "ProfileList"}, user_id=user)
+        for_device = await self.enqueue(device, {"RequestType": "DeviceInformation"})
+        self.assertEqual(await device.poll(), [for_device])
+        reply = await device.report("Idle", UserID=user)
+        self.assertEqual(reply.plist()["CommandUUID"], for_user)
+        reply = await device.report("Acknowledged", for_user, UserID=user)
+        self.assertEqual(reply.body, b"")
+
+    async def test_user_authenticate_without_users_is_open(self) -> None:
+        device = self.device()
+        await device.enroll()
+        reply = await device.user_authenticate("USER-1")
+        self.assertEqual(reply.plist(), {"DigestChallenge": ""})
+
+
+class LocalNetworkUsers(DeviceChannelCase):
+    def setUp(self) -> None:
+        from mdmappliance.digest import md5_hex
+
+        users = Path(self.mktemp()).absolute()
+        users.write_text(f"cjoe:mdmappliance:{md5_hex('cjoe:mdmappliance:s3cret')}\n")
+        self.sections = {"device": {"users_file": str(users)}}
+        super().setUp()
+
+    async def test_digest_flow_and_auth_token(self) -> None:
+        from tests.simulator import digest_response
+
+        device = self.device()
+        await device.enroll()
+        user = "A522C2FB-D0BA-487E-BBC6-BE0DB2DC7883"
+        challenge = (await device.user_authenticate(user)).plist()["DigestChallenge"]
+        self.assertIn('realm="mdmappliance"', challenge)
+        wrong = digest_response("cjoe", "guess", "mdmappliance", challenge, "/mdm/checkin")
+        self.assertEqual((await device.user_authenticate(user, wrong)).plist(), {"AuthToken": ""})
+        replayed = (await device.user_authenticate(user, wrong)).plist()
+        self.assertEqual(replayed, {"AuthToken": ""}, "a nonce is single use")
+
+        challenge = (await device.user_authenticate(user)).plist()["DigestChallenge"]
+        right = digest_response("cjoe", "s3cret", "mdmappliance", challenge, "/mdm/checkin")
+        token = (await device.user_authenticate(user, right)).plist()["AuthToken"]
+        self.assertGreater(len(token), 20)
+
+        reply = await device.token_update(user_id=user)
+        self.assertEqual(reply.code, 403, "the AuthToken is required from now on")
+        reply = await device.token_update(user_id=user, AuthToken=token)
+        self.assertEqual(reply.code, 200)
+        self.assertEqual((await device.report("Idle", UserID=user)).code, 403)
+        self.assertEqual((await device.report("Idle", UserID=user, AuthToken=token)).code, 200)
+
+
+class ProxyMode(DeviceChannelCase):
+    """Plain HTTP behind a TLS-terminating proxy: Mdm-Signature, or a trusted Client-Cert."""
+
+    def setUp(self) -> None:
+        from tests.support import free_port
+
+        self.proxy_port = free_port()
+        self.sections = {
+            "proxy": {"enabled": True, "port": self.proxy_port, "trusted_proxies": ["127.0.0.1"]}
+        }
+        super().setUp()
+        self.proxy_url = f"http://127.0.0.1:{self.proxy_port}"
+
+    def client_cert_header(self, device: SimulatedDevice) -> dict[bytes | str, bytes | str]:
+        import base64
+
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        assert device.identity is not None
+        der = device.identity.certificate.public_bytes(Encoding.DER)
+        return {"Client-Cert": ":" + base64.b64encode(der).decode() + ":"}
+
+    async def test_signed_messages_through_the_proxy(self) -> None:
+        device = self.device(base_url=self.proxy_url, sign_messages=True)
+        await device.enroll()
+        command_uuid = await self.enqueue(device, {"RequestType": "ProfileList"})
+        self.assertEqual(await device.poll(), [command_uuid])
+
+    async def test_unsigned_message_without_identity_is_refused(self) -> None:
+        device = self.device(base_url=self.proxy_url)
+        reply = await device.authenticate()
+        self.assertEqual(reply.code, 403)
+        self.assertIn(b"no device identity", reply.body)
+
+    async def test_client_cert_header_from_a_trusted_proxy(self) -> None:
+        device = self.device(base_url=self.proxy_url)
+        device.extra_headers.update(self.client_cert_header(device))
+        await device.enroll()
+        self.assertEqual((await device.report("Idle")).code, 200)
+
+    async def test_client_cert_header_from_elsewhere_is_ignored(self) -> None:
+        device = self.device(base_url=self.proxy_url, bind_address="127.0.0.2")
+        device.extra_headers.update(self.client_cert_header(device))
+        reply = await device.authenticate()
+        self.assertEqual(reply.code, 403)
+        self.assertIn(b"no device identity", reply.body)
+        self.assertEqual(query(self.db, "SELECT count(*) FROM devices"), [(0,)])
+
+    async def test_client_cert_header_is_ignored_on_the_tls_listener(self) -> None:
+        device, other = self.device(), self.device()
+        await device.enroll()
+        device.extra_headers.update(self.client_cert_header(other))
+        self.assertEqual((await device.report("Idle")).code, 200, "TLS identity, header unused")
