@@ -5,7 +5,7 @@ from __future__ import annotations
 import plistlib
 import sqlite3
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseNeverReceived
@@ -34,10 +34,12 @@ def query(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 
 class DeviceChannelCase(TestCase):
-    sections: ClassVar[dict[str, dict[str, Any]]] = {}
+    def config_sections(self) -> dict[str, dict[str, Any]]:
+        """Config keys this case sets beyond a fresh installation's."""
+        return {}
 
     def setUp(self) -> None:
-        self.appliance = InProcessAppliance(Path(self.mktemp()), **self.sections)
+        self.appliance = InProcessAppliance(Path(self.mktemp()), **self.config_sections())
         self.addCleanup(self.appliance.stop)
         self.db = self.appliance.config.store.path
 
@@ -64,6 +66,10 @@ class DeviceChannelCase(TestCase):
             command_uuid,
         )
         return rows[0]
+
+    def identity_of(self, device: SimulatedDevice) -> Any:
+        assert device.identity is not None
+        return device.identity
 
     async def settle(self) -> None:
         """Wait for writes queued on the store thread (audit events follow the reply)."""
@@ -164,9 +170,8 @@ class Enrollment(DeviceChannelCase):
 
 
 class ConfiguredTopic(DeviceChannelCase):
-    sections: ClassVar[dict[str, dict[str, Any]]] = {
-        "device": {"topic": "com.apple.mgmt.External.test-topic"}
-    }
+    def config_sections(self) -> dict[str, dict[str, Any]]:
+        return {"device": {"topic": "com.apple.mgmt.External.test-topic"}}
 
     async def test_token_update_for_another_topic_is_refused(self) -> None:
         device = self.device(topic="com.apple.mgmt.External.other")
@@ -495,7 +500,7 @@ class SignedMessages(DeviceChannelCase):
 
         device = self.device()
         await device.enroll()
-        forged = detached_signature(device.identity, b"some other body")
+        forged = detached_signature(self.identity_of(device), b"some other body")
         reply = await device.put(
             device.server_path, {"UDID": device.udid, "Status": "Idle"}, {"Mdm-Signature": forged}
         )
@@ -509,7 +514,9 @@ class SignedMessages(DeviceChannelCase):
         await device.enroll()
         body = plistlib.dumps({"UDID": device.udid, "Status": "Idle"})
         reply = await device.put(
-            device.server_path, body, {"Mdm-Signature": detached_signature(other.identity, body)}
+            device.server_path,
+            body,
+            {"Mdm-Signature": detached_signature(self.identity_of(other), body)},
         )
         self.assertEqual(reply.code, 403)
         self.assertIn(b"different certificates", reply.body)
@@ -552,13 +559,12 @@ class UserChannels(DeviceChannelCase):
 
 
 class LocalNetworkUsers(DeviceChannelCase):
-    def setUp(self) -> None:
+    def config_sections(self) -> dict[str, dict[str, Any]]:
         from mdmappliance.digest import md5_hex
 
         users = Path(self.mktemp()).absolute()
         users.write_text(f"cjoe:mdmappliance:{md5_hex('cjoe:mdmappliance:s3cret')}\n")
-        self.sections = {"device": {"users_file": str(users)}}
-        super().setUp()
+        return {"device": {"users_file": str(users)}}
 
     async def test_digest_flow_and_auth_token(self) -> None:
         from tests.simulator import digest_response
@@ -589,15 +595,14 @@ class LocalNetworkUsers(DeviceChannelCase):
 class ProxyMode(DeviceChannelCase):
     """Plain HTTP behind a TLS-terminating proxy: Mdm-Signature, or a trusted Client-Cert."""
 
-    def setUp(self) -> None:
+    def config_sections(self) -> dict[str, dict[str, Any]]:
         from tests.support import free_port
 
         self.proxy_port = free_port()
-        self.sections = {
+        self.proxy_url = f"http://127.0.0.1:{self.proxy_port}"
+        return {
             "proxy": {"enabled": True, "port": self.proxy_port, "trusted_proxies": ["127.0.0.1"]}
         }
-        super().setUp()
-        self.proxy_url = f"http://127.0.0.1:{self.proxy_port}"
 
     def client_cert_header(self, device: SimulatedDevice) -> dict[bytes | str, bytes | str]:
         import base64
