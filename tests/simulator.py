@@ -162,6 +162,15 @@ class SimulatedDevice:
         self.push_magic = secrets.token_hex(16)
         self.token = secrets.token_bytes(32)
 
+    @classmethod
+    def issued(
+        cls, base_url: str, ca_cert: Path, ca_key: Path, udid: str | None = None, **kw: Any
+    ) -> SimulatedDevice:
+        """A device with a fresh identity from the appliance CA."""
+        udid = udid or secrets.token_hex(20).upper()
+        identity = issue_device_identity(ca_cert, ca_key, udid)
+        return cls(base_url=base_url, ca_cert=ca_cert, identity=identity, udid=udid, **kw)
+
     async def close(self) -> None:
         await self.pool.closeCachedConnections()
 

@@ -91,25 +91,37 @@ def twistd() -> str:
 
 
 class RunningAppliance:
-    """An appliance started as a child process (``serve`` or ``twistd``) on a loopback port."""
+    """An appliance started as a child process (``serve`` or ``twistd``) on a loopback port.
+
+    Its output goes to files, not pipes: a busy server would block on a full pipe.
+    """
+
+    _count = 0
 
     def __init__(self, command: list[str], port: int, cwd: Path) -> None:
         self.port = port
-        self.process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env=subprocess_env(),
-            cwd=str(cwd),
-        )
+        RunningAppliance._count += 1
+        self.stdout_path = cwd / f"appliance-{RunningAppliance._count}.out"
+        self.stderr_path = cwd / f"appliance-{RunningAppliance._count}.err"
+        cwd.mkdir(parents=True, exist_ok=True)
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=subprocess_env(),
+                cwd=str(cwd),
+            )
+
+    def output(self) -> tuple[str, str]:
+        return self.stdout_path.read_text(), self.stderr_path.read_text()
 
     def wait_until_listening(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                out, err = self.process.communicate()
+                out, err = self.output()
                 raise AssertionError(f"exited with {self.process.returncode}: {err}{out}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
@@ -131,13 +143,13 @@ class RunningAppliance:
     def terminate(self, timeout: float = 30.0) -> tuple[int, str, str]:
         """SIGTERM, then the exit status and everything it printed."""
         self.process.send_signal(signal.SIGTERM)
-        out, err = self.process.communicate(timeout=timeout)
-        return self.process.returncode, out, err
+        self.process.wait(timeout=timeout)
+        return (self.process.returncode, *self.output())
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
-            self.process.communicate()
+            self.process.wait()
 
 
 class InProcessAppliance:
@@ -153,15 +165,16 @@ class InProcessAppliance:
         self.store = self.service.getServiceNamed("store")
         self.base_url = f"https://127.0.0.1:{self.config.device.port}"
 
-    def device(self, udid: str | None = None, identity: Any = "issue", **kw: Any) -> Any:
+    def device(self, identity: Any = "issue", **kw: Any) -> Any:
         """A simulated device with its own identity from the appliance CA (or ``identity``)."""
-        from tests.simulator import SimulatedDevice, issue_device_identity
+        from tests.simulator import SimulatedDevice
 
-        udid = udid or secrets.token_hex(20).upper()
-        if identity == "issue":
-            identity = issue_device_identity(self.config.pki.ca_cert, self.config.pki.ca_key, udid)
         kw.setdefault("base_url", self.base_url)
-        return SimulatedDevice(ca_cert=self.config.pki.ca_cert, identity=identity, udid=udid, **kw)
+        pki = self.config.pki
+        if identity == "issue":
+            return SimulatedDevice.issued(ca_cert=pki.ca_cert, ca_key=pki.ca_key, **kw)
+        kw.setdefault("udid", secrets.token_hex(20).upper())
+        return SimulatedDevice(ca_cert=pki.ca_cert, identity=identity, **kw)
 
     async def stop(self) -> None:
         await self.service.stopService()

@@ -115,7 +115,8 @@ class EndToEnd(SynchronousTestCase):
             config_path.parent,
         )
         self.addCleanup(second.kill)
-        _, err = second.process.communicate(timeout=60)
+        second.process.wait(timeout=60)
+        _, err = second.output()
         self.assertEqual(second.process.returncode, 1)
         self.assertEqual(
             err.strip(),
