@@ -21,6 +21,7 @@ import treq
 from twisted.internet import defer, task
 from twisted.web.client import HTTPConnectionPool
 
+from bench.device_channel import bench_device_channel
 from mdmappliance.events import record_event
 from mdmappliance.service import admin_listener, global_reactor
 from mdmappliance.store import Store
@@ -101,6 +102,7 @@ async def main(_: Any) -> None:
             for in_flight in (1, 50):
                 await bench_store(directory, synchronous, in_flight)
         await bench_health(directory)
+    await bench_device_channel()
 
 
 def run(entry: Callable[[Any], Coroutine[Any, Any, None]]) -> None:

@@ -71,6 +71,10 @@ class DeviceEndpoint(Resource):
         except MDMError as e:
             self._refuse(request, e, None, None)
             return NOT_DONE_YET
+        except Exception:
+            log.failure("device request failed before reaching the store")
+            _finish(request, 500, b"internal error\n")
+            return NOT_DONE_YET
         connection = request.channel
         skip = frozenset(self._not_now.get(connection, ()))
         done = self.store.transaction(handle_message, message, identity, self.policy, skip)

@@ -72,8 +72,15 @@ def require_bound_identity(
     conn: sqlite3.Connection, channel: Channel, identity: DeviceIdentity
 ) -> Enrollment:
     """The device channel enrollment of a managed device whose bound certificate this is."""
-    device = get_enrollment(conn, channel.udid)
-    owner = bound_udid(conn, identity.sha256)
+    row = conn.execute(
+        "SELECT e.id, e.udid, e.user_id, e.state, e.topic, e.auth_token_sha256, i.udid, "
+        "i.current FROM (SELECT ? AS sha256) AS presented "
+        "LEFT JOIN enrollments AS e ON e.udid = ? AND e.user_id = '' "
+        "LEFT JOIN identities AS i ON i.sha256 = presented.sha256",
+        (identity.sha256, channel.udid),
+    ).fetchone()
+    device = Enrollment(*row[:6]) if row[0] is not None else None
+    owner, current = row[6], row[7]
     if device is None:
         if owner is None:
             raise NotManaged(f"device {channel.udid} is not enrolled here")
@@ -82,7 +89,7 @@ def require_bound_identity(
         )
     if device.state in INACTIVE:
         raise NotManaged(f"device {channel.udid} is {device.state.replace('_', ' ')}")
-    if owner != channel.udid or current_identity(conn, channel.udid) != identity.sha256:
+    if owner != channel.udid or current != 1:
         raise IdentityRefused(
             f"certificate {identity.sha256[:16]}… is not the one bound to device {channel.udid}"
         )

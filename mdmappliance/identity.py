@@ -13,9 +13,10 @@ import base64
 import binascii
 import datetime
 import ipaddress
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -69,12 +70,14 @@ class IdentityResolver:
         self.trust = trust
         self.now = now
         self.trusted_proxies = frozenset(ipaddress.ip_address(p) for p in trusted_proxies)
+        self._per_connection: weakref.WeakKeyDictionary[Any, tuple[DeviceIdentity | None]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def resolve(self, request: IRequest, body: bytes) -> DeviceIdentity:
-        tls = tls_peer_certificate(request)
-        tls_identity = DeviceIdentity.of(tls, "tls") if tls is not None else None
+        tls_identity = self._tls_identity(request)
         signed = self._from_signature(request, body)
-        header = None if tls is not None else self._from_client_cert_header(request)
+        header = None if tls_identity is not None else self._from_client_cert_header(request)
         presented = [i for i in (tls_identity, signed, header) if i is not None]
         if not presented:
             raise IdentityRefused(
@@ -85,6 +88,16 @@ class IdentityResolver:
             sources = " and ".join(i.source for i in presented)
             raise IdentityRefused(f"the {sources} identities are different certificates")
         return presented[0]
+
+    def _tls_identity(self, request: IRequest) -> DeviceIdentity | None:
+        """The TLS client identity, worked out once per connection (it cannot change)."""
+        connection = request.channel  # type: ignore[attr-defined]
+        cached = self._per_connection.get(connection)
+        if cached is None:
+            cert = tls_peer_certificate(request)
+            cached = (DeviceIdentity.of(cert, "tls") if cert is not None else None,)
+            self._per_connection[connection] = cached
+        return cached[0]
 
     def _from_signature(self, request: IRequest, body: bytes) -> DeviceIdentity | None:
         header = request.getHeader(b"mdm-signature")

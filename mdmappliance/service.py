@@ -27,7 +27,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.ssl import CertificateOptions, TLSVersion
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from mdmappliance import pki
@@ -177,7 +177,10 @@ def device_endpoint(
 
 
 def _device_site(endpoint: DeviceEndpoint, config: Config) -> DrainingSite:
-    site = DrainingSite(endpoint, max_body_bytes=config.device.max_body_bytes)
+    # Device traffic is high-volume and already in the event log: access lines at debug.
+    site = DrainingSite(
+        endpoint, max_body_bytes=config.device.max_body_bytes, access_log_level=LogLevel.debug
+    )
     site.displayTracebacks = False
     return site
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorFromThreads
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from mdmappliance.errors import StoreClosed, StoreError
@@ -56,6 +59,9 @@ class Store(Service):
         self._pool: ThreadPool | None = None
         self._closing = False
         self.migration_report: MigrationReport | None = None
+        self._lock = threading.Lock()
+        self._jobs: deque[_Job] = deque()
+        self._worker_busy = False
 
     @property
     def latest_version(self) -> int:
@@ -105,22 +111,61 @@ class Store(Service):
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="mdmappliance-store")
         self._pool.start()
         self._closing = False
+        self._jobs.clear()
+        self._worker_busy = False
         super().startService()
 
     def run(
         self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
     ) -> Deferred[T]:
         """Run ``fn(connection, ...)`` on the store thread, outside any transaction."""
-        if self._closing or self._pool is None or self._conn is None:
-            return fail(StoreClosed(f"the store {self.path} is not running"))
-        assert self._reactor is not None
-        return deferToThreadPool(self._reactor, self._pool, fn, self._conn, *args, **kw)
+        return self._submit(False, fn, args, kw)
 
     def transaction(
         self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
     ) -> Deferred[T]:
-        """Run ``fn(connection, ...)`` in one transaction: all of it commits, or none of it."""
-        return self.run(in_transaction, fn, *args, **kw)
+        """Run ``fn(connection, ...)`` in one transaction: all of it commits, or none of it.
+
+        The Deferred fires once the work is durable (committed). Transactions that are waiting
+        together are committed together (group commit: one fsync for the lot), each inside its
+        own savepoint, so one that raises is rolled back alone.
+        """
+        return self._submit(True, fn, args, kw)
+
+    def _submit(
+        self, transactional: bool, fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]
+    ) -> Deferred[Any]:
+        if self._closing or self._pool is None or self._conn is None:
+            return fail(StoreClosed(f"the store {self.path} is not running"))
+        job = _Job(transactional, fn, args, kw, Deferred())
+        with self._lock:
+            self._jobs.append(job)
+            start = not self._worker_busy
+            self._worker_busy = True
+        if start:
+            self._pool.callInThread(self._work)
+        return job.deferred
+
+    def _work(self) -> None:
+        """On the store thread: run queued jobs in order, batching adjacent transactions."""
+        assert self._reactor is not None and self._conn is not None
+        conn, reactor = self._conn, self._reactor
+        while True:
+            with self._lock:
+                if not self._jobs:
+                    self._worker_busy = False
+                    return
+                batch = [self._jobs.popleft()]
+                if batch[0].transactional:
+                    while (
+                        self._jobs and self._jobs[0].transactional and len(batch) < MAX_GROUP_COMMIT
+                    ):
+                        batch.append(self._jobs.popleft())
+            outcomes = (
+                _run_group(conn, batch) if batch[0].transactional else [_run_one(conn, batch[0])]
+            )
+            for job, outcome in zip(batch, outcomes, strict=True):
+                reactor.callFromThread(_fire, job.deferred, outcome)
 
     def transaction_now(
         self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
@@ -146,8 +191,7 @@ class Store(Service):
         pool, conn = self._pool, self._conn
         if pool is None or conn is None:
             return succeed(None)
-        assert self._reactor is not None
-        done: Deferred[None] = deferToThreadPool(self._reactor, pool, self._close, conn)
+        done: Deferred[None] = self._submit(False, self._close, (), {})
         self._closing = True
 
         def stop_pool(result: Any) -> Any:
@@ -194,3 +238,56 @@ def _create_private(path: Path) -> None:
     except FileExistsError:
         return
     os.close(fd)
+
+
+#: At most this many transactions share one commit.
+MAX_GROUP_COMMIT = 128
+
+
+@dataclass
+class _Job:
+    transactional: bool
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kw: dict[str, Any]
+    deferred: Deferred[Any]
+
+
+def _run_one(conn: sqlite3.Connection, job: _Job) -> Any:
+    try:
+        return job.fn(conn, *job.args, **job.kw)
+    except BaseException:
+        return Failure()
+
+
+def _run_group(conn: sqlite3.Connection, batch: list[_Job]) -> list[Any]:
+    """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` for the batch, a savepoint for each job."""
+    outcomes: list[Any] = []
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error:
+        failure = Failure()
+        return [failure] * len(batch)
+    for job in batch:
+        conn.execute("SAVEPOINT job")
+        try:
+            outcomes.append(job.fn(conn, *job.args, **job.kw))
+        except BaseException:
+            outcomes.append(Failure())
+            conn.execute("ROLLBACK TO job")
+        conn.execute("RELEASE job")
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        failure = Failure()
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return [failure] * len(batch)
+    return outcomes
+
+
+def _fire(deferred: Deferred[Any], outcome: Any) -> None:
+    if isinstance(outcome, Failure):
+        deferred.errback(outcome)
+    else:
+        deferred.callback(outcome)

@@ -1,0 +1,221 @@
+"""Device-channel throughput, each figure beside a bare twisted.web TLS responder.
+
+Servers run as their own processes (one core each at most); the simulated devices run in
+this process. A cycle is what a device does for one command: PUT Idle → the command,
+PUT Acknowledged → the next command (two messages; a device that leaves then gets that next
+command again on its next poll). The bare responder answers the
+same two PUTs with an empty 200, behind the same mTLS options.
+
+(a) keep-alive: messages per second over reused mTLS connections, N devices at once;
+(b) wake-ups: a new mTLS connection per cycle (what a push makes a device do).
+
+Also measured: the same endpoint routed through Klein instead of the raw Resource.
+"""
+
+from __future__ import annotations
+
+import plistlib
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer
+
+from mdmappliance.config import Config
+from mdmappliance.enrollments import get_enrollment
+from mdmappliance.installation import InitRequest, initialize
+from mdmappliance.queue import enqueue
+from mdmappliance.store import in_transaction
+from tests.simulator import SimulatedDevice
+from tests.support import free_port, subprocess_env
+
+REPO = Path(__file__).resolve().parent.parent
+DEVICES = 10
+KEEPALIVE_CYCLES = 40
+WAKEUPS = 12
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+class Timed:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+
+    async def put(self, device: SimulatedDevice, message: dict[str, Any]) -> bytes:
+        started = time.perf_counter()
+        reply = await device.put(device.server_path, message)
+        self.latencies.append(time.perf_counter() - started)
+        assert reply.code == 200, (reply.code, reply.body)
+        return reply.body
+
+
+async def cycle(device: SimulatedDevice, timed: Timed, bare: bool) -> None:
+    body = await timed.put(device, {"UDID": device.udid, "Status": "Idle"})
+    command_uuid = "BARE" if bare else plistlib.loads(body)["CommandUUID"]
+    # The reply is the next queued command (sent, not yet answered): the next cycle's Idle
+    # gets it again with the same UUID, as after a device loses a reply.
+    await timed.put(
+        device, {"UDID": device.udid, "Status": "Acknowledged", "CommandUUID": command_uuid}
+    )
+
+
+def start_server(
+    command: list[str], port: int, workdir: Path, name: str
+) -> subprocess.Popen[bytes]:
+    log = (workdir / f"{name}.log").open("wb")
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(), cwd=str(workdir)
+    )
+    import socket
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"{name} did not listen on {port}")
+
+
+def queue_commands(config: Config, devices: list[SimulatedDevice], count: int) -> None:
+    conn = sqlite3.connect(config.store.path, isolation_level=None, timeout=30)
+    try:
+
+        def add(conn: sqlite3.Connection) -> None:
+            for device in devices:
+                enrollment = get_enrollment(conn, device.udid)
+                assert enrollment is not None
+                for _ in range(count):
+                    enqueue(conn, enrollment.id, {"RequestType": "ProfileList"})
+
+        in_transaction(conn, add)
+    finally:
+        conn.close()
+
+
+async def run_devices(
+    devices: list[SimulatedDevice], work: Callable[[SimulatedDevice], Coroutine[Any, Any, None]]
+) -> float:
+    started = time.perf_counter()
+    await defer.gatherResults([defer.ensureDeferred(work(d)) for d in devices])
+    return time.perf_counter() - started
+
+
+async def measure(devices: list[SimulatedDevice], bare: bool) -> dict[str, Any]:
+    timed = Timed()
+
+    async def keepalive(device: SimulatedDevice) -> None:
+        for _ in range(KEEPALIVE_CYCLES):
+            await cycle(device, timed, bare)
+
+    seconds = await run_devices(devices, keepalive)
+    messages = DEVICES * KEEPALIVE_CYCLES * 2
+    keep = {
+        "rate": messages / seconds,
+        "p50": percentile(timed.latencies, 0.5),
+        "p99": percentile(timed.latencies, 0.99),
+    }
+    for device in devices:
+        await device.close()
+    woken = Timed()
+
+    async def wakeups(device: SimulatedDevice) -> None:
+        for _ in range(WAKEUPS):
+            await cycle(device, woken, bare)
+            await device.close()
+
+    seconds = await run_devices(devices, wakeups)
+    wake = {"rate": DEVICES * WAKEUPS / seconds, "p99": percentile(woken.latencies, 0.99)}
+    return {"keepalive": keep, "wakeup": wake}
+
+
+async def bench_device_channel() -> None:
+    with tempfile.TemporaryDirectory(prefix="mdmappliance-bench-devices-") as name:
+        workdir = Path(name)
+        port = free_port()
+        result = initialize(
+            InitRequest(
+                data_dir=workdir / "data",
+                hostname="localhost",
+                admin_port=free_port(),
+                device_port=port,
+            )
+        )
+        config = result.config
+        url = f"https://127.0.0.1:{port}"
+        devices = [
+            SimulatedDevice.issued(url, config.pki.ca_cert, config.pki.ca_key)
+            for _ in range(DEVICES)
+        ]
+        figures: dict[str, dict[str, Any]] = {}
+        servers = {
+            "mdmappliance serve (raw Resource)": [
+                sys.executable,
+                "-m",
+                "mdmappliance",
+                "serve",
+                "--config",
+                str(config.path),
+            ],
+            "endpoint alone, raw Resource": [
+                sys.executable,
+                str(REPO / "bench" / "servers.py"),
+                "raw",
+                str(config.path),
+            ],
+            "endpoint alone, routed by Klein": [
+                sys.executable,
+                str(REPO / "bench" / "servers.py"),
+                "klein",
+                str(config.path),
+            ],
+            "bare twisted.web TLS responder": [
+                sys.executable,
+                str(REPO / "bench" / "servers.py"),
+                "bare",
+                str(config.path),
+            ],
+        }
+        for label, command in servers.items():
+            process = start_server(command, port, workdir, label.split()[0])
+            try:
+                bare = label.startswith("bare")
+                if not bare:
+                    if label.startswith("mdmappliance"):
+                        for device in devices:
+                            await device.enroll()
+                        for device in devices:
+                            await device.close()
+                    queue_commands(config, devices, KEEPALIVE_CYCLES + WAKEUPS + 1)
+                figures[label] = await measure(devices, bare)
+            finally:
+                for device in devices:
+                    await device.close()
+                process.terminate()
+                process.wait(timeout=30)
+        ceiling = figures["bare twisted.web TLS responder"]
+        print(
+            f"device channel: {DEVICES} devices, cycle = PUT Idle -> command, "
+            "PUT Acknowledged -> next command"
+        )
+        for label, figure in figures.items():
+            keep, wake = figure["keepalive"], figure["wakeup"]
+            print(
+                f"  {label:36} keep-alive {keep['rate']:7.0f} msg/s "
+                f"({keep['rate'] / ceiling['keepalive']['rate']:.2f} of bare; "
+                f"p50 {keep['p50'] * 1000:.1f} ms, p99 {keep['p99'] * 1000:.1f} ms)   "
+                f"wake-ups {wake['rate']:6.0f}/s "
+                f"({wake['rate'] / ceiling['wakeup']['rate']:.2f} of bare; "
+                f"p99 {wake['p99'] * 1000:.1f} ms)"
+            )
+        print("  targets: keep-alive >= 0.45 of bare, wake-ups >= 0.60 of bare")
