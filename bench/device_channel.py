@@ -35,6 +35,7 @@ from tests.simulator import SimulatedDevice
 from tests.support import free_port, subprocess_env
 
 REPO = Path(__file__).resolve().parent.parent
+ROUNDS = 3  # each server is measured this many times; the best round counts (less noise)
 DEVICES = 10
 KEEPALIVE_CYCLES = 40
 WAKEUPS = 12
@@ -196,8 +197,12 @@ async def bench_device_channel() -> None:
                             await device.enroll()
                         for device in devices:
                             await device.close()
-                    queue_commands(config, devices, KEEPALIVE_CYCLES + WAKEUPS + 1)
-                figures[label] = await measure(devices, bare)
+                    queue_commands(config, devices, ROUNDS * (KEEPALIVE_CYCLES + WAKEUPS) + 1)
+                rounds = [await measure(devices, bare) for _ in range(ROUNDS)]
+                figures[label] = {
+                    phase: max((r[phase] for r in rounds), key=lambda f: f["rate"])
+                    for phase in ("keepalive", "wakeup")
+                }
             finally:
                 for device in devices:
                     await device.close()

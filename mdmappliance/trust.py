@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from mdmappliance import pki
 
@@ -30,6 +31,9 @@ class UntrustedCertificate(ValueError):
 class TrustStore:
     anchors: tuple[x509.Certificate, ...]
     clock_skew: datetime.timedelta = datetime.timedelta(minutes=5)
+    #: False only for Apple's device CA chain, which expired in 2014 and 2022 and which
+    #: Apple still issues device certificates under.
+    check_validity_dates: bool = True
 
     @classmethod
     def from_files(cls, ca_files: Iterable[Path], clock_skew_seconds: float) -> TrustStore:
@@ -39,6 +43,8 @@ class TrustStore:
         return cls(tuple(anchors), datetime.timedelta(seconds=clock_skew_seconds))
 
     def _check_dates(self, cert: x509.Certificate, now: datetime.datetime) -> None:
+        if not self.check_validity_dates:
+            return
         if now + self.clock_skew < cert.not_valid_before_utc:
             raise UntrustedCertificate(
                 f"certificate {cert.subject.rfc4514_string()} is not valid before "
@@ -78,10 +84,27 @@ class TrustStore:
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Names match and ``issuer``'s key made ``cert``'s signature.
+
+    Checked by hand rather than with ``verify_directly_issued_by``, which refuses SHA-1:
+    Apple still signs device identities with SHA-1 under its iPhone Device CA.
+    """
     if cert.issuer != issuer.subject:
         return False
+    public = issuer.public_key()
+    algorithm = cert.signature_hash_algorithm
+    if algorithm is None:
+        return False
     try:
-        cert.verify_directly_issued_by(issuer)
+        if isinstance(public, rsa.RSAPublicKey):
+            pad = cert.signature_algorithm_parameters
+            if not isinstance(pad, padding.PSS | padding.PKCS1v15):
+                pad = padding.PKCS1v15()
+            public.verify(cert.signature, cert.tbs_certificate_bytes, pad, algorithm)
+        elif isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        else:
+            return False
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True

@@ -86,6 +86,10 @@ CREATE TABLE commands (
 CREATE INDEX commands_pending ON commands (enrollment_id, priority DESC, id)
     WHERE state IN ('queued', 'sent', 'not_now');
 
+-- Finding expired commands must not scan every pending one on each poll.
+CREATE INDEX commands_expiring ON commands (enrollment_id, expires_at)
+    WHERE state IN ('queued', 'sent', 'not_now') AND expires_at IS NOT NULL;
+
 -- Every report a device sent about a command: the raw plist and what it said.
 CREATE TABLE command_results (
     id              INTEGER PRIMARY KEY,

@@ -1,0 +1,211 @@
+"""Protocol pieces without sockets: message parsing on real captures, CMS on an Apple-signed
+sample, the trust store, HTTP Digest, UnlockToken escrow, and group commit in the store."""
+
+from __future__ import annotations
+
+import datetime
+import plistlib
+import sqlite3
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from mdmappliance import pki
+from mdmappliance.cms import CMSError, verify_signed_data
+from mdmappliance.digest import DigestAuthority, md5_hex, parse_digest, read_users_file
+from mdmappliance.escrow import Escrow, EscrowError, new_key
+from mdmappliance.mdmerrors import BadMessage
+from mdmappliance.messages import Authenticate, CheckOut, TokenUpdate, parse_message, parse_plist
+from mdmappliance.service import global_reactor
+from mdmappliance.settings import get_setting, set_setting
+from mdmappliance.store import Store
+from mdmappliance.trust import TrustStore, UntrustedCertificate
+from tests.simulator import digest_response
+
+TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+NOW = datetime.datetime.now(datetime.UTC)
+
+
+def capture(*parts: str) -> bytes:
+    path = TESTDATA.joinpath(*parts)
+    if not path.exists():
+        raise FileNotFoundError(path)
+    return path.read_bytes()
+
+
+class RealCaptures(SynchronousTestCase):
+    def parse(self, *parts: str) -> object:
+        try:
+            body = capture(*parts)
+        except FileNotFoundError as e:
+            raise self.skipTest(f"{e} is not here") from None
+        return parse_message(parse_plist(body, 32), body, checkin_only=True)
+
+    def test_authenticate_captures(self) -> None:
+        for name in ("10.11.x.xml", "10.12.2.xml", "IOS-11.3.1.xml", "iOS-11.3.1-cell.xml"):
+            message = self.parse("commandment", "testdata", "Authenticate", name)
+            self.assertIsInstance(message, Authenticate, name)
+            assert isinstance(message, Authenticate)
+            self.assertTrue(message.topic.startswith("com.apple.mgmt."))
+
+    def test_user_channel_token_update(self) -> None:
+        for name in sorted(
+            p.name for p in (TESTDATA / "commandment/testdata/TokenUpdate").glob("*.xml")
+        ):
+            if name == "iOS-11.3.1.xml":
+                continue  # redacted: its <data>Base64=</data> is not base64
+            message = self.parse("commandment", "testdata", "TokenUpdate", name)
+            self.assertIsInstance(message, TokenUpdate, name)
+            assert isinstance(message, TokenUpdate)
+            if "user" in name.lower():
+                self.assertTrue(message.channel.user_id)
+
+    def test_topic_outside_com_apple_mgmt_is_bad(self) -> None:
+        """This capture's topic was rewritten by its collector (io.micromdm.topic...)."""
+        with self.assertRaises(BadMessage) as caught:
+            self.parse("commandment", "testdata", "Authenticate", "IOS-9.x.xml")
+        self.assertIn("com.apple.mgmt.", str(caught.exception))
+
+    def test_checkout_captures(self) -> None:
+        for name in ("10.11.x.xml", "iOS-11.3.1.xml"):
+            self.assertIsInstance(self.parse("commandment", "testdata", "CheckOut", name), CheckOut)
+
+    def test_redacted_capture_is_bad(self) -> None:
+        with self.assertRaises(BadMessage):
+            self.parse("commandment", "testdata", "TokenUpdate", "iOS-11.3.1.xml")
+
+
+class CMS(SynchronousTestCase):
+    def test_real_device_signed_payload(self) -> None:
+        """zentral's OTA phase-2 payload, signed by a device under Apple's iPhone Device CA."""
+        try:
+            der = capture("zentral", "tests", "mdm", "testdata", "ota_playload_phase_2")
+            chain = capture(
+                "zentral",
+                "zentral",
+                "contrib",
+                "mdm",
+                "assets",
+                "Apple_iPhone_Device_CA_Fullchain.pem",
+            )
+        except FileNotFoundError as e:
+            raise self.skipTest(f"{e} is not here") from None
+        signed = verify_signed_data(der)
+        self.assertIn(b"VirtualMac2,1", signed.content)
+        anchors = tuple(x509.load_pem_x509_certificates(chain))
+        during = signed.signer.not_valid_before_utc + datetime.timedelta(days=1)
+        # Apple's device CA expired in 2014, yet Apple still issues under it (SHA-1 signed):
+        with self.assertRaises(UntrustedCertificate) as caught:
+            TrustStore(anchors).verify(signed.signer, signed.certificates, during)
+        self.assertIn("expired", str(caught.exception))
+        TrustStore(anchors, check_validity_dates=False).verify(
+            signed.signer, signed.certificates, during
+        )
+        with self.assertRaises(UntrustedCertificate):
+            TrustStore(anchors[1:], check_validity_dates=False).verify(signed.signer, [], during)
+        tampered = bytearray(der)
+        tampered[tampered.find(b"VirtualMac2,1")] ^= 1
+        with self.assertRaises(CMSError):
+            verify_signed_data(bytes(tampered))
+
+    def test_detached_signature_checks_the_digest(self) -> None:
+        ca = pki.create_ca("test")
+        leaf = pki.issue_server_certificate(ca, "device")
+        body = b"<plist>body</plist>\n"
+        der = (
+            pkcs7.PKCS7SignatureBuilder()
+            .set_data(body)
+            .add_signer(leaf.certificate, leaf.key, hashes.SHA256())  # type: ignore[arg-type]
+            .sign(
+                serialization.Encoding.DER,
+                [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary],
+            )
+        )
+        self.assertEqual(verify_signed_data(der, body).signer, leaf.certificate)
+        with self.assertRaises(CMSError) as caught:
+            verify_signed_data(der, body + b" ")
+        self.assertIn("messageDigest", str(caught.exception))
+        with self.assertRaises(CMSError):
+            verify_signed_data(b"\x30\x03\x02\x01\x01", body)
+        TrustStore((ca.certificate,)).verify(leaf.certificate, [], NOW)
+        with self.assertRaises(UntrustedCertificate):
+            TrustStore((pki.create_ca("other").certificate,)).verify(leaf.certificate, [], NOW)
+        with self.assertRaises(UntrustedCertificate):
+            TrustStore((ca.certificate,)).verify(
+                leaf.certificate, [], NOW + datetime.timedelta(days=1000)
+            )
+
+
+class Digest(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.authority = DigestAuthority({"cjoe": md5_hex("cjoe:realm:pw")}, "realm", self.clock)
+
+    def test_round_trip_and_single_use(self) -> None:
+        challenge = self.authority.challenge("UDID", "USER")
+        answer = digest_response("cjoe", "pw", "realm", challenge, "/mdm/checkin")
+        self.assertEqual(self.authority.verify("UDID", "USER", answer), "cjoe")
+        self.assertIsNone(self.authority.verify("UDID", "USER", answer), "nonce used up")
+
+    def test_nonce_is_bound_and_expires(self) -> None:
+        challenge = self.authority.challenge("UDID", "USER")
+        answer = digest_response("cjoe", "pw", "realm", challenge, "/mdm/checkin")
+        self.assertIsNone(self.authority.verify("OTHER", "USER", answer))
+        challenge = self.authority.challenge("UDID", "USER")
+        answer = digest_response("cjoe", "pw", "realm", challenge, "/mdm/checkin")
+        self.clock.advance(301)
+        self.assertIsNone(self.authority.verify("UDID", "USER", answer))
+
+    def test_parse(self) -> None:
+        self.assertEqual(
+            parse_digest('Digest a="x, y", b=z, c="q\\"r"'), {"a": "x, y", "b": "z", "c": 'q"r'}
+        )
+
+    def test_users_file(self) -> None:
+        path = Path(self.mktemp())
+        path.write_text(f"# users\ncjoe:realm:{'a' * 32}\nother:elsewhere:{'b' * 32}\n")
+        self.assertEqual(read_users_file(path, "realm"), {"cjoe": "a" * 32})
+        path.write_text("cjoe:realm:nothex\n")
+        with self.assertRaises(ValueError):
+            read_users_file(path, "realm")
+
+
+class EscrowTests(SynchronousTestCase):
+    def test_sealed_token_opens_only_for_its_udid_and_key(self) -> None:
+        escrow = Escrow(new_key())
+        sealed = escrow.seal(b"unlock", "UDID-1")
+        self.assertNotIn(b"unlock", sealed)
+        self.assertEqual(escrow.open(sealed, "UDID-1"), b"unlock")
+        with self.assertRaises(EscrowError):
+            escrow.open(sealed, "UDID-2")
+        with self.assertRaises(EscrowError):
+            Escrow(new_key()).open(sealed, "UDID-1")
+
+
+class GroupCommit(TestCase):
+    async def test_jobs_waiting_together_commit_together_each_whole(self) -> None:
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        store = Store(directory / "group.db", reactor=global_reactor())
+        store.startService()
+        self.addCleanup(store.stopService)
+
+        def write(conn: sqlite3.Connection, n: int) -> int:
+            set_setting(conn, f"k{n}", str(n))
+            if n == 7:
+                raise ValueError("job 7 fails")
+            return n
+
+        submitted = [store.transaction(write, n) for n in range(20)]
+        seen = store.run(get_setting, "k19")  # queued after the writes: sees them
+        results = await defer.DeferredList(submitted, consumeErrors=True)
+        self.assertEqual([ok for ok, _ in results], [n != 7 for n in range(20)])
+        self.assertEqual(await seen, "19")
+        values = [await store.run(get_setting, f"k{n}") for n in range(20)]
+        self.assertEqual(values, [None if n == 7 else str(n) for n in range(20)])
+        self.assertEqual(plistlib.loads(plistlib.dumps({"ok": True})), {"ok": True})
