@@ -164,8 +164,8 @@ class Store(Service):
             outcomes = (
                 _run_group(conn, batch) if batch[0].transactional else [_run_one(conn, batch[0])]
             )
-            for job, outcome in zip(batch, outcomes, strict=True):
-                reactor.callFromThread(_fire, job.deferred, outcome)
+            # One wake-up of the reactor per batch, not per job.
+            reactor.callFromThread(_fire_all, [j.deferred for j in batch], outcomes)
 
     def transaction_now(
         self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
@@ -286,8 +286,9 @@ def _run_group(conn: sqlite3.Connection, batch: list[_Job]) -> list[Any]:
     return outcomes
 
 
-def _fire(deferred: Deferred[Any], outcome: Any) -> None:
-    if isinstance(outcome, Failure):
-        deferred.errback(outcome)
-    else:
-        deferred.callback(outcome)
+def _fire_all(deferreds: list[Deferred[Any]], outcomes: list[Any]) -> None:
+    for deferred, outcome in zip(deferreds, outcomes, strict=True):
+        if isinstance(outcome, Failure):
+            deferred.errback(outcome)
+        else:
+            deferred.callback(outcome)

@@ -152,6 +152,45 @@ class Mistakes(TestCase):
         self.edit('data_dir = "."', 'data_dir = "nowhere"')
         self.assertConfigError("appliance.data_dir", "is not a directory")
 
+    def test_unlock_key_missing(self) -> None:
+        (self.dir / "unlock-token.key").unlink()
+        self.assertConfigError("device.unlock_key_file", "`mdmappliance init` creates it")
+
+    def test_unlock_key_wrong_size(self) -> None:
+        (self.dir / "unlock-token.key").write_bytes(b"short")
+        self.assertConfigError("device.unlock_key_file", "exactly 32 bytes")
+
+    def test_users_file_malformed(self) -> None:
+        (self.dir / "users").write_text("cjoe:mdmappliance:not-a-hash\n")
+        self.set_key("device", 'users_file = "users"')
+        self.assertConfigError("device.users_file", "line 1: expected user:realm:HA1")
+
+    def test_users_file_without_the_realm(self) -> None:
+        (self.dir / "users").write_text(f"cjoe:elsewhere:{'a' * 32}\n")
+        self.set_key("device", 'users_file = "users"')
+        self.assertConfigError("device.users_file", "no user in realm 'mdmappliance'")
+
+    def test_extra_ca_must_be_a_ca(self) -> None:
+        self.set_key("device", 'extra_ca_files = ["pki/server.pem"]')
+        self.assertConfigError("device.extra_ca_files", "not a CA")
+
+    def test_extra_ca_must_be_an_array(self) -> None:
+        self.set_key("device", 'extra_ca_files = "pki/ca.pem"')
+        self.assertConfigError("device.extra_ca_files", "must be an array of paths")
+
+    def test_topic_prefix(self) -> None:
+        self.set_key("device", 'topic = "com.example.push"')
+        self.assertConfigError("device.topic", "start with 'com.apple.mgmt.'")
+
+    def test_device_paths(self) -> None:
+        self.set_key("device", 'checkin_path = "mdm/checkin"')
+        self.assertConfigError("device.checkin_path", "must be a URL path")
+
+    def test_proxy_needs_its_own_port(self) -> None:
+        config = load_config(self.config_path)
+        self.set_key("proxy", f'enabled = true\nbind = "127.0.0.1"\nport = {config.device.port}')
+        self.assertConfigError("proxy.port", "needs its own port")
+
     def test_loose_key_mode_is_a_warning(self) -> None:
         (self.dir / "pki" / "server.key").chmod(0o644)
         config = load_config(self.config_path)
