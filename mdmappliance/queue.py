@@ -80,6 +80,38 @@ def enqueue(
     return command_uuid
 
 
+def enqueue_for_device(
+    conn: sqlite3.Connection,
+    udid: str,
+    command: Mapping[str, Any],
+    *,
+    user_id: str = "",
+    **options: Any,
+) -> str:
+    """``enqueue`` addressed by UDID (and UserID for a user channel), as admins name devices."""
+    row = conn.execute(
+        "SELECT id, state FROM enrollments WHERE udid = ? AND user_id = ?", (udid, user_id)
+    ).fetchone()
+    if row is None:
+        raise CommandRejected(f"no enrollment for {udid}" + (f" user {user_id}" if user_id else ""))
+    if row[1] in ("checked_out", "retired"):
+        raise CommandRejected(f"the enrollment of {udid} is {row[1].replace('_', ' ')}")
+    return enqueue(conn, int(row[0]), command, **options)
+
+
+def cancel(conn: sqlite3.Connection, command_uuid: str, *, actor: str = "system") -> bool:
+    """Cancel a command that has no result yet; False if it already has one (or is unknown)."""
+    now = utc_timestamp()
+    cursor = conn.execute(
+        "UPDATE commands SET state = 'canceled', updated_at = ? WHERE uuid = ? AND state IN "
+        "('queued', 'sent', 'not_now')",
+        (now, command_uuid),
+    )
+    if cursor.rowcount:
+        record_event(conn, "command.canceled", actor=actor, detail={"command_uuid": command_uuid})
+    return bool(cursor.rowcount)
+
+
 def _expire(conn: sqlite3.Connection, enrollment_id: int, now: str) -> None:
     expired = conn.execute(
         "SELECT id, uuid FROM commands WHERE enrollment_id = ? AND state IN "

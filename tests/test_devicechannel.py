@@ -644,3 +644,94 @@ class ProxyMode(DeviceChannelCase):
         await device.enroll()
         device.extra_headers.update(self.client_cert_header(other))
         self.assertEqual((await device.report("Idle")).code, 200, "TLS identity, header unused")
+
+
+class Details(DeviceChannelCase):
+    async def test_cancel_and_enqueue_by_udid(self) -> None:
+        from mdmappliance.queue import CommandRejected, cancel, enqueue_for_device
+
+        device = self.device()
+        await device.enroll()
+        store = self.appliance.store
+        kept = await store.transaction(
+            enqueue_for_device, device.udid, {"RequestType": "ProfileList"}
+        )
+        dropped = await store.transaction(
+            enqueue_for_device, device.udid, {"RequestType": "DeviceLock"}
+        )
+        self.assertTrue(await store.transaction(cancel, dropped, actor="admin"))
+        self.assertEqual(await device.poll(), [kept])
+        self.assertFalse(await store.transaction(cancel, kept), "answered: too late")
+        self.assertEqual(self.command_state(dropped)[0], "canceled")
+        with self.assertRaises(CommandRejected):
+            await store.transaction(
+                enqueue_for_device, "UNKNOWN-UDID", {"RequestType": "ProfileList"}
+            )
+        with self.assertRaises(CommandRejected):
+            await store.transaction(enqueue_for_device, device.udid, {"Queries": []})
+
+    async def test_last_seen_is_recorded(self) -> None:
+        device = self.device()
+        await device.enroll()
+        await self.appliance.store.run(
+            lambda conn: conn.execute("UPDATE enrollments SET last_seen = '2000-01-01'")
+        )
+        await device.report("Idle")
+        (seen,) = query(self.db, "SELECT last_seen FROM enrollments")[0]
+        self.assertGreater(seen, "2026")
+
+    async def test_retired_enrollment_gets_401(self) -> None:
+        device = self.device()
+        await device.enroll()
+        await self.appliance.store.transaction(
+            lambda conn: conn.execute("UPDATE enrollments SET state = 'retired'")
+        )
+        self.assertEqual((await device.report("Idle")).code, 401)
+        self.assertEqual((await device.token_update()).code, 401)
+
+    async def test_content_type_does_not_matter(self) -> None:
+        device = self.device()
+        await device.enroll()
+        body = plistlib.dumps({"UDID": device.udid, "Status": "Idle"})
+        for content_type in ("", "application/octet-stream", "text/plain"):
+            reply = await device.put(device.server_path, body, {"Content-Type": content_type})
+            self.assertEqual(reply.code, 200, content_type)
+
+    async def test_http2_is_not_negotiated(self) -> None:
+        """A client offering h2 gets HTTP/1.1 (twisted.web's HTTP/2 loses the peer cert)."""
+        from OpenSSL import crypto
+        from twisted.internet import ssl
+        from twisted.internet.defer import Deferred
+        from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
+        from twisted.internet.interfaces import IHandshakeListener
+        from twisted.internet.protocol import Protocol
+        from zope.interface import implementer
+
+        from mdmappliance.service import global_reactor
+
+        @implementer(IHandshakeListener)
+        class Handshake(Protocol):
+            def __init__(self) -> None:
+                self.done: Deferred[None] = Deferred()
+
+            def handshakeCompleted(self) -> None:
+                self.done.callback(None)
+
+        identity = self.identity_of(self.device())
+        options = ssl.optionsForClientTLS(
+            "localhost",
+            trustRoot=ssl.Certificate.loadPEM(self.appliance.config.pki.ca_cert.read_bytes()),
+            clientCertificate=ssl.PrivateCertificate.fromCertificateAndKeyPair(
+                ssl.Certificate(crypto.X509.from_cryptography(identity.certificate)),
+                ssl.KeyPair(crypto.PKey.from_cryptography_key(identity.key)),
+            ),
+            acceptableProtocols=[b"h2", b"http/1.1"],
+        )
+        endpoint = SSL4ClientEndpoint(
+            global_reactor(), "127.0.0.1", self.appliance.config.device.port, options
+        )
+        protocol = await connectProtocol(endpoint, Handshake())
+        await protocol.done
+        transport: Any = protocol.transport
+        self.assertEqual(transport.negotiatedProtocol, b"http/1.1")
+        transport.loseConnection()
