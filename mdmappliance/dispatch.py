@@ -11,6 +11,7 @@ import secrets
 import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from mdmappliance import enrollments as enr
 from mdmappliance.digest import DigestAuthority
@@ -20,6 +21,7 @@ from mdmappliance.identity import DeviceIdentity
 from mdmappliance.mdmerrors import BadMessage, IdentityRefused, NotManaged
 from mdmappliance.messages import (
     Authenticate,
+    Channel,
     CheckOut,
     Message,
     Report,
@@ -72,6 +74,12 @@ def _actor(udid: str) -> str:
     return f"device:{udid}"
 
 
+def _checkin_event(
+    conn: sqlite3.Connection, kind: str, channel: Channel, detail: dict[str, Any]
+) -> None:
+    record_event(conn, kind, actor=_actor(channel.udid), subject=channel.udid, detail=detail)
+
+
 def handle_authenticate(
     conn: sqlite3.Connection, message: Authenticate, identity: DeviceIdentity
 ) -> Handled:
@@ -98,13 +106,7 @@ def handle_authenticate(
         (channel.udid, message.topic, now, now, now),
     )
     enr.bind_identity(conn, channel.udid, identity)
-    record_event(
-        conn,
-        "checkin.authenticate",
-        actor=_actor(channel.udid),
-        subject=channel.udid,
-        detail={"topic": message.topic, **facts},
-    )
+    _checkin_event(conn, "checkin.authenticate", channel, {"topic": message.topic, **facts})
     return Handled(EMPTY)
 
 
@@ -169,12 +171,11 @@ def handle_token_update(
     )
     if channel.is_user:
         enr.touch(conn, device.id)
-    record_event(
+    _checkin_event(
         conn,
         "checkin.token_update",
-        actor=_actor(channel.udid),
-        subject=channel.udid,
-        detail={
+        channel,
+        {
             "user_id": channel.user_id,
             "first": first,
             "unlock_token_escrowed": sealed is not None,
@@ -201,13 +202,7 @@ def handle_checkout(
         f"updated_at = ?, last_seen = ? WHERE {where}",
         (now, now, now, *args),
     )
-    record_event(
-        conn,
-        "checkin.checkout",
-        actor=_actor(channel.udid),
-        subject=channel.udid,
-        detail={"user_id": channel.user_id},
-    )
+    _checkin_event(conn, "checkin.checkout", channel, {"user_id": channel.user_id})
     return Handled(EMPTY)
 
 
@@ -222,24 +217,16 @@ def handle_user_authenticate(
     enr.touch(conn, device.id)
     digest = policy.digest
     if digest is None:
-        record_event(
-            conn,
-            "checkin.user_authenticate",
-            actor=_actor(channel.udid),
-            subject=channel.udid,
-            detail={"user_id": channel.user_id, "step": "open"},
+        _checkin_event(
+            conn, "checkin.user_authenticate", channel, {"user_id": channel.user_id, "step": "open"}
         )
         return Handled(_plist({"DigestChallenge": ""}))
     if message.digest_response is None:
         return Handled(_plist({"DigestChallenge": digest.challenge(channel.udid, channel.user_id)}))
     username = digest.verify(channel.udid, channel.user_id, message.digest_response)
     if username is None:
-        record_event(
-            conn,
-            "checkin.user_authenticate_failed",
-            actor=_actor(channel.udid),
-            subject=channel.udid,
-            detail={"user_id": channel.user_id},
+        _checkin_event(
+            conn, "checkin.user_authenticate_failed", channel, {"user_id": channel.user_id}
         )
         return Handled(_plist({"AuthToken": ""}))
     token = secrets.token_urlsafe(32)
@@ -260,12 +247,11 @@ def handle_user_authenticate(
             now,
         ),
     )
-    record_event(
+    _checkin_event(
         conn,
         "checkin.user_authenticate",
-        actor=_actor(channel.udid),
-        subject=channel.udid,
-        detail={"user_id": channel.user_id, "user": username, "step": "token"},
+        channel,
+        {"user_id": channel.user_id, "user": username, "step": "token"},
     )
     return Handled(_plist({"AuthToken": token}))
 

@@ -22,6 +22,8 @@ from mdmappliance.installation import InitRequest, initialize
 from mdmappliance.schema import load_migrations
 
 REPO = Path(__file__).resolve().parent.parent
+#: Real device captures and Apple-signed samples (read-only, beside the checkout).
+TESTDATA = REPO.parent / "shared" / "testdata"
 SCHEMA_VERSION = len(load_migrations())
 _template: Path | None = None
 

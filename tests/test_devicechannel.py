@@ -14,7 +14,7 @@ from mdmappliance.enrollments import get_enrollment
 from mdmappliance.escrow import Escrow, read_key
 from mdmappliance.queue import enqueue
 from tests.simulator import SimulatedDevice
-from tests.support import InProcessAppliance
+from tests.support import TESTDATA, InProcessAppliance
 
 
 def dump(path: Path) -> list[str]:
@@ -140,15 +140,7 @@ class Enrollment(DeviceChannelCase):
         self.assertEqual(reply.code, 200)
 
     async def test_real_capture_authenticate(self) -> None:
-        capture = (
-            Path(__file__).resolve().parents[2]
-            / "shared"
-            / "testdata"
-            / "commandment"
-            / "testdata"
-            / "Authenticate"
-            / "iOS-11.3.1-cell.xml"
-        )
+        capture = TESTDATA / "commandment" / "testdata" / "Authenticate" / "iOS-11.3.1-cell.xml"
         if not capture.exists():
             raise self.skipTest(f"{capture} is not here")
         message = plistlib.loads(capture.read_bytes())
@@ -414,15 +406,7 @@ class BadInput(DeviceChannelCase):
             "PushMagic": "magic",
         }
         checkin, server = device.checkin_path, device.server_path
-        redacted = (
-            Path(__file__).resolve().parents[2]
-            / "shared"
-            / "testdata"
-            / "commandment"
-            / "testdata"
-            / "TokenUpdate"
-            / "iOS-11.3.1.xml"
-        )
+        redacted = TESTDATA / "commandment" / "testdata" / "TokenUpdate" / "iOS-11.3.1.xml"
         cases: list[tuple[str, str, bytes | dict[str, Any], int]] = [
             ("binary plist", checkin, plistlib.dumps(token_update, fmt=plistlib.FMT_BINARY), 400),
             ("not XML", checkin, b"<plist><dict><key>UDID</key>", 400),

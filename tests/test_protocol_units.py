@@ -3,14 +3,13 @@ sample, the trust store, HTTP Digest, UnlockToken escrow, and group commit in th
 
 from __future__ import annotations
 
+import base64
 import datetime
 import plistlib
 import sqlite3
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.serialization import pkcs7
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -25,9 +24,9 @@ from mdmappliance.service import global_reactor
 from mdmappliance.settings import get_setting, set_setting
 from mdmappliance.store import Store
 from mdmappliance.trust import TrustStore, UntrustedCertificate
-from tests.simulator import digest_response
+from tests.simulator import detached_signature, digest_response
+from tests.support import TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 NOW = datetime.datetime.now(datetime.UTC)
 
 
@@ -117,15 +116,7 @@ class CMS(SynchronousTestCase):
         ca = pki.create_ca("test")
         leaf = pki.issue_server_certificate(ca, "device")
         body = b"<plist>body</plist>\n"
-        der = (
-            pkcs7.PKCS7SignatureBuilder()
-            .set_data(body)
-            .add_signer(leaf.certificate, leaf.key, hashes.SHA256())  # type: ignore[arg-type]
-            .sign(
-                serialization.Encoding.DER,
-                [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary],
-            )
-        )
+        der = base64.b64decode(detached_signature(leaf, body))
         self.assertEqual(verify_signed_data(der, body).signer, leaf.certificate)
         with self.assertRaises(CMSError) as caught:
             verify_signed_data(der, body + b" ")
