@@ -22,8 +22,35 @@ from mdmappliance.installation import InitRequest, initialize
 from mdmappliance.schema import load_migrations
 
 REPO = Path(__file__).resolve().parent.parent
-#: Real device captures and Apple-signed samples (read-only, beside the checkout).
-TESTDATA = REPO.parent / "shared" / "testdata"
+
+
+def _find_testdata() -> Path:
+    """Real device captures and Apple-signed samples: shared/ beside the checkout (as in CI),
+    or where MDMAPPLIANCE_TESTDATA points."""
+    candidates: list[str | Path] = [
+        os.environ.get("MDMAPPLIANCE_TESTDATA", ""),
+        REPO.parent / "shared" / "testdata",
+        "/work/shared/testdata",
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return REPO.parent / "shared" / "testdata"
+
+
+TESTDATA = _find_testdata()
+
+
+def testdata(*parts: str) -> Path:
+    """A file of the shared test data, or SkipTest when this machine does not have it."""
+    from twisted.trial.unittest import SkipTest
+
+    path = TESTDATA.joinpath(*parts)
+    if not path.exists():
+        raise SkipTest(f"{path} is not here (set MDMAPPLIANCE_TESTDATA)")
+    return path
+
+
 SCHEMA_VERSION = len(load_migrations())
 _template: Path | None = None
 

@@ -25,24 +25,20 @@ from mdmappliance.settings import get_setting, set_setting
 from mdmappliance.store import Store
 from mdmappliance.trust import TrustStore, UntrustedCertificate
 from tests.simulator import detached_signature, digest_response
-from tests.support import TESTDATA
+from tests.support import testdata
 
 NOW = datetime.datetime.now(datetime.UTC)
 
 
 def capture(*parts: str) -> bytes:
-    path = TESTDATA.joinpath(*parts)
-    if not path.exists():
-        raise FileNotFoundError(path)
-    return path.read_bytes()
+    return testdata(*parts).read_bytes()
 
 
 class RealCaptures(SynchronousTestCase):
     def parse(self, *parts: str) -> object:
-        try:
-            body = capture(*parts)
-        except FileNotFoundError as e:
-            raise self.skipTest(f"{e} is not here") from None
+        return self.parse_body(capture(*parts))
+
+    def parse_body(self, body: bytes) -> object:
         return parse_message(parse_plist(body, 32), body, checkin_only=True)
 
     def test_authenticate_captures(self) -> None:
@@ -53,9 +49,10 @@ class RealCaptures(SynchronousTestCase):
             self.assertTrue(message.topic.startswith("com.apple.mgmt."))
 
     def test_user_channel_token_update(self) -> None:
-        for name in sorted(
-            p.name for p in (TESTDATA / "commandment/testdata/TokenUpdate").glob("*.xml")
-        ):
+        folder = testdata("commandment", "testdata", "TokenUpdate")
+        names = sorted(p.name for p in folder.glob("*.xml"))
+        self.assertTrue(any("user" in name.lower() for name in names), names)
+        for name in names:
             if name == "iOS-11.3.1.xml":
                 continue  # redacted: its <data>Base64=</data> is not base64
             message = self.parse("commandment", "testdata", "TokenUpdate", name)
@@ -66,8 +63,9 @@ class RealCaptures(SynchronousTestCase):
 
     def test_topic_outside_com_apple_mgmt_is_bad(self) -> None:
         """This capture's topic was rewritten by its collector (io.micromdm.topic...)."""
+        body = capture("commandment", "testdata", "Authenticate", "IOS-9.x.xml")
         with self.assertRaises(BadMessage) as caught:
-            self.parse("commandment", "testdata", "Authenticate", "IOS-9.x.xml")
+            self.parse_body(body)
         self.assertIn("com.apple.mgmt.", str(caught.exception))
 
     def test_checkout_captures(self) -> None:
@@ -75,25 +73,23 @@ class RealCaptures(SynchronousTestCase):
             self.assertIsInstance(self.parse("commandment", "testdata", "CheckOut", name), CheckOut)
 
     def test_redacted_capture_is_bad(self) -> None:
+        body = capture("commandment", "testdata", "TokenUpdate", "iOS-11.3.1.xml")
         with self.assertRaises(BadMessage):
-            self.parse("commandment", "testdata", "TokenUpdate", "iOS-11.3.1.xml")
+            self.parse_body(body)
 
 
 class CMS(SynchronousTestCase):
     def test_real_device_signed_payload(self) -> None:
         """zentral's OTA phase-2 payload, signed by a device under Apple's iPhone Device CA."""
-        try:
-            der = capture("zentral", "tests", "mdm", "testdata", "ota_playload_phase_2")
-            chain = capture(
-                "zentral",
-                "zentral",
-                "contrib",
-                "mdm",
-                "assets",
-                "Apple_iPhone_Device_CA_Fullchain.pem",
-            )
-        except FileNotFoundError as e:
-            raise self.skipTest(f"{e} is not here") from None
+        der = capture("zentral", "tests", "mdm", "testdata", "ota_playload_phase_2")
+        chain = capture(
+            "zentral",
+            "zentral",
+            "contrib",
+            "mdm",
+            "assets",
+            "Apple_iPhone_Device_CA_Fullchain.pem",
+        )
         signed = verify_signed_data(der)
         self.assertIn(b"VirtualMac2,1", signed.content)
         anchors = tuple(x509.load_pem_x509_certificates(chain))
