@@ -164,11 +164,19 @@ class SimulatedDevice:
 
     @classmethod
     def issued(
-        cls, base_url: str, ca_cert: Path, ca_key: Path, udid: str | None = None, **kw: Any
+        cls,
+        base_url: str,
+        ca_cert: Path,
+        ca_key: Path,
+        udid: str | None = None,
+        issuer: tuple[Path, Path] | None = None,
+        **kw: Any,
     ) -> SimulatedDevice:
-        """A device with a fresh identity from the appliance CA."""
+        """A device with a fresh identity from the appliance CA (or from ``issuer``, a
+        (certificate, key) pair of another CA); ``ca_cert`` is what it trusts the server by."""
         udid = udid or secrets.token_hex(20).upper()
-        identity = issue_device_identity(ca_cert, ca_key, udid)
+        issuer_cert, issuer_key = issuer or (ca_cert, ca_key)
+        identity = issue_device_identity(issuer_cert, issuer_key, udid)
         return cls(base_url=base_url, ca_cert=ca_cert, identity=identity, udid=udid, **kw)
 
     async def close(self) -> None:

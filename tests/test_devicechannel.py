@@ -718,3 +718,33 @@ class Details(DeviceChannelCase):
         transport: Any = protocol.transport
         self.assertEqual(transport.negotiatedProtocol, b"http/1.1")
         transport.loseConnection()
+
+
+class ExtraTrustedCA(DeviceChannelCase):
+    """Devices enrolled under another CA are trusted when that CA is in extra_ca_files."""
+
+    def config_sections(self) -> dict[str, dict[str, Any]]:
+        from mdmappliance import pki
+
+        self.other = Path(self.mktemp()).absolute()
+        self.other.mkdir()
+        ca = pki.create_ca("previous MDM server CA")
+        (self.other / "ca.pem").write_bytes(pki.certificate_pem(ca.certificate))
+        (self.other / "ca.key").write_bytes(pki.private_key_pem(ca.key))
+        return {"device": {"extra_ca_files": [str(self.other / "ca.pem")]}}
+
+    async def test_device_from_the_extra_ca(self) -> None:
+        from tests.simulator import SimulatedDevice
+
+        config = self.appliance.config
+        device = SimulatedDevice.issued(
+            self.appliance.base_url,
+            config.pki.ca_cert,
+            config.pki.ca_key,
+            issuer=(self.other / "ca.pem", self.other / "ca.key"),
+            sign_messages=True,
+        )
+        self.addCleanup(device.close)
+        await device.enroll()
+        command_uuid = await self.enqueue(device, {"RequestType": "ProfileList"})
+        self.assertEqual(await device.poll(), [command_uuid])
