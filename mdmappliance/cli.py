@@ -38,6 +38,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             server_key=Path(args.server_key) if args.server_key else None,
             admin_port=args.admin_port,
             device_port=args.device_port,
+            enrollment_port=args.enrollment_port,
             force=args.force,
         )
     )
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--server-key", help="the private key of --server-cert")
     init.add_argument("--admin-port", type=int, help="admin API port (default 9180)")
     init.add_argument("--device-port", type=int, help="device listener port (default 443)")
+    init.add_argument("--enrollment-port", type=int, help="enrollment listener port (default 8444)")
     init.add_argument(
         "--force",
         action="store_true",

@@ -280,6 +280,101 @@ class ProxySection:
     )
 
 
+def check_access_rights(value: int) -> None:
+    """The rules of "Structure of MDM Payloads"."""
+    if value <= 0 or value > 8191:
+        raise ValueError(f"must be a non-zero combination of the flags 1 to 4096, got {value}")
+    if value & 2 and not value & 1:
+        raise ValueError(f"{value} has 2 (install profiles) without 1 (inspect profiles)")
+    if value & 128 and not value & 64:
+        raise ValueError(
+            f"{value} has 128 (install provisioning profiles) without 64 (inspect them)"
+        )
+
+
+def check_https_url_or_empty(value: str) -> None:
+    if value and not (value.startswith("https://") and len(value) > len("https://")):
+        raise ValueError(f"must be empty or an https:// URL, got {value!r}")
+
+
+@dataclass(frozen=True)
+class EnrollmentSection:
+    """The enrollment listener (TLS, no client certificate) and the profiles it serves."""
+
+    bind: str = setting(
+        "0.0.0.0", doc="Address of the enrollment listener.", check=check_ip_address
+    )
+    port: int = setting(8444, doc="TCP port of the enrollment listener.", check=in_range(1, 65535))
+    link_days: float = setting(
+        7.0,
+        doc="How long a new enrollment link stays valid, in days (enroll-link --expires "
+        "overrides it).",
+        check=in_range(0.001, 365),
+    )
+    organization: str = setting("", doc="PayloadOrganization shown on the device.")
+    profile_identifier: str = setting(
+        "",
+        doc="Top-level PayloadIdentifier of the enrollment profile; renewals reuse it so the "
+        "device replaces the profile. Empty: mdmappliance.<hostname>.enrollment.",
+    )
+    access_rights: int = setting(
+        8191,
+        doc="AccessRights of the MDM payload: a non-zero OR of 1..4096; 2 needs 1, 128 needs 64.",
+        check=check_access_rights,
+    )
+    sign_message: bool = setting(
+        False, doc="SignMessage: devices add an Mdm-Signature header to every request."
+    )
+    check_out_when_removed: bool = setting(
+        True, doc="CheckOutWhenRemoved: devices send CheckOut when the profile is removed."
+    )
+    use_development_apns: bool = setting(
+        False,
+        doc="UseDevelopmentAPNS. Keep false with a push certificate from Apple's "
+        "portal, which issues production certificates only.",
+    )
+    include_server_ca: bool = setting(
+        True,
+        doc="Put the CA certificates of the server certificate's chain in the profile "
+        "(needed unless the server certificate is from a public CA).",
+    )
+    server_url: str = setting(
+        "",
+        doc="ServerURL put in profiles; empty: https://<hostname>:<device port><path>. Set "
+        "it when devices reach the appliance through a proxy.",
+        check=check_https_url_or_empty,
+    )
+    checkin_url: str = setting(
+        "",
+        doc="CheckInURL put in profiles; empty: derived like server_url.",
+        check=check_https_url_or_empty,
+    )
+    identity_days: int = setting(
+        365,
+        doc="Validity of the device identities issued in profiles, in days.",
+        check=in_range(1, 3650),
+    )
+    renew_within_days: int = setting(
+        30,
+        doc="Renew a device identity (InstallProfile of a fresh enrollment profile) this "
+        "many days before it expires.",
+        check=in_range(1, 365),
+    )
+    renewal_interval: float = setting(
+        3600.0,
+        doc="Seconds between runs of the identity renewal job.",
+        check=in_range(10, 86400),
+    )
+    signing_cert: Path = setting(
+        Path("pki/profile-signing.pem"),
+        doc="Certificate that signs served profiles (made by init from the appliance CA, or "
+        "your own).",
+    )
+    signing_key: Path = setting(
+        Path("pki/profile-signing.key"), doc="Private key of signing_cert; keep it 0600."
+    )
+
+
 @dataclass(frozen=True)
 class LogSection:
     """Logging to standard output (journald under systemd)."""
@@ -300,6 +395,7 @@ SECTIONS: dict[str, type] = {
     "admin": AdminSection,
     "device": DeviceSection,
     "proxy": ProxySection,
+    "enrollment": EnrollmentSection,
     "log": LogSection,
 }
 
@@ -315,6 +411,7 @@ class Config:
     admin: AdminSection
     device: DeviceSection
     proxy: ProxySection
+    enrollment: EnrollmentSection
     log: LogSection
     warnings: tuple[str, ...] = ()
 
@@ -327,6 +424,15 @@ class Config:
     def device_url(self, path: str) -> str:
         port = "" if self.device.port == 443 else f":{self.device.port}"
         return f"https://{self.appliance.hostname}{port}{path}"
+
+    def profile_identifier(self) -> str:
+        return self.enrollment.profile_identifier or (
+            f"mdmappliance.{self.appliance.hostname}.enrollment"
+        )
+
+    def enrollment_url(self, token: str) -> str:
+        port = "" if self.enrollment.port == 443 else f":{self.enrollment.port}"
+        return f"https://{self.appliance.hostname}{port}/enroll/{token}"
 
     def users_file(self) -> Path | None:
         """The resolved users file, or None when local network users are not configured."""
@@ -452,6 +558,7 @@ def _resolve_paths(config: Config) -> Config:
         pki=paths_of(config.pki),
         admin=paths_of(config.admin),
         device=paths_of(config.device),
+        enrollment=paths_of(config.enrollment),
     )
 
 
@@ -548,7 +655,28 @@ def _cross_check(config: Config) -> Config:
         )
     warnings += _private_key_mode_warning("admin.api_key_file", key_path)
     warnings += _check_device(config)
+    warnings += _check_enrollment(config)
     return dataclasses.replace(config, warnings=tuple(warnings))
+
+
+def _check_enrollment(config: Config) -> list[str]:
+    e = config.enrollment
+    _check_pair(
+        config, "enrollment.signing_cert", e.signing_cert, "enrollment.signing_key", e.signing_key
+    )
+    if e.port == config.device.port and e.bind == config.device.bind:
+        raise ConfigError(
+            config.path,
+            "enrollment.port",
+            "the enrollment listener needs its own port (it asks for no client certificate)",
+        )
+    warnings = _private_key_mode_warning("enrollment.signing_key", e.signing_key)
+    if not config.device.topic:
+        warnings.append(
+            "device.topic is empty: enrollment profiles cannot be served until a "
+            "push topic is configured"
+        )
+    return warnings
 
 
 def _check_device(config: Config) -> list[str]:

@@ -20,6 +20,7 @@ from mdmappliance.config import (
     AdminSection,
     Config,
     DeviceSection,
+    EnrollmentSection,
     PKISection,
     load_config,
     render_config,
@@ -49,6 +50,7 @@ class InitRequest:
     server_key: Path | None = None
     admin_port: int | None = None
     device_port: int | None = None
+    enrollment_port: int | None = None
     force: bool = False
 
 
@@ -165,7 +167,7 @@ def initialize(request: InitRequest) -> InitResult:
         server_cert, server_key = data_dir / defaults.server_cert, data_dir / defaults.server_key
 
         def make_server() -> None:
-            ca = pki.IssuedPair(pki.read_certificate(ca_cert), pki.read_private_key(ca_key))
+            ca = pki.read_issuer(ca_cert, ca_key)
             issued = pki.issue_server_certificate(ca, request.hostname)
             write_atomic(server_key, pki.private_key_pem(issued.key), SECRET_MODE)
             write_atomic(server_cert, pki.certificate_pem(issued.certificate), PUBLIC_MODE)
@@ -182,6 +184,21 @@ def initialize(request: InitRequest) -> InitResult:
         write_atomic(api_key_path, (secrets.token_urlsafe(32) + "\n").encode(), SECRET_MODE)
 
     inst.ensure("admin API key", (api_key_path,), make_api_key)
+
+    signing = EnrollmentSection()
+    signing_cert, signing_key = data_dir / signing.signing_cert, data_dir / signing.signing_key
+
+    def make_signing() -> None:
+        issued = pki.issue_signing_certificate(
+            pki.read_issuer(ca_cert, ca_key), f"mdmappliance profile signing ({request.hostname})"
+        )
+        write_atomic(signing_key, pki.private_key_pem(issued.key), SECRET_MODE)
+        write_atomic(signing_cert, pki.certificate_pem(issued.certificate), PUBLIC_MODE)
+
+    if new_ca and signing_cert.exists():
+        inst.reissue("profile-signing certificate", (signing_cert, signing_key), make_signing)
+    else:
+        inst.ensure("profile-signing certificate", (signing_cert, signing_key), make_signing)
 
     unlock_key_path = data_dir / DeviceSection().unlock_key_file
     inst.ensure(
@@ -200,6 +217,8 @@ def initialize(request: InitRequest) -> InitResult:
             values["admin"] = {"port": request.admin_port}
         if request.device_port is not None:
             values["device"] = {"port": request.device_port}
+        if request.enrollment_port is not None:
+            values["enrollment"] = {"port": request.enrollment_port}
         header = CONFIG_HEADER.format(date=datetime.date.today().isoformat(), path=config_path)
         write_atomic(config_path, render_config(values, header).encode(), CONFIG_MODE)
 

@@ -98,36 +98,88 @@ def hostname_to_general_name(hostname: str) -> x509.GeneralName:
         return x509.DNSName(hostname)
 
 
-def issue_server_certificate(
-    ca: IssuedPair, hostname: str, *, now: datetime.datetime | None = None
+def issue_leaf(
+    ca: IssuedPair,
+    common_name: str,
+    *,
+    lifetime: datetime.timedelta,
+    usages: list[x509.ObjectIdentifier],
+    key_encipherment: bool = False,
+    names: list[x509.GeneralName] | None = None,
+    now: datetime.datetime | None = None,
 ) -> IssuedPair:
-    """A TLS server certificate for ``hostname`` that Apple devices accept from a private CA."""
+    """An end-entity certificate and its new RSA key, signed by ``ca``."""
     now = now or _now()
     key = new_rsa_key(SERVER_KEY_BITS)
     public = key.public_key()
     ca_public = ca.certificate.public_key()
     assert isinstance(ca_public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca.certificate.subject)
         .public_key(public)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=SERVER_CERT_MAX_DAYS))
+        .not_valid_after(now + lifetime)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(key_encipherment=True), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName([hostname_to_general_name(hostname)]), critical=False
-        )
+        .add_extension(_key_usage(key_encipherment=key_encipherment), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public), critical=False
         )
-        .sign(ca.key, hashes.SHA256())
     )
-    return IssuedPair(cert, key)
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return IssuedPair(builder.sign(ca.key, hashes.SHA256()), key)
+
+
+def issue_server_certificate(
+    ca: IssuedPair, hostname: str, *, now: datetime.datetime | None = None
+) -> IssuedPair:
+    """A TLS server certificate for ``hostname`` that Apple devices accept from a private CA."""
+    return issue_leaf(
+        ca,
+        hostname,
+        lifetime=datetime.timedelta(days=SERVER_CERT_MAX_DAYS),
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+        key_encipherment=True,
+        names=[hostname_to_general_name(hostname)],
+        now=now,
+    )
+
+
+def issue_device_identity(
+    ca: IssuedPair,
+    name: str,
+    *,
+    lifetime: datetime.timedelta,
+    now: datetime.datetime | None = None,
+) -> IssuedPair:
+    """A device's client identity (TLS clientAuth, and signing for Mdm-Signature)."""
+    return issue_leaf(
+        ca,
+        name,
+        lifetime=lifetime,
+        usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        key_encipherment=True,
+        now=now,
+    )
+
+
+def issue_signing_certificate(ca: IssuedPair, name: str) -> IssuedPair:
+    """The certificate that signs enrollment and other configuration profiles."""
+    return issue_leaf(
+        ca,
+        name,
+        lifetime=datetime.timedelta(days=SERVER_CERT_MAX_DAYS),
+        usages=[ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.EMAIL_PROTECTION],
+    )
+
+
+def read_issuer(cert_path: Path, key_path: Path) -> IssuedPair:
+    return IssuedPair(read_certificate(cert_path), read_private_key(key_path))
 
 
 def certificate_pem(cert: x509.Certificate) -> bytes:

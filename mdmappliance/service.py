@@ -238,7 +238,7 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
             backup=str(report.backup) if report.backup else "none, it was new",
         )
     for warning in config.warnings:
-        log.warn("config {path}: {warning}", path=str(config.path), warning=warning)
+        log.warn("config {path}: {problem}", path=str(config.path), problem=warning)
     store.setServiceParent(top)
     admin_url = config.admin_url()
     LifecycleEvents(store, {"admin_url": admin_url}).setServiceParent(top)

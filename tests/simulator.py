@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import treq
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import crypto
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
@@ -41,23 +39,10 @@ MAX_STEPS = 10_000
 def issue_device_identity(
     ca_cert: Path, ca_key: Path, udid: str, days: int = 365
 ) -> pki.IssuedPair:
-    """A device identity (clientAuth) from the appliance CA, as enrollment will issue."""
-    ca = pki.IssuedPair(pki.read_certificate(ca_cert), pki.read_private_key(ca_key))
-    key = pki.new_rsa_key(2048)
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"device {udid}")]))
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca.key, hashes.SHA256())
+    """A device identity from a CA, as the enrollment profile would carry it."""
+    return pki.issue_device_identity(
+        pki.read_issuer(ca_cert, ca_key), f"device {udid}", lifetime=datetime.timedelta(days=days)
     )
-    return pki.IssuedPair(cert, key)
 
 
 @implementer(IPolicyForHTTPS)

@@ -52,6 +52,7 @@ def testdata(*parts: str) -> Path:
 
 
 SCHEMA_VERSION = len(load_migrations())
+TOPIC = "com.apple.mgmt.External.test-topic"
 _template: Path | None = None
 
 
@@ -80,7 +81,8 @@ def make_installation(
     values: dict[str, dict[str, Any]] = {"appliance": {"data_dir": ".", "hostname": "localhost"}}
     if port is not None:
         values["admin"] = {"port": port}
-    values["device"] = {"port": device_port or free_port(), "bind": "127.0.0.1"}
+    values["device"] = {"port": device_port or free_port(), "bind": "127.0.0.1", "topic": TOPIC}
+    values["enrollment"] = {"port": free_port(), "bind": "127.0.0.1"}
     for name, overrides in (sections or {}).items():
         values.setdefault(name, {}).update(overrides)
     config_path = directory / "mdmappliance.toml"

@@ -179,7 +179,7 @@ class Mistakes(TestCase):
         self.assertConfigError("device.extra_ca_files", "must be an array of paths")
 
     def test_topic_prefix(self) -> None:
-        self.set_key("device", 'topic = "com.example.push"')
+        self.edit('topic = "com.apple.mgmt.External.test-topic"', 'topic = "com.example.push"')
         self.assertConfigError("device.topic", "start with 'com.apple.mgmt.'")
 
     def test_device_paths(self) -> None:

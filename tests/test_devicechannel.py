@@ -80,6 +80,9 @@ class DeviceChannelCase(TestCase):
 
 
 class Enrollment(DeviceChannelCase):
+    def config_sections(self) -> dict[str, dict[str, Any]]:
+        return {"device": {"topic": ""}}
+
     async def test_authenticate_token_update_checkout(self) -> None:
         device = self.device()
         reply = await device.authenticate()
