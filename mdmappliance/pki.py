@@ -14,7 +14,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
-    CertificateIssuerPrivateKeyTypes,
     PrivateKeyTypes,
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -27,6 +26,10 @@ CA_KEY_BITS = 3072
 SERVER_KEY_BITS = 2048
 
 
+#: The key types the appliance issues and accepts.
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
 class PKIError(ValueError):
     """A file that should hold a key or certificate does not, or they disagree."""
 
@@ -36,7 +39,7 @@ class IssuedPair:
     """A certificate with its private key."""
 
     certificate: x509.Certificate
-    key: CertificateIssuerPrivateKeyTypes
+    key: PrivateKey
 
 
 def _key_usage(*, cert_sign: bool = False, key_encipherment: bool = False) -> x509.KeyUsage:
@@ -210,7 +213,7 @@ def read_certificate(path: Path) -> x509.Certificate:
     return read_certificates(path)[0]
 
 
-def read_private_key(path: Path) -> CertificateIssuerPrivateKeyTypes:
+def read_private_key(path: Path) -> PrivateKey:
     """An unencrypted RSA or EC private key from a PEM or DER file."""
     data = path.read_bytes()
     try:

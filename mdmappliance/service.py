@@ -6,12 +6,12 @@ listeners drain first, the store closes last, so no request ever finds the datab
 
 from __future__ import annotations
 
+import datetime
 import os
 from pathlib import Path
 from typing import Any, cast
 
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography import x509
 from OpenSSL import crypto
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -37,10 +37,12 @@ from mdmappliance.config import Config
 from mdmappliance.devicechannel import DeviceEndpoint, utc_now
 from mdmappliance.digest import DigestAuthority, read_users_file
 from mdmappliance.dispatch import ChannelPolicy
+from mdmappliance.enrollchannel import EnrollmentEndpoint, ProfileFactory
 from mdmappliance.escrow import Escrow, read_key
 from mdmappliance.events import record_event
 from mdmappliance.identity import IdentityResolver
 from mdmappliance.listener import DrainingSite, ListenerService
+from mdmappliance.profiles import MDMSettings, ProfileSigner
 from mdmappliance.store import Store
 from mdmappliance.trust import TrustStore
 
@@ -121,21 +123,72 @@ def admin_listener(
     )
 
 
-def device_tls_options(config: Config) -> CertificateOptions:
-    """TLS that demands a client certificate from a trusted CA, HTTP/1.1 only (with HTTP/2
-    twisted.web loses the peer certificate)."""
+def server_tls_options(config: Config, client_cas: list[Path] | None) -> CertificateOptions:
+    """The server certificate over TLS 1.2+, HTTP/1.1 only (with HTTP/2 twisted.web loses
+    the peer certificate); with ``client_cas``, a client certificate from one of them is
+    demanded."""
     server_chain = pki.read_certificates(config.pki.server_cert)
-    key = cast(RSAPrivateKey | EllipticCurvePrivateKey, pki.read_private_key(config.pki.server_key))
-    anchors = [c for path in device_ca_files(config) for c in pki.read_certificates(path)]
+    key = pki.read_private_key(config.pki.server_key)
+    anchors = [c for path in client_cas or [] for c in pki.read_certificates(path)]
     return CertificateOptions(
         privateKey=crypto.PKey.from_cryptography_key(key),
         certificate=crypto.X509.from_cryptography(server_chain[0]),
         extraCertChain=[crypto.X509.from_cryptography(c) for c in server_chain[1:]],
-        verify=True,
-        requireCertificate=True,
-        caCerts=[crypto.X509.from_cryptography(c) for c in anchors],
+        verify=bool(anchors),
+        requireCertificate=bool(anchors),
+        caCerts=[crypto.X509.from_cryptography(c) for c in anchors] or None,
         acceptableProtocols=[b"http/1.1"],
         raiseMinimumTo=TLSVersion.TLSv1_2,
+    )
+
+
+def device_tls_options(config: Config) -> CertificateOptions:
+    return server_tls_options(config, device_ca_files(config))
+
+
+def profile_trust_chain(config: Config) -> tuple[x509.Certificate, ...]:
+    """The CA certificates a device needs to trust the server certificate, when configured:
+    the chain in the server certificate file, plus the appliance CA when it issued it."""
+    if not config.enrollment.include_server_ca:
+        return ()
+    server_chain = pki.read_certificates(config.pki.server_cert)
+    appliance_ca = pki.read_certificate(config.pki.ca_cert)
+    chain = [c for c in server_chain[1:] if pki.is_ca_certificate(c)]
+    if server_chain[0].issuer == appliance_ca.subject and appliance_ca not in chain:
+        chain.append(appliance_ca)
+    return tuple(chain)
+
+
+def profile_factory(config: Config) -> ProfileFactory:
+    e = config.enrollment
+    return ProfileFactory(
+        issuer=pki.read_issuer(config.pki.ca_cert, config.pki.ca_key),
+        signer=ProfileSigner.from_files(config),
+        identifier=config.profile_identifier(),
+        display_name=f"Device management ({config.appliance.hostname})",
+        organization=e.organization,
+        trust_chain=profile_trust_chain(config),
+        identity_lifetime=datetime.timedelta(days=e.identity_days),
+        settings=lambda: MDMSettings.from_config(config, config.device.topic),
+    )
+
+
+def enrollment_listener(config: Config, reactor: Reactor, store: Store) -> ListenerService:
+    e = config.enrollment
+    site = DrainingSite(
+        EnrollmentEndpoint(store=store, factory=profile_factory(config)), max_body_bytes=64 * 1024
+    )
+    site.displayTracebacks = False
+    endpoint = SSL4ServerEndpoint(
+        reactor, e.port, server_tls_options(config, None), interface=e.bind
+    )
+    return ListenerService(
+        "enrollment",
+        endpoint,
+        site,
+        clock=reactor,
+        grace=config.appliance.shutdown_grace,
+        describe=f"{e.bind}:{e.port}",
     )
 
 
@@ -252,6 +305,7 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
     ).setServiceParent(top)
     for listener in device_listeners(config, reactor, store):
         listener.setServiceParent(top)
+    enrollment_listener(config, reactor, store).setServiceParent(top)
     return top
 
 
@@ -261,6 +315,7 @@ def urls(config: Config) -> dict[str, str]:
         "admin API": f"{config.admin_url()}/v1/health",
         "device CheckInURL": config.device_url(config.device.checkin_path),
         "device ServerURL": config.device_url(config.device.server_path),
+        "enrollment links": config.enrollment_url("<token>"),
     }
     if config.proxy.enabled:
         found["proxy listener"] = f"http://{config.proxy.bind}:{config.proxy.port}"

@@ -58,7 +58,7 @@ class DeviceTLSPolicy:
         if identity is not None:
             self.client = ssl.PrivateCertificate.fromCertificateAndKeyPair(
                 ssl.Certificate(crypto.X509.from_cryptography(identity.certificate)),
-                ssl.KeyPair(crypto.PKey.from_cryptography_key(identity.key)),  # type: ignore[arg-type]
+                ssl.KeyPair(crypto.PKey.from_cryptography_key(identity.key)),
             )
 
     def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
@@ -75,7 +75,7 @@ def detached_signature(identity: pki.IssuedPair, body: bytes) -> bytes:
     der = (
         pkcs7.PKCS7SignatureBuilder()
         .set_data(body)
-        .add_signer(identity.certificate, identity.key, hashes.SHA256())  # type: ignore[arg-type]
+        .add_signer(identity.certificate, identity.key, hashes.SHA256())
         # Binary: sign the bytes as they are. Without it cryptography signs the S/MIME
         # canonical form (LF -> CRLF), which is not what a device signs.
         .sign(
