@@ -7,8 +7,10 @@ routes exist.
 
 from __future__ import annotations
 
+import datetime
 import hmac
 import json
+from collections.abc import Callable
 from typing import Any
 
 from klein import Klein
@@ -19,9 +21,25 @@ from twisted.web.resource import IResource, Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from mdmappliance._version import __version__
+from mdmappliance.enrollment import create_link, list_links, parse_duration, revoke_link
+from mdmappliance.events import utc_timestamp
 from mdmappliance.store import Store
 
 HEALTH_DB_TIMEOUT = 2.0
+
+
+def _json_body(request: IRequest) -> tuple[dict[str, Any], list[str]]:
+    """The request's JSON object body (empty allowed), and what is wrong with it."""
+    raw = request.content.read() if request.content is not None else b""
+    if not raw.strip():
+        return {}, []
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        return {}, [f"the body is not JSON: {e}"]
+    if not isinstance(body, dict):
+        return {}, ["the body must be a JSON object"]
+    return body, []
 
 
 def write_json(request: IRequest, status: int, body: dict[str, Any]) -> bytes:
@@ -66,10 +84,20 @@ class AdminAPI:
 
     app = Klein()
 
-    def __init__(self, *, store: Store, clock: IReactorTime, started_at: float) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: IReactorTime,
+        started_at: float,
+        link_url: Callable[[str], str] = lambda token: token,
+        link_lifetime: datetime.timedelta = datetime.timedelta(days=7),
+    ) -> None:
         self.store = store
         self.clock = clock
         self.started_at = started_at
+        self.link_url = link_url
+        self.link_lifetime = link_lifetime
 
     def resource(self, api_keys: dict[str, str]) -> IResource:
         return BearerAuth(self.app.resource(), api_keys)
@@ -94,6 +122,65 @@ class AdminAPI:
             return write_json(request, 503, body)
 
         return checked.addCallbacks(healthy, unhealthy)
+
+    @app.route("/v1/enrollment-tokens", methods=["POST"])
+    async def create_enrollment_token(self, request: IRequest) -> bytes:
+        body, errors = _json_body(request)
+        lifetime = self.link_lifetime
+        expires = body.get("expires")
+        if expires is not None:
+            try:
+                lifetime = parse_duration(str(expires))
+            except ValueError as e:
+                errors.append(f"expires: {e}")
+        note = body.get("note", "")
+        if not isinstance(note, str) or len(note) > 500:
+            errors.append("note: must be a string of at most 500 characters")
+        unknown = sorted(set(body) - {"expires", "note"})
+        errors += [f"{key}: unknown field" for key in unknown]
+        if errors:
+            return write_json(request, 400, {"errors": errors})
+        token, link = await self.store.transaction(create_link, lifetime, note, "api:admin")
+        return write_json(
+            request,
+            201,
+            {
+                "id": link.id,
+                "token": token,
+                "url": self.link_url(token),
+                "expires_at": link.expires_at,
+                "note": link.note,
+            },
+        )
+
+    @app.route("/v1/enrollment-tokens", methods=["GET"])
+    async def list_enrollment_tokens(self, request: IRequest) -> bytes:
+        links = await self.store.run(list_links)
+        now = utc_timestamp()
+        return write_json(
+            request,
+            200,
+            {
+                "enrollment_tokens": [
+                    {
+                        "id": link.id,
+                        "status": link.status(now),
+                        "note": link.note,
+                        "created_at": link.created_at,
+                        "expires_at": link.expires_at,
+                        "used_at": link.used_at,
+                        "revoked_at": link.revoked_at,
+                    }
+                    for link in links
+                ]
+            },
+        )
+
+    @app.route("/v1/enrollment-tokens/<int:link_id>", methods=["DELETE"])
+    async def revoke_enrollment_token(self, request: IRequest, link_id: int) -> bytes:
+        if await self.store.transaction(revoke_link, link_id, "api:admin"):
+            return write_json(request, 200, {"id": link_id, "status": "revoked"})
+        return write_json(request, 404, {"error": f"no unused enrollment token {link_id}"})
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:

@@ -7,14 +7,20 @@ non-zero (2 for a bad config or bad arguments, 1 otherwise); tracebacks are for 
 from __future__ import annotations
 
 import argparse
+import datetime
+import getpass
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mdmappliance._version import __version__
-from mdmappliance.config import LOG_FORMATS, load_config, render_example
+from mdmappliance.config import LOG_FORMATS, Config, load_config, render_example
 from mdmappliance.errors import ApplianceError
+from mdmappliance.events import utc_timestamp
+from mdmappliance.store import Store
 
 PROG = "mdmappliance"
 DEFAULT_CONFIG = "/etc/mdmappliance/mdmappliance.toml"
@@ -81,6 +87,102 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cli_actor() -> str:
+    """Who to record in the event log for a command-line action."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@contextmanager
+def offline_store(config: Config) -> Iterator[Store]:
+    """The database opened from this process; WAL lets it work beside a running service."""
+    store = Store(
+        config.store.path,
+        synchronous=config.store.synchronous,
+        busy_timeout_ms=config.store.busy_timeout_ms,
+        backup_dir=config.store.backup_dir,
+    )
+    store.open()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def cmd_link_create(args: argparse.Namespace) -> int:
+    from mdmappliance.enrollment import create_link, parse_duration
+
+    config = load_config(args.config)
+    try:
+        lifetime = (
+            parse_duration(args.expires)
+            if args.expires
+            else datetime.timedelta(days=config.enrollment.link_days)
+        )
+    except ValueError as e:
+        return fail(f"--expires: {e}", 2)
+    with offline_store(config) as store:
+        token, link = store.transaction_now(create_link, lifetime, args.note or "", _cli_actor())
+    url = config.enrollment_url(token)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "id": link.id,
+                    "token": token,
+                    "url": url,
+                    "expires_at": link.expires_at,
+                    "note": link.note,
+                }
+            )
+        )
+    else:
+        print(url)
+        print(f"link {link.id}, single use, expires {link.expires_at}")
+    return 0
+
+
+def cmd_link_list(args: argparse.Namespace) -> int:
+    from mdmappliance.enrollment import list_links
+
+    config = load_config(args.config)
+    with offline_store(config) as store:
+        links = store.transaction_now(list_links)
+    now = utc_timestamp()
+    rows = [
+        {
+            "id": link.id,
+            "status": link.status(now),
+            "created_at": link.created_at,
+            "expires_at": link.expires_at,
+            "used_at": link.used_at,
+            "note": link.note,
+        }
+        for link in links
+    ]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'ID':>5}  {'STATUS':8}  {'EXPIRES':24}  NOTE")
+    for row in rows:
+        print(f"{row['id']:>5}  {row['status']:8}  {row['expires_at']:24}  {row['note']}")
+    return 0
+
+
+def cmd_link_revoke(args: argparse.Namespace) -> int:
+    from mdmappliance.enrollment import revoke_link
+
+    config = load_config(args.config)
+    with offline_store(config) as store:
+        revoked = store.transaction_now(revoke_link, args.id, _cli_actor())
+    if not revoked:
+        return fail(f"link {args.id} does not exist, or was already used or revoked", 1)
+    print(f"link {args.id} revoked")
+    return 0
+
+
 def cmd_config_example(args: argparse.Namespace) -> int:
     sys.stdout.write(render_example())
     return 0
@@ -132,6 +234,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     example = sub.add_parser("config-example", help="print the documented example config")
     example.set_defaults(func=cmd_config_example)
+
+    link = sub.add_parser("enroll-link", help="one-time enrollment links")
+    link_sub = link.add_subparsers(dest="link_command", required=True, metavar="ACTION")
+    create = link_sub.add_parser("create", help="make a new single-use link")
+    create.add_argument(
+        "--expires", help="lifetime like 30m, 12h, 7d (default [enrollment] link_days)"
+    )
+    create.add_argument("--note", help="a note for the list (whose device, ticket number)")
+    create.set_defaults(func=cmd_link_create)
+    listing = link_sub.add_parser("list", help="list links and their status")
+    listing.set_defaults(func=cmd_link_list)
+    revoke = link_sub.add_parser("revoke", help="revoke an unused link")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(func=cmd_link_revoke)
+    for command in (create, listing, revoke):
+        command.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+        command.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 

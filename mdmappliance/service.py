@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -111,10 +112,18 @@ def admin_listener(
     port: int,
     api_keys: dict[str, str],
     grace: float,
+    link_url: Callable[[str], str] = lambda token: token,
+    link_lifetime: datetime.timedelta = datetime.timedelta(days=7),
 ) -> ListenerService:
     """The admin API on plain HTTP at ``bind``:``port`` (0 picks a free port)."""
-    api = AdminAPI(store=store, clock=reactor, started_at=reactor.seconds())
-    site = DrainingSite(api.resource(api_keys))
+    api = AdminAPI(
+        store=store,
+        clock=reactor,
+        started_at=reactor.seconds(),
+        link_url=link_url,
+        link_lifetime=link_lifetime,
+    )
+    site = DrainingSite(api.resource(api_keys), max_body_bytes=1024 * 1024)
     site.displayTracebacks = False
     endpoint_type = TCP6ServerEndpoint if ":" in bind else TCP4ServerEndpoint
     endpoint = endpoint_type(reactor, port, interface=bind)
@@ -302,6 +311,8 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
         port=config.admin.port,
         api_keys={"admin": config.read_admin_api_key()},
         grace=config.appliance.shutdown_grace,
+        link_url=config.enrollment_url,
+        link_lifetime=datetime.timedelta(days=config.enrollment.link_days),
     ).setServiceParent(top)
     for listener in device_listeners(config, reactor, store):
         listener.setServiceParent(top)

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import treq
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from OpenSSL import crypto
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
@@ -28,8 +29,10 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from mdmappliance import pki
+from mdmappliance.cms import verify_signed_data
 from mdmappliance.digest import md5_hex, parse_digest
 from mdmappliance.service import global_reactor
+from mdmappliance.trust import TrustStore
 
 reactor = global_reactor()
 TOPIC = "com.apple.mgmt.External.test-topic"
@@ -100,6 +103,73 @@ def digest_response(username: str, password: str, realm: str, challenge: str, ur
 
 
 @dataclass
+class ReceivedProfile:
+    """An enrollment profile as a device unpacks it."""
+
+    signed: bytes
+    profile: dict[str, Any]
+    identity: pki.IssuedPair
+    mdm: dict[str, Any]
+
+    def device_arguments(self) -> dict[str, Any]:
+        server = urlsplit(self.mdm["ServerURL"])
+        checkin = urlsplit(self.mdm["CheckInURL"])
+        host = (server.hostname or "").replace("localhost", "127.0.0.1")
+        return {
+            "base_url": f"https://{host}:{server.port or 443}",
+            "server_path": server.path,
+            "checkin_path": checkin.path,
+            "topic": self.mdm["Topic"],
+            "identity": self.identity,
+            "sign_messages": self.mdm.get("SignMessage", False),
+        }
+
+
+def unpack_profile(signed: bytes, ca_cert: Path) -> ReceivedProfile:
+    """Verify the signature against the appliance CA and take the profile apart."""
+    content = verify_signed_data(signed)
+    TrustStore((pki.read_certificate(ca_cert),)).verify(
+        content.signer, content.certificates, datetime.datetime.now(datetime.UTC)
+    )
+    profile = plistlib.loads(content.content)
+    payloads = {p["PayloadType"]: p for p in profile["PayloadContent"]}
+    p12 = payloads["com.apple.security.pkcs12"]
+    key, cert, _ = pkcs12.load_key_and_certificates(p12["PayloadContent"], p12["Password"].encode())
+    assert cert is not None and key is not None
+    mdm = payloads["com.apple.mdm"]
+    assert mdm["IdentityCertificateUUID"] == p12["PayloadUUID"]
+    return ReceivedProfile(signed, profile, pki.IssuedPair(cert, key), mdm)  # type: ignore[arg-type]
+
+
+async def fetch_profile(url: str, ca_cert: Path) -> ReceivedProfile:
+    """GET an enrollment link over TLS (no client certificate) and unpack the profile."""
+    code, body, content_type = await get_enrollment_link(url, ca_cert)
+    if code != 200:
+        raise EnrollmentRefused(code, body)
+    assert content_type == "application/x-apple-aspen-config", content_type
+    return unpack_profile(body, ca_cert)
+
+
+class EnrollmentRefused(Exception):
+    def __init__(self, code: int, body: bytes) -> None:
+        super().__init__(f"{code}: {body!r}")
+        self.code = code
+        self.body = body
+
+
+async def get_enrollment_link(url: str, ca_cert: Path) -> tuple[int, bytes, str]:
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    client = treq.client.HTTPClient(
+        Agent(reactor, contextFactory=DeviceTLSPolicy(ca_cert, None), pool=pool)
+    )
+    response = await client.get(url.replace("://localhost", "://127.0.0.1"))
+    body = await response.content()
+    content_type = (response.headers.getRawHeaders("content-type") or [""])[0]
+    await pool.closeCachedConnections()
+    return response.code, body, content_type
+
+
+@dataclass
 class Reply:
     code: int
     body: bytes
@@ -163,6 +233,13 @@ class SimulatedDevice:
         issuer_cert, issuer_key = issuer or (ca_cert, ca_key)
         identity = issue_device_identity(issuer_cert, issuer_key, udid)
         return cls(base_url=base_url, ca_cert=ca_cert, identity=identity, udid=udid, **kw)
+
+    @classmethod
+    async def from_enrollment_link(cls, url: str, ca_cert: Path, **kw: Any) -> SimulatedDevice:
+        """Enroll the way a device does: download the profile from the link, check its
+        signature, take the PKCS#12 identity and the MDM payload's URLs and topic."""
+        device = await fetch_profile(url, ca_cert)
+        return cls(ca_cert=ca_cert, **device.device_arguments(), **kw)
 
     async def close(self) -> None:
         await self.pool.closeCachedConnections()

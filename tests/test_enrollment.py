@@ -1,0 +1,303 @@
+"""Enrollment: one-time links, signed profiles checked by openssl, devices enrolling from them."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import plistlib
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import treq
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from mdmappliance import pki
+from mdmappliance.enrollment import create_link, parse_duration, revoke_link
+from mdmappliance.profiles import ProfileError, ProfileSigner, check_profile
+from mdmappliance.queue import enqueue_for_device
+from mdmappliance.service import global_reactor
+from tests.simulator import (
+    EnrollmentRefused,
+    SimulatedDevice,
+    fetch_profile,
+    get_enrollment_link,
+)
+from tests.support import InProcessAppliance, make_installation, run_cli, testdata
+
+DAY = datetime.timedelta(days=1)
+
+
+def openssl_verify(signed: bytes, ca_cert: Path, directory: Path) -> bytes:
+    """What ``openssl cms -verify`` says the signed content is (it must verify)."""
+    signed_path, out_path = directory / "profile.der", directory / "content.plist"
+    signed_path.write_bytes(signed)
+    result = subprocess.run(
+        [
+            "openssl",
+            "cms",
+            "-verify",
+            "-inform",
+            "DER",
+            "-in",
+            str(signed_path),
+            "-CAfile",
+            str(ca_cert),
+            "-purpose",
+            "any",
+            "-binary",
+            "-out",
+            str(out_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Verification successful" in result.stderr, result.stderr
+    return out_path.read_bytes()
+
+
+def query(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+class Links(TestCase):
+    def setUp(self) -> None:
+        self.appliance = InProcessAppliance(Path(self.mktemp()))
+        self.addCleanup(self.appliance.stop)
+        self.config = self.appliance.config
+        self.store = self.appliance.store
+
+    async def new_link(self, lifetime: datetime.timedelta = DAY) -> tuple[str, int]:
+        token, link = await self.store.transaction(create_link, lifetime, "test", "test")
+        return self.config.enrollment_url(token), link.id
+
+    async def test_enroll_from_a_fresh_link_and_run_a_command(self) -> None:
+        url, link_id = await self.new_link()
+        received = await fetch_profile(url, self.config.pki.ca_cert)
+        workdir = Path(self.mktemp())
+        workdir.mkdir()
+        content = openssl_verify(received.signed, self.config.pki.ca_cert, workdir)
+        self.assertEqual(plistlib.loads(content), received.profile)
+
+        profile = received.profile
+        self.assertEqual(profile["PayloadType"], "Configuration")
+        self.assertEqual(profile["PayloadIdentifier"], self.config.profile_identifier())
+        kinds = [p["PayloadType"] for p in profile["PayloadContent"]]
+        self.assertEqual(
+            kinds, ["com.apple.security.root", "com.apple.security.pkcs12", "com.apple.mdm"]
+        )
+        mdm = received.mdm
+        self.assertEqual(mdm["Topic"], self.config.device.topic)
+        self.assertEqual(
+            mdm["ServerURL"], f"https://localhost:{self.config.device.port}/mdm/connect"
+        )
+        self.assertEqual(
+            mdm["CheckInURL"], f"https://localhost:{self.config.device.port}/mdm/checkin"
+        )
+        self.assertEqual(mdm["AccessRights"], 8191)
+        for payload in [profile, *profile["PayloadContent"]]:
+            for key in ("PayloadType", "PayloadVersion", "PayloadIdentifier", "PayloadUUID"):
+                self.assertIn(key, payload)
+        issued = query(self.config.store.path, "SELECT sha256, token_id FROM issued_identities")
+        self.assertEqual(
+            issued,
+            [(received.identity.certificate.fingerprint(pki.hashes.SHA256()).hex(), link_id)],
+        )
+
+        device = SimulatedDevice(ca_cert=self.config.pki.ca_cert, **received.device_arguments())
+        self.addCleanup(device.close)
+        await device.enroll()
+        command_uuid = await self.store.transaction(
+            enqueue_for_device, device.udid, {"RequestType": "ProfileList"}
+        )
+        self.assertEqual(await device.poll(), [command_uuid])
+
+    async def test_each_download_gets_a_fresh_identity_and_uuids(self) -> None:
+        first = await fetch_profile((await self.new_link())[0], self.config.pki.ca_cert)
+        second = await fetch_profile((await self.new_link())[0], self.config.pki.ca_cert)
+        self.assertNotEqual(first.identity.certificate, second.identity.certificate)
+        self.assertNotEqual(first.profile["PayloadUUID"], second.profile["PayloadUUID"])
+        self.assertEqual(first.profile["PayloadIdentifier"], second.profile["PayloadIdentifier"])
+
+    async def refused(self, url: str) -> bytes:
+        before = query(self.config.store.path, "SELECT count(*) FROM issued_identities")
+        code, body, _ = await get_enrollment_link(url, self.config.pki.ca_cert)
+        self.assertEqual(code, 403, body)
+        self.assertEqual(body.count(b"\n"), 1, body)
+        self.assertEqual(
+            query(self.config.store.path, "SELECT count(*) FROM issued_identities"),
+            before,
+            "nothing is issued for a refused link",
+        )
+        return body
+
+    async def test_used_unknown_expired_and_revoked_links(self) -> None:
+        url, _ = await self.new_link()
+        await fetch_profile(url, self.config.pki.ca_cert)
+        self.assertIn(b"already used", await self.refused(url))
+        self.assertIn(b"not valid", await self.refused(url[:-4] + "AAAA"))
+        self.assertIn(b"not valid", await self.refused(url.rsplit("/", 1)[0] + "/x"))
+        expired, _ = await self.new_link(datetime.timedelta(microseconds=1))
+        self.assertIn(b"expired", await self.refused(expired))
+        revoked, link_id = await self.new_link()
+        self.assertTrue(await self.store.transaction(revoke_link, link_id))
+        self.assertIn(b"revoked", await self.refused(revoked))
+
+    async def test_no_client_certificate_is_asked_for(self) -> None:
+        url, _ = await self.new_link()
+        code, _, content_type = await get_enrollment_link(url, self.config.pki.ca_cert)
+        self.assertEqual((code, content_type), (200, "application/x-apple-aspen-config"))
+
+    async def test_admin_api_creates_lists_and_revokes(self) -> None:
+        pool = HTTPConnectionPool(global_reactor(), persistent=False)
+        headers: dict[bytes | str, bytes | str] = {
+            "Authorization": f"Bearer {self.config.read_admin_api_key()}"
+        }
+        base = f"{self.config.admin_url()}/v1/enrollment-tokens"
+        response = await treq.post(
+            base, json={"expires": "2h", "note": "Ana's iPad"}, headers=headers, pool=pool
+        )
+        self.assertEqual(response.code, 201)
+        created = json.loads(await response.content())
+        self.assertTrue(created["url"].endswith("/enroll/" + created["token"]))
+        response = await treq.post(
+            base, json={"expires": "forever", "colour": "red"}, headers=headers, pool=pool
+        )
+        self.assertEqual(response.code, 400)
+        errors = json.loads(await response.content())["errors"]
+        self.assertEqual(len(errors), 2, errors)
+        response = await treq.get(base, headers=headers, pool=pool)
+        listed = json.loads(await response.content())["enrollment_tokens"]
+        self.assertEqual(
+            [(t["id"], t["status"], t["note"]) for t in listed],
+            [(created["id"], "unused", "Ana's iPad")],
+        )
+        self.assertNotIn("token", listed[0], "tokens are shown once, at creation")
+        response = await treq.delete(f"{base}/{created['id']}", headers=headers, pool=pool)
+        self.assertEqual(response.code, 200)
+        await response.content()
+        with self.assertRaises(EnrollmentRefused):
+            await fetch_profile(created["url"], self.config.pki.ca_cert)
+
+
+class WithoutTopic(TestCase):
+    async def test_no_topic_means_503_and_the_link_stays_usable(self) -> None:
+        appliance = InProcessAppliance(Path(self.mktemp()), device={"topic": ""})
+        self.addCleanup(appliance.stop)
+        token, _ = await appliance.store.transaction(create_link, DAY, "", "test")
+        url = appliance.config.enrollment_url(token)
+        code, body, _ = await get_enrollment_link(url, appliance.config.pki.ca_cert)
+        self.assertEqual(code, 503, body)
+        self.assertEqual(
+            query(appliance.config.store.path, "SELECT used_at FROM enrollment_tokens"), [(None,)]
+        )
+
+
+class Signer(SynchronousTestCase):
+    def setUp(self) -> None:
+        from mdmappliance.config import load_config
+
+        self.config = load_config(make_installation(Path(self.mktemp())))
+        self.signer = ProfileSigner.from_files(self.config)
+
+    def test_signs_an_admin_profile_that_openssl_verifies(self) -> None:
+        profile = testdata("zentral", "tests", "mdm", "testdata", "test.mobileconfig").read_bytes()
+        signed = self.signer.sign(profile)
+        workdir = Path(self.mktemp())
+        workdir.mkdir()
+        self.assertEqual(openssl_verify(signed, self.config.pki.ca_cert, workdir), profile)
+
+    def test_refuses_what_is_not_a_profile(self) -> None:
+        good = {
+            "PayloadType": "Configuration",
+            "PayloadIdentifier": "x",
+            "PayloadUUID": "u",
+            "PayloadVersion": 1,
+            "PayloadContent": [],
+        }
+        check_profile(plistlib.dumps(good))
+        for key in ("PayloadIdentifier", "PayloadUUID", "PayloadVersion"):
+            broken = {k: v for k, v in good.items() if k != key}
+            with self.assertRaises(ProfileError) as caught:
+                self.signer.sign(plistlib.dumps(broken))
+            self.assertIn(key, str(caught.exception))
+        with self.assertRaises(ProfileError):
+            self.signer.sign(plistlib.dumps({**good, "PayloadType": "com.apple.mdm"}))
+        with self.assertRaises(ProfileError):
+            self.signer.sign(b"not a plist")
+
+    def test_durations(self) -> None:
+        self.assertEqual(parse_duration("7d"), 7 * DAY)
+        self.assertEqual(parse_duration("90m"), datetime.timedelta(minutes=90))
+        for bad in ("7", "1y", "0m", "400d"):
+            with self.assertRaises(ValueError):
+                parse_duration(bad)
+
+
+class BadEnrollmentConfig(SynchronousTestCase):
+    def config_error(self, **sections: dict[str, Any]) -> str:
+        from mdmappliance.config import load_config
+        from mdmappliance.errors import ConfigError
+
+        path = make_installation(Path(self.mktemp()), sections=sections)
+        with self.assertRaises(ConfigError) as caught:
+            load_config(path)
+        return str(caught.exception)
+
+    def test_access_rights_rules(self) -> None:
+        self.assertIn("non-zero", self.config_error(enrollment={"access_rights": 0}))
+        self.assertIn(
+            "2 (install profiles) without 1", self.config_error(enrollment={"access_rights": 2})
+        )
+        self.assertIn(
+            "128 (install provisioning profiles) without 64",
+            self.config_error(enrollment={"access_rights": 129}),
+        )
+
+    def test_urls_must_be_https(self) -> None:
+        self.assertIn(
+            "https://", self.config_error(enrollment={"server_url": "http://mdm.example.com/"})
+        )
+
+    def test_signing_certificate_must_match_its_key(self) -> None:
+        message = self.config_error(enrollment={"signing_key": "pki/server.key"})
+        self.assertIn("enrollment.signing_key", message)
+        self.assertIn("is not the private key of", message)
+
+
+class LinkCommand(SynchronousTestCase):
+    def test_create_list_revoke(self) -> None:
+        config_path = str(make_installation(Path(self.mktemp())))
+        created = run_cli(
+            "enroll-link",
+            "create",
+            "--config",
+            config_path,
+            "--expires",
+            "2h",
+            "--note",
+            "loaner",
+            "--json",
+        )
+        self.assertEqual(created.returncode, 0, created.stderr)
+        link = json.loads(created.stdout)
+        self.assertIn("/enroll/", link["url"])
+        listed = run_cli("enroll-link", "list", "--config", config_path)
+        self.assertIn("unused", listed.stdout)
+        self.assertIn("loaner", listed.stdout)
+        revoked = run_cli("enroll-link", "revoke", str(link["id"]), "--config", config_path)
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        again = run_cli("enroll-link", "revoke", str(link["id"]), "--config", config_path)
+        self.assertEqual(again.returncode, 1)
+        self.assertEqual(len(again.stderr.strip().splitlines()), 1)
+        bad = run_cli("enroll-link", "create", "--config", config_path, "--expires", "soon")
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--expires", bad.stderr)
