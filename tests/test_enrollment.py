@@ -14,7 +14,6 @@ import treq
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from mdmappliance import pki
 from mdmappliance.enrollment import create_link, parse_duration, revoke_link
 from mdmappliance.profiles import ProfileError, ProfileSigner, check_profile
 from mdmappliance.queue import enqueue_for_device
