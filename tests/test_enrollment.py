@@ -106,10 +106,8 @@ class Links(TestCase):
             for key in ("PayloadType", "PayloadVersion", "PayloadIdentifier", "PayloadUUID"):
                 self.assertIn(key, payload)
         issued = query(self.config.store.path, "SELECT sha256, token_id FROM issued_identities")
-        self.assertEqual(
-            issued,
-            [(received.identity.certificate.fingerprint(pki.hashes.SHA256()).hex(), link_id)],
-        )
+        sha256 = DeviceIdentity.of(received.identity.certificate, "issued").sha256
+        self.assertEqual(issued, [(sha256, link_id)])
 
         device = SimulatedDevice(ca_cert=self.config.pki.ca_cert, **received.device_arguments())
         self.addCleanup(device.close)
