@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from mdmappliance.enrollment import create_link, parse_duration, revoke_link
+from mdmappliance.identity import DeviceIdentity
 from mdmappliance.profiles import ProfileError, ProfileSigner, check_profile
 from mdmappliance.queue import enqueue_for_device
 from mdmappliance.service import global_reactor
