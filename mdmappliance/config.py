@@ -349,10 +349,10 @@ class EnrollmentSection:
         doc="CheckInURL put in profiles; empty: derived like server_url.",
         check=check_https_url_or_empty,
     )
-    identity_days: int = setting(
-        365,
+    identity_days: float = setting(
+        365.0,
         doc="Validity of the device identities issued in profiles, in days.",
-        check=in_range(1, 3650),
+        check=in_range(0.0001, 3650),
     )
     renew_within_days: int = setting(
         30,

@@ -18,8 +18,10 @@ from mdmappliance.digest import DigestAuthority
 from mdmappliance.escrow import Escrow
 from mdmappliance.events import record_event, utc_timestamp
 from mdmappliance.identity import DeviceIdentity
+from mdmappliance.lifecycle import finish_retirement
 from mdmappliance.mdmerrors import BadMessage, IdentityRefused, NotManaged
 from mdmappliance.messages import (
+    FINAL_STATUSES,
     Authenticate,
     Channel,
     CheckOut,
@@ -267,6 +269,10 @@ def handle_report(
     target = enr.require_user_channel(conn, channel) if channel.is_user else device
     enr.touch(conn, target.id)
     outcome = record_report(conn, target.id, report)
+    if report.status in FINAL_STATUSES and finish_retirement(
+        conn, channel.udid, report.command_uuid
+    ):
+        return Handled(EMPTY)  # retired: from now on this device gets 401
     excluded = set(skip)
     if outcome.not_now:
         excluded.add(outcome.not_now)

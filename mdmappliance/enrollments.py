@@ -61,8 +61,15 @@ def refuse_foreign_certificate(
     conn: sqlite3.Connection, udid: str, identity: DeviceIdentity
 ) -> None:
     """One certificate never serves two UDIDs."""
-    owner = bound_udid(conn, identity.sha256)
-    if owner is not None and owner != udid:
+    row = conn.execute(
+        "SELECT udid, revoked_at FROM identities WHERE sha256 = ?", (identity.sha256,)
+    ).fetchone()
+    if row is None:
+        return
+    owner, revoked_at = row
+    if revoked_at is not None:
+        raise IdentityRefused(f"certificate {identity.sha256[:16]}… was revoked on {revoked_at}")
+    if owner != udid:
         raise IdentityRefused(
             f"certificate {identity.sha256[:16]}… is bound to device {owner}, not {udid}"
         )
@@ -74,13 +81,15 @@ def require_bound_identity(
     """The device channel enrollment of a managed device whose bound certificate this is."""
     row = conn.execute(
         "SELECT e.id, e.udid, e.user_id, e.state, e.topic, e.auth_token_sha256, i.udid, "
-        "i.current FROM (SELECT ? AS sha256) AS presented "
+        "i.current, i.revoked_at FROM (SELECT ? AS sha256) AS presented "
         "LEFT JOIN enrollments AS e ON e.udid = ? AND e.user_id = '' "
         "LEFT JOIN identities AS i ON i.sha256 = presented.sha256",
         (identity.sha256, channel.udid),
     ).fetchone()
     device = Enrollment(*row[:6]) if row[0] is not None else None
-    owner, current = row[6], row[7]
+    owner, current, revoked_at = row[6], row[7], row[8]
+    if revoked_at is not None:
+        raise IdentityRefused(f"certificate {identity.sha256[:16]}… was revoked on {revoked_at}")
     if device is None:
         if owner is None:
             raise NotManaged(f"device {channel.udid} is not enrolled here")

@@ -42,6 +42,7 @@ from mdmappliance.enrollchannel import EnrollmentEndpoint, ProfileFactory
 from mdmappliance.escrow import Escrow, read_key
 from mdmappliance.events import record_event
 from mdmappliance.identity import IdentityResolver
+from mdmappliance.lifecycle import RenewalJob, renewal_service
 from mdmappliance.listener import DrainingSite, ListenerService
 from mdmappliance.profiles import MDMSettings, ProfileSigner
 from mdmappliance.store import Store
@@ -182,11 +183,11 @@ def profile_factory(config: Config) -> ProfileFactory:
     )
 
 
-def enrollment_listener(config: Config, reactor: Reactor, store: Store) -> ListenerService:
+def enrollment_listener(
+    config: Config, reactor: Reactor, store: Store, factory: ProfileFactory
+) -> ListenerService:
     e = config.enrollment
-    site = DrainingSite(
-        EnrollmentEndpoint(store=store, factory=profile_factory(config)), max_body_bytes=64 * 1024
-    )
+    site = DrainingSite(EnrollmentEndpoint(store=store, factory=factory), max_body_bytes=64 * 1024)
     site.displayTracebacks = False
     endpoint = SSL4ServerEndpoint(
         reactor, e.port, server_tls_options(config, None), interface=e.bind
@@ -316,7 +317,12 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
     ).setServiceParent(top)
     for listener in device_listeners(config, reactor, store):
         listener.setServiceParent(top)
-    enrollment_listener(config, reactor, store).setServiceParent(top)
+    factory = profile_factory(config)
+    enrollment_listener(config, reactor, store, factory).setServiceParent(top)
+    job = RenewalJob(
+        store, factory, reactor, datetime.timedelta(days=config.enrollment.renew_within_days)
+    )
+    renewal_service(job, config.enrollment.renewal_interval, reactor).setServiceParent(top)
     return top
 
 
