@@ -169,6 +169,13 @@ async def get_enrollment_link(url: str, ca_cert: Path) -> tuple[int, bytes, str]
     return response.code, body, content_type
 
 
+def _replaces_mdm_profile(command: dict[str, Any]) -> bool:
+    inner = command.get("Command", {})
+    return inner.get("RequestType") == "InstallProfile" and b"com.apple.mdm" in inner.get(
+        "Payload", b""
+    )
+
+
 @dataclass
 class Reply:
     code: int
@@ -201,8 +208,15 @@ class SimulatedDevice:
     extra_headers: dict[bytes | str, bytes | str] = field(default_factory=dict)
     executed: list[str] = field(default_factory=list)
     bind_address: str | None = None
+    adopted: list[ReceivedProfile] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._connect()
+        self.push_magic = secrets.token_hex(16)
+        self.token = secrets.token_bytes(32)
+
+    def _connect(self) -> None:
+        """A connection pool and client presenting the current identity."""
         self.pool = HTTPConnectionPool(reactor, persistent=self.persistent)
         self.pool.retryAutomatically = False
         policy = DeviceTLSPolicy(self.ca_cert, self.identity)
@@ -214,8 +228,16 @@ class SimulatedDevice:
                 bindAddress=(self.bind_address, 0) if self.bind_address else None,
             )
         )
-        self.push_magic = secrets.token_hex(16)
-        self.token = secrets.token_bytes(32)
+
+    async def adopt_profile(self, signed: bytes) -> None:
+        """Install a (renewed) enrollment profile: take its identity, then check in again
+        with it, as a device does when its MDM profile is replaced."""
+        received = unpack_profile(signed, self.ca_cert)
+        await self.close()
+        self.identity = received.identity
+        self.adopted.append(received)
+        self._connect()
+        await self.enroll()
 
     @classmethod
     def issued(
@@ -335,6 +357,8 @@ class SimulatedDevice:
             command_uuid = command["CommandUUID"]
             received.append(command_uuid)
             status, extra = answer(command)
+            if status == "Acknowledged" and _replaces_mdm_profile(command):
+                await self.adopt_profile(command["Command"]["Payload"])
             if status in ("Acknowledged", "Error"):
                 self.executed.append(command_uuid)
             reply = await self.report(status, command_uuid, **extra)
