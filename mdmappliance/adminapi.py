@@ -23,6 +23,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from mdmappliance._version import __version__
 from mdmappliance.enrollment import create_link, list_links, parse_duration, revoke_link
 from mdmappliance.events import utc_timestamp
+from mdmappliance.lifecycle import retire_device, revoke_device
+from mdmappliance.queue import CommandRejected
 from mdmappliance.store import Store
 
 HEALTH_DB_TIMEOUT = 2.0
@@ -92,7 +94,9 @@ class AdminAPI:
         started_at: float,
         link_url: Callable[[str], str] = lambda token: token,
         link_lifetime: datetime.timedelta = datetime.timedelta(days=7),
+        profile_identifier: str = "mdmappliance.enrollment",
     ) -> None:
+        self.profile_identifier = profile_identifier
         self.store = store
         self.clock = clock
         self.started_at = started_at
@@ -181,6 +185,33 @@ class AdminAPI:
         if await self.store.transaction(revoke_link, link_id, "api:admin"):
             return write_json(request, 200, {"id": link_id, "status": "revoked"})
         return write_json(request, 404, {"error": f"no unused enrollment token {link_id}"})
+
+    @app.route("/v1/devices/<string:udid>/revoke", methods=["POST"])
+    async def revoke_device(self, request: IRequest, udid: str) -> bytes:
+        count = await self.store.transaction(revoke_device, udid, "api:admin")
+        if not count:
+            return write_json(request, 404, {"error": f"no unrevoked identity bound to {udid}"})
+        return write_json(request, 200, {"udid": udid, "revoked_identities": count})
+
+    @app.route("/v1/devices/<string:udid>/retire", methods=["POST"])
+    async def retire_device(self, request: IRequest, udid: str) -> bytes:
+        body, errors = _json_body(request)
+        now = body.get("now", False)
+        if not isinstance(now, bool):
+            errors.append("now: must be true or false")
+        errors += [f"{key}: unknown field" for key in sorted(set(body) - {"now"})]
+        if errors:
+            return write_json(request, 400, {"errors": errors})
+        try:
+            command_uuid = await self.store.transaction(
+                retire_device, udid, self.profile_identifier, "api:admin", now=now
+            )
+        except CommandRejected as e:
+            return write_json(request, 404, {"error": str(e)})
+        state = "retiring" if command_uuid else "retired"
+        return write_json(
+            request, 200, {"udid": udid, "state": state, "command_uuid": command_uuid}
+        )
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:

@@ -183,6 +183,44 @@ def cmd_link_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_device_revoke(args: argparse.Namespace) -> int:
+    from mdmappliance.lifecycle import revoke_device
+
+    config = load_config(args.config)
+    with offline_store(config) as store:
+        count = store.transaction_now(revoke_device, args.udid, _cli_actor())
+    if not count:
+        return fail(f"no unrevoked identity is bound to {args.udid}", 1)
+    print(f"{args.udid}: {count} identity certificate(s) revoked; its requests are refused")
+    return 0
+
+
+def cmd_device_retire(args: argparse.Namespace) -> int:
+    from mdmappliance.lifecycle import retire_device
+    from mdmappliance.queue import CommandRejected
+
+    config = load_config(args.config)
+    with offline_store(config) as store:
+        try:
+            command_uuid = store.transaction_now(
+                retire_device,
+                args.udid,
+                config.profile_identifier(),
+                _cli_actor(),
+                now=args.now,
+            )
+        except CommandRejected as e:
+            return fail(str(e), 1)
+    if command_uuid:
+        print(
+            f"{args.udid}: RemoveProfile queued ({command_uuid}); the device is retired "
+            "when it answers, and gets 401 from then on"
+        )
+    else:
+        print(f"{args.udid}: retired; it gets 401 from now on")
+    return 0
+
+
 def cmd_config_example(args: argparse.Namespace) -> int:
     sys.stdout.write(render_example())
     return 0
@@ -248,6 +286,23 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = link_sub.add_parser("revoke", help="revoke an unused link")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(func=cmd_link_revoke)
+    device = sub.add_parser("device", help="revoke or retire a device")
+    device_sub = device.add_subparsers(dest="device_command", required=True, metavar="ACTION")
+    revoke_device = device_sub.add_parser("revoke", help="refuse the device's identities")
+    revoke_device.add_argument("udid")
+    revoke_device.set_defaults(func=cmd_device_revoke)
+    retire = device_sub.add_parser(
+        "retire", help="remove the MDM profile (RemoveProfile), then answer 401"
+    )
+    retire.add_argument("udid")
+    retire.add_argument(
+        "--now",
+        action="store_true",
+        help="retire at once, without waiting for RemoveProfile's answer",
+    )
+    retire.set_defaults(func=cmd_device_retire)
+    for command in (revoke_device, retire):
+        command.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
     for command in (create, listing, revoke):
         command.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
         command.add_argument("--json", action="store_true", help="machine-readable output")

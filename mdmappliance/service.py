@@ -115,6 +115,7 @@ def admin_listener(
     grace: float,
     link_url: Callable[[str], str] = lambda token: token,
     link_lifetime: datetime.timedelta = datetime.timedelta(days=7),
+    profile_identifier: str = "mdmappliance.enrollment",
 ) -> ListenerService:
     """The admin API on plain HTTP at ``bind``:``port`` (0 picks a free port)."""
     api = AdminAPI(
@@ -123,6 +124,7 @@ def admin_listener(
         started_at=reactor.seconds(),
         link_url=link_url,
         link_lifetime=link_lifetime,
+        profile_identifier=profile_identifier,
     )
     site = DrainingSite(api.resource(api_keys), max_body_bytes=1024 * 1024)
     site.displayTracebacks = False
@@ -314,6 +316,7 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
         grace=config.appliance.shutdown_grace,
         link_url=config.enrollment_url,
         link_lifetime=datetime.timedelta(days=config.enrollment.link_days),
+        profile_identifier=config.profile_identifier(),
     ).setServiceParent(top)
     for listener in device_listeners(config, reactor, store):
         listener.setServiceParent(top)

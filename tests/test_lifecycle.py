@@ -32,7 +32,7 @@ def query(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-class Lifecycle(TestCase):
+class LifecycleCase(TestCase):
     timeout = 120
 
     def setUp(self) -> None:
@@ -52,18 +52,22 @@ class Lifecycle(TestCase):
         await device.enroll()
         return device
 
+
+class Lifecycle(LifecycleCase):
     async def test_renewal_end_to_end(self) -> None:
         device = await self.enrolled_device()
-        command_uuid = await self.store.transaction(enqueue_for_device, device.udid,
-                                                    {"RequestType": "ProfileList"})
+        command_uuid = await self.store.transaction(
+            enqueue_for_device, device.udid, {"RequestType": "ProfileList"}
+        )
         self.assertEqual(await device.poll(), [command_uuid])
         assert device.identity is not None
         old = device.identity
 
         clock = task.Clock()
         clock.advance(time.time())
-        renewed_factory = dataclasses.replace(profile_factory(self.config),
-                                              identity_lifetime=datetime.timedelta(days=365))
+        renewed_factory = dataclasses.replace(
+            profile_factory(self.config), identity_lifetime=datetime.timedelta(days=365)
+        )
         job = RenewalJob(self.store, renewed_factory, clock, datetime.timedelta(days=30))
         (renewal,) = await job.run_once()
         self.assertEqual(await job.run_once(), [], "one renewal per expiring identity")
@@ -72,22 +76,33 @@ class Lifecycle(TestCase):
         self.assertEqual(len(device.adopted), 1)
         new = device.identity
         self.assertNotEqual(new.certificate, old.certificate)
-        self.assertEqual(device.adopted[0].profile["PayloadIdentifier"],
-                         self.config.profile_identifier(), "the same top-level identifier")
-        self.assertEqual(query(self.config.store.path,
-                               "SELECT state FROM commands WHERE uuid = ?", renewal),
-                         [("acknowledged",)])
-        self.assertEqual(query(self.config.store.path,
-                               "SELECT count(*) FROM identities WHERE udid = ?", device.udid),
-                         [(2,)])
+        self.assertEqual(
+            device.adopted[0].profile["PayloadIdentifier"],
+            self.config.profile_identifier(),
+            "the same top-level identifier",
+        )
+        self.assertEqual(
+            query(self.config.store.path, "SELECT state FROM commands WHERE uuid = ?", renewal),
+            [("acknowledged",)],
+        )
+        self.assertEqual(
+            query(
+                self.config.store.path,
+                "SELECT count(*) FROM identities WHERE udid = ?",
+                device.udid,
+            ),
+            [(2,)],
+        )
 
         # Wait (bounded) until the old certificate has expired for real, then keep working.
-        left = (old.certificate.not_valid_after_utc
-                - datetime.datetime.now(datetime.UTC)).total_seconds()
+        left = (
+            old.certificate.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
+        ).total_seconds()
         self.assertLess(left, 30)
         await task.deferLater(global_reactor(), max(0.0, left) + 1.5, lambda: None)
-        next_command = await self.store.transaction(enqueue_for_device, device.udid,
-                                                    {"RequestType": "DeviceInformation"})
+        next_command = await self.store.transaction(
+            enqueue_for_device, device.udid, {"RequestType": "DeviceInformation"}
+        )
         self.assertEqual(await device.poll(), [next_command])
         stale = self.appliance.device(udid=device.udid, identity=old)
         self.addCleanup(stale.close)
@@ -114,17 +129,109 @@ class Lifecycle(TestCase):
         reply = await device.report("Idle")
         command = reply.plist()
         self.assertEqual(command["CommandUUID"], command_uuid)
-        self.assertEqual(command["Command"], {"RequestType": "RemoveProfile",
-                                              "Identifier": self.config.profile_identifier()})
+        self.assertEqual(
+            command["Command"],
+            {"RequestType": "RemoveProfile", "Identifier": self.config.profile_identifier()},
+        )
         reply = await device.report("Acknowledged", command_uuid)
         self.assertEqual((reply.code, reply.body), (200, b""))
         self.assertEqual((await device.report("Idle")).code, 401)
-        self.assertEqual(query(self.config.store.path, "SELECT state FROM enrollments"),
-                         [("retired",)])
+        self.assertEqual(
+            query(self.config.store.path, "SELECT state FROM enrollments"), [("retired",)]
+        )
 
     async def test_retire_now(self) -> None:
         device = await self.enrolled_device()
-        self.assertIsNone(await self.store.transaction(
-            retire_device, device.udid, self.config.profile_identifier(), "admin", now=True
-        ))
+        self.assertIsNone(
+            await self.store.transaction(
+                retire_device, device.udid, self.config.profile_identifier(), "admin", now=True
+            )
+        )
         self.assertEqual((await device.report("Idle")).code, 401)
+
+
+class AdminRoutes(LifecycleCase):
+    async def call(self, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        import json
+
+        import treq
+        from twisted.web.client import HTTPConnectionPool
+
+        pool = HTTPConnectionPool(global_reactor(), persistent=False)
+        headers: dict[bytes | str, bytes | str] = {
+            "Authorization": f"Bearer {self.config.read_admin_api_key()}"
+        }
+        response = await treq.post(
+            f"{self.config.admin_url()}{path}", json=body or {}, headers=headers, pool=pool
+        )
+        return response.code, json.loads(await response.content())
+
+    async def test_revoke_and_retire_through_the_admin_api(self) -> None:
+        device = await self.enrolled_device()
+        code, body = await self.call(f"/v1/devices/{device.udid}/retire", {"now": "yes"})
+        self.assertEqual(code, 400)
+        code, body = await self.call(f"/v1/devices/{device.udid}/retire")
+        self.assertEqual((code, body["state"]), (200, "retiring"))
+        code, body = await self.call(f"/v1/devices/{device.udid}/revoke")
+        self.assertEqual((code, body["revoked_identities"]), (200, 1))
+        self.assertEqual((await device.report("Idle")).code, 403)
+        code, _ = await self.call("/v1/devices/NO-SUCH-DEVICE/revoke")
+        self.assertEqual(code, 404)
+        code, _ = await self.call("/v1/devices/NO-SUCH-DEVICE/retire")
+        self.assertEqual(code, 404)
+
+
+class DeviceCommand(TestCase):
+    def test_revoke_and_retire_from_the_command_line(self) -> None:
+        import plistlib
+
+        from mdmappliance.config import load_config
+        from mdmappliance.dispatch import ChannelPolicy, handle_message
+        from mdmappliance.escrow import Escrow, read_key
+        from mdmappliance.identity import DeviceIdentity
+        from mdmappliance.messages import parse_message, parse_plist
+        from mdmappliance.store import Store
+        from tests.simulator import TOPIC, issue_device_identity
+        from tests.support import make_installation, run_cli
+
+        config_path = make_installation(Path(self.mktemp()))
+        config = load_config(config_path)
+        udid = "CLI-DEVICE-0001"
+        identity = DeviceIdentity.of(
+            issue_device_identity(config.pki.ca_cert, config.pki.ca_key, udid).certificate, "tls"
+        )
+        policy = ChannelPolicy(escrow=Escrow(read_key(config.device.unlock_key_file)))
+        store = Store(config.store.path)
+        store.open()
+        for message in (
+            {"MessageType": "Authenticate", "UDID": udid, "Topic": TOPIC},
+            {
+                "MessageType": "TokenUpdate",
+                "UDID": udid,
+                "Topic": TOPIC,
+                "Token": b"t" * 32,
+                "PushMagic": "m",
+            },
+        ):
+            body = plistlib.dumps(message)
+            store.transaction_now(
+                handle_message,
+                parse_message(parse_plist(body, 32), body, checkin_only=True),
+                identity,
+                policy,
+                (),
+            )
+        store.close()
+
+        retired = run_cli("device", "retire", udid, "--config", str(config_path))
+        self.assertEqual(retired.returncode, 0, retired.stderr)
+        self.assertIn("RemoveProfile queued", retired.stdout)
+        revoked = run_cli("device", "revoke", udid, "--config", str(config_path))
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        self.assertIn("1 identity certificate(s) revoked", revoked.stdout)
+        again = run_cli("device", "revoke", udid, "--config", str(config_path))
+        self.assertEqual(again.returncode, 1)
+        self.assertEqual(len(again.stderr.strip().splitlines()), 1)
+        unknown = run_cli("device", "retire", "NO-SUCH-DEVICE", "--config", str(config_path))
+        self.assertEqual(unknown.returncode, 1)
+        self.assertIn("no enrollment for NO-SUCH-DEVICE", unknown.stderr)
