@@ -3,6 +3,11 @@
 TLS without a client certificate (the device has none yet). Each download issues a fresh
 device identity; the link is consumed in the same transaction that records that identity.
 A link that cannot be used gets 403 and one line a person can act on; nothing is issued.
+
+Interrupted downloads: if the client is gone before the link is consumed, nothing was handed
+out, the new identity is dropped and the link stays usable. Once consumed, the profile is being
+written; if the transfer breaks after that the link is used up (the identity may have reached
+the client), and the admin makes a new link.
 """
 
 from __future__ import annotations
@@ -89,11 +94,16 @@ class EnrollmentEndpoint(Resource):
 
         def consume(built: tuple[pki.IssuedPair, bytes]) -> Any:
             identity, signed = built
+            if finished:
+                # Gone before anything was handed out: the identity is dropped unrecorded
+                # and the link stays usable.
+                log.info("enrollment download from {peer} abandoned; link kept", peer=peer)
+                return None
             used = self.store.transaction(consume_link, token, identity.certificate, peer)
             return used.addCallback(lambda _: signed)
 
-        def reply(signed: bytes) -> None:
-            if finished:
+        def reply(signed: bytes | None) -> None:
+            if finished or signed is None:
                 return
             request.setResponseCode(200)
             request.setHeader(b"content-type", PROFILE_TYPE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import plistlib
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import treq
+from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 
@@ -184,6 +186,47 @@ class Links(TestCase):
         await response.content()
         with self.assertRaises(EnrollmentRefused):
             await fetch_profile(created["url"], self.config.pki.ca_cert)
+
+
+class InterruptedDownload(TestCase):
+    async def test_client_gone_before_the_profile_is_ready_keeps_the_link(self) -> None:
+        import time
+
+        from twisted.internet import ssl
+        from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
+        from twisted.internet.protocol import Protocol
+
+        appliance = InProcessAppliance(Path(self.mktemp()))
+        self.addCleanup(appliance.stop)
+        config = appliance.config
+        endpoint = appliance.service.getServiceNamed("enrollment").site.resource
+        slow_make = endpoint.factory.make
+
+        def make(name: str) -> Any:
+            time.sleep(0.5)  # a slow profile build; the client hangs up meanwhile
+            return slow_make(name)
+
+        endpoint.factory = dataclasses.replace(endpoint.factory)
+        object.__setattr__(endpoint.factory, "make", make)
+        token, _ = await appliance.store.transaction(create_link, DAY, "", "test")
+        options = ssl.optionsForClientTLS(
+            "localhost", trustRoot=ssl.Certificate.loadPEM(config.pki.ca_cert.read_bytes())
+        )
+        client = await connectProtocol(
+            SSL4ClientEndpoint(global_reactor(), "127.0.0.1", config.enrollment.port, options),
+            Protocol(),
+        )
+        assert client.transport is not None
+        client.transport.write(f"GET /enroll/{token} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        await task.deferLater(global_reactor(), 0.1, lambda: None)
+        client.transport.loseConnection()
+        await task.deferLater(global_reactor(), 1.0, lambda: None)
+        self.assertEqual(
+            query(config.store.path, "SELECT used_at FROM enrollment_tokens"), [(None,)]
+        )
+        self.assertEqual(query(config.store.path, "SELECT count(*) FROM issued_identities"), [(0,)])
+        received = await fetch_profile(config.enrollment_url(token), config.pki.ca_cert)
+        self.assertEqual(received.mdm["Topic"], config.device.topic)
 
 
 class WithoutTopic(TestCase):

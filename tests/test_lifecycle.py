@@ -19,6 +19,7 @@ from mdmappliance.queue import enqueue_for_device
 from mdmappliance.service import global_reactor, profile_factory
 from tests.simulator import SimulatedDevice
 from tests.support import InProcessAppliance
+from tests.test_enrollment import openssl_verify
 
 #: Identities from links live 20 seconds here, so the test can see the old one expire.
 SHORT_DAYS = 20 / 86400
@@ -81,6 +82,9 @@ class Lifecycle(LifecycleCase):
             self.config.profile_identifier(),
             "the same top-level identifier",
         )
+        workdir = Path(self.mktemp())
+        workdir.mkdir()
+        openssl_verify(device.adopted[0].signed, self.config.pki.ca_cert, workdir)
         self.assertEqual(
             query(self.config.store.path, "SELECT state FROM commands WHERE uuid = ?", renewal),
             [("acknowledged",)],
