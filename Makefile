@@ -21,7 +21,7 @@ install: $(DEPS_STAMP)
 
 # init is idempotent: it creates what an older demo lacks and otherwise changes nothing.
 run: install
-	$(BIN)/mdmappliance init --data-dir $(DEMO_DIR) --hostname localhost --device-port 8443
+	$(BIN)/mdmappliance init --data-dir $(DEMO_DIR) --hostname localhost --device-port 8443 --enrollment-port 8444
 	exec $(BIN)/mdmappliance serve --config $(DEMO_DIR)/mdmappliance.toml
 
 # trial's report, then one plain "N passed, N failed" line; fails if trial failed.

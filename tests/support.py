@@ -209,3 +209,33 @@ class InProcessAppliance:
 
     async def stop(self) -> None:
         await self.service.stopService()
+
+
+def openssl_verify(signed: bytes, ca_cert: Path, directory: Path) -> bytes:
+    """What ``openssl cms -verify`` says the signed content is (it must verify)."""
+    signed_path, out_path = directory / "profile.der", directory / "content.plist"
+    signed_path.write_bytes(signed)
+    result = subprocess.run(
+        [
+            "openssl",
+            "cms",
+            "-verify",
+            "-inform",
+            "DER",
+            "-in",
+            str(signed_path),
+            "-CAfile",
+            str(ca_cert),
+            "-purpose",
+            "any",
+            "-binary",
+            "-out",
+            str(out_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Verification successful" in result.stderr, result.stderr
+    return out_path.read_bytes()

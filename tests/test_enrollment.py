@@ -7,7 +7,6 @@ import datetime
 import json
 import plistlib
 import sqlite3
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -27,39 +26,15 @@ from tests.simulator import (
     fetch_profile,
     get_enrollment_link,
 )
-from tests.support import InProcessAppliance, make_installation, run_cli, testdata
+from tests.support import (
+    InProcessAppliance,
+    make_installation,
+    openssl_verify,
+    run_cli,
+    testdata,
+)
 
 DAY = datetime.timedelta(days=1)
-
-
-def openssl_verify(signed: bytes, ca_cert: Path, directory: Path) -> bytes:
-    """What ``openssl cms -verify`` says the signed content is (it must verify)."""
-    signed_path, out_path = directory / "profile.der", directory / "content.plist"
-    signed_path.write_bytes(signed)
-    result = subprocess.run(
-        [
-            "openssl",
-            "cms",
-            "-verify",
-            "-inform",
-            "DER",
-            "-in",
-            str(signed_path),
-            "-CAfile",
-            str(ca_cert),
-            "-purpose",
-            "any",
-            "-binary",
-            "-out",
-            str(out_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "Verification successful" in result.stderr, result.stderr
-    return out_path.read_bytes()
 
 
 def query(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:

@@ -18,8 +18,7 @@ from mdmappliance.lifecycle import RenewalJob, retire_device, revoke_device
 from mdmappliance.queue import enqueue_for_device
 from mdmappliance.service import global_reactor, profile_factory
 from tests.simulator import SimulatedDevice
-from tests.support import InProcessAppliance
-from tests.test_enrollment import openssl_verify
+from tests.support import InProcessAppliance, openssl_verify
 
 #: Identities from links live 20 seconds here, so the test can see the old one expire.
 SHORT_DAYS = 20 / 86400
