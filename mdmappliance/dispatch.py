@@ -91,6 +91,7 @@ def handle_authenticate(
     if channel.is_user:
         raise BadMessage("Authenticate is for the device channel; it carries no UserID")
     enr.refuse_foreign_certificate(conn, channel.udid, identity)
+    enr.refuse_takeover(conn, channel.udid, identity)
     now = utc_timestamp()
     facts = message.facts
     columns = ", ".join(facts)

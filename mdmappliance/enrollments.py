@@ -3,8 +3,9 @@
 The rules (see README, "Device identity and 401"):
 
 - A certificate (SHA-256 of its DER) belongs to at most one UDID, ever.
-- Authenticate binds the presented certificate to the UDID (re-binding when the device
-  presents a new certificate from a trusted CA, e.g. a renewed identity).
+- Authenticate binds the presented certificate to the UDID. While the device is managed, a
+  different certificate is accepted only if the appliance issued it as that device's renewal;
+  a checked-out or retired device may enroll again with any trusted certificate.
 - Every other message must come with the certificate currently bound to its UDID.
 - 401, which makes the device delete its MDM profile, is only for devices this server is not
   managing: an unknown UDID with an unknown certificate, or a checked-out or retired one.
@@ -72,6 +73,29 @@ def refuse_foreign_certificate(
     if owner != udid:
         raise IdentityRefused(
             f"certificate {identity.sha256[:16]}… is bound to device {owner}, not {udid}"
+        )
+
+
+def refuse_takeover(conn: sqlite3.Connection, udid: str, identity: DeviceIdentity) -> None:
+    """While a device is managed, only a renewal issued for it may replace its certificate.
+
+    Otherwise anyone holding a fresh identity (say, from a second enrollment link) could
+    Authenticate with a managed device's UDID and take its commands, UnlockToken included.
+    A device that lost its profile without checking out is retired first, then re-enrolls.
+    """
+    device = get_enrollment(conn, udid)
+    if device is None or device.state in INACTIVE:
+        return
+    current = current_identity(conn, udid)
+    if current is None or current == identity.sha256:
+        return
+    renewal = conn.execute(
+        "SELECT 1 FROM issued_identities WHERE sha256 = ? AND udid = ?", (identity.sha256, udid)
+    ).fetchone()
+    if renewal is None:
+        raise IdentityRefused(
+            f"device {udid} is managed with another certificate; only a renewal issued for it "
+            "can replace it (retire the device to let it enroll again)"
         )
 
 

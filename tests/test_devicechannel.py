@@ -344,10 +344,19 @@ class Identity(DeviceChannelCase):
             self.assertEqual((await attempt()).code, 401)
         self.assertEqual(query(self.db, "SELECT count(*) FROM enrollments"), [(0,)])
 
-    async def test_new_certificate_rebinds_at_authenticate_only(self) -> None:
+    async def test_only_a_renewal_rebinds_a_managed_device(self) -> None:
+        from mdmappliance.enrollment import record_issued
+
         device = self.device()
         await device.enroll()
-        renewed = self.device(udid=device.udid)  # a new identity from the same CA
+        intruder = self.device(udid=device.udid)  # a fresh identity from the same CA
+        for attempt in (lambda: intruder.report("Idle"), intruder.authenticate):
+            self.assertEqual((await attempt()).code, 403, "no takeover of a managed UDID")
+        self.assertEqual((await device.report("Idle")).code, 200, "the device is untouched")
+
+        renewed = self.device(udid=device.udid)
+        certificate = self.identity_of(renewed).certificate
+        await self.appliance.store.transaction(record_issued, certificate, udid=device.udid)
         self.assertEqual((await renewed.report("Idle")).code, 403, "not before Authenticate")
         await renewed.enroll()
         self.assertEqual((await renewed.report("Idle")).code, 200)
@@ -355,6 +364,14 @@ class Identity(DeviceChannelCase):
         self.assertEqual(
             query(self.db, "SELECT count(*) FROM identities WHERE udid = ?", device.udid), [(2,)]
         )
+
+    async def test_after_checkout_any_trusted_certificate_enrolls_again(self) -> None:
+        device = self.device()
+        await device.enroll()
+        await device.checkout()
+        again = self.device(udid=device.udid)
+        await again.enroll()
+        self.assertEqual((await again.report("Idle")).code, 200)
 
     async def test_one_certificate_never_serves_two_udids(self) -> None:
         device = self.device()
