@@ -106,6 +106,28 @@ class _Installer:
         make()
         return True
 
+    def ensure_issued(
+        self,
+        label: str,
+        cert_path: Path,
+        key_path: Path,
+        ca_paths: tuple[Path, Path],
+        new_ca: bool,
+        issue: Callable[[pki.IssuedPair], pki.IssuedPair],
+    ) -> None:
+        """A certificate and key from the appliance CA; reissued when the CA is new (a new CA
+        cannot vouch for the old certificate)."""
+
+        def make() -> None:
+            issued = issue(pki.read_issuer(*ca_paths))
+            write_atomic(key_path, pki.private_key_pem(issued.key), SECRET_MODE)
+            write_atomic(cert_path, pki.certificate_pem(issued.certificate), PUBLIC_MODE)
+
+        if new_ca and cert_path.exists():
+            self.reissue(label, (cert_path, key_path), make)
+        else:
+            self.ensure(label, (cert_path, key_path), make)
+
     def reissue(self, label: str, paths: tuple[Path, ...], make: Callable[[], None]) -> None:
         """Replace ``paths`` even without force: what they hold is no longer valid."""
         for path in paths:
@@ -166,17 +188,14 @@ def initialize(request: InitRequest) -> InitResult:
     else:
         server_cert, server_key = data_dir / defaults.server_cert, data_dir / defaults.server_key
 
-        def make_server() -> None:
-            ca = pki.read_issuer(ca_cert, ca_key)
-            issued = pki.issue_server_certificate(ca, request.hostname)
-            write_atomic(server_key, pki.private_key_pem(issued.key), SECRET_MODE)
-            write_atomic(server_cert, pki.certificate_pem(issued.certificate), PUBLIC_MODE)
-
-        if new_ca and server_cert.exists():
-            # A new CA cannot vouch for the old server certificate.
-            inst.reissue("server certificate", (server_cert, server_key), make_server)
-        else:
-            inst.ensure("server certificate", (server_cert, server_key), make_server)
+        inst.ensure_issued(
+            "server certificate",
+            server_cert,
+            server_key,
+            (ca_cert, ca_key),
+            new_ca,
+            lambda ca: pki.issue_server_certificate(ca, request.hostname),
+        )
 
     api_key_path = data_dir / AdminSection().api_key_file
 
@@ -188,17 +207,16 @@ def initialize(request: InitRequest) -> InitResult:
     signing = EnrollmentSection()
     signing_cert, signing_key = data_dir / signing.signing_cert, data_dir / signing.signing_key
 
-    def make_signing() -> None:
-        issued = pki.issue_signing_certificate(
-            pki.read_issuer(ca_cert, ca_key), f"mdmappliance profile signing ({request.hostname})"
-        )
-        write_atomic(signing_key, pki.private_key_pem(issued.key), SECRET_MODE)
-        write_atomic(signing_cert, pki.certificate_pem(issued.certificate), PUBLIC_MODE)
-
-    if new_ca and signing_cert.exists():
-        inst.reissue("profile-signing certificate", (signing_cert, signing_key), make_signing)
-    else:
-        inst.ensure("profile-signing certificate", (signing_cert, signing_key), make_signing)
+    inst.ensure_issued(
+        "profile-signing certificate",
+        signing_cert,
+        signing_key,
+        (ca_cert, ca_key),
+        new_ca,
+        lambda ca: pki.issue_signing_certificate(
+            ca, f"mdmappliance profile signing ({request.hostname})"
+        ),
+    )
 
     unlock_key_path = data_dir / DeviceSection().unlock_key_file
     inst.ensure(

@@ -239,3 +239,14 @@ def openssl_verify(signed: bytes, ca_cert: Path, directory: Path) -> bytes:
     assert result.returncode == 0, result.stderr
     assert "Verification successful" in result.stderr, result.stderr
     return out_path.read_bytes()
+
+
+def query(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Rows from the database file, read on a connection of the test's own."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()

@@ -14,21 +14,13 @@ from mdmappliance.enrollments import get_enrollment
 from mdmappliance.escrow import Escrow, read_key
 from mdmappliance.queue import enqueue
 from tests.simulator import SimulatedDevice
-from tests.support import TESTDATA, InProcessAppliance, testdata
+from tests.support import TESTDATA, InProcessAppliance, query, testdata
 
 
 def dump(path: Path) -> list[str]:
     conn = sqlite3.connect(path)
     try:
         return list(conn.iterdump())
-    finally:
-        conn.close()
-
-
-def query(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
 

@@ -6,7 +6,6 @@ import dataclasses
 import datetime
 import json
 import plistlib
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +29,12 @@ from tests.support import (
     InProcessAppliance,
     make_installation,
     openssl_verify,
+    query,
     run_cli,
     testdata,
 )
 
 DAY = datetime.timedelta(days=1)
-
-
-def query(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 class Links(TestCase):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,10 @@ from mdmappliance.lifecycle import RenewalJob, retire_device, revoke_device
 from mdmappliance.queue import enqueue_for_device
 from mdmappliance.service import global_reactor, profile_factory
 from tests.simulator import SimulatedDevice
-from tests.support import InProcessAppliance, openssl_verify
+from tests.support import InProcessAppliance, openssl_verify, query
 
 #: Identities from links live 20 seconds here, so the test can see the old one expire.
 SHORT_DAYS = 20 / 86400
-
-
-def query(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 class LifecycleCase(TestCase):
