@@ -46,11 +46,6 @@ def get_enrollment(conn: sqlite3.Connection, udid: str, user_id: str = "") -> En
     return None if row is None else Enrollment(*row)
 
 
-def bound_udid(conn: sqlite3.Connection, sha256: str) -> str | None:
-    row = conn.execute("SELECT udid FROM identities WHERE sha256 = ?", (sha256,)).fetchone()
-    return None if row is None else str(row[0])
-
-
 def current_identity(conn: sqlite3.Connection, udid: str) -> str | None:
     row = conn.execute(
         "SELECT sha256 FROM identities WHERE udid = ? AND current = 1", (udid,)

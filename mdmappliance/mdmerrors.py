@@ -21,10 +21,6 @@ class BadMessage(MDMError):
     status = 400
 
 
-class BodyTooLarge(MDMError):
-    status = 413
-
-
 class NotManaged(MDMError):
     """Not a device this server manages (unknown, checked out, retired): the device should
     remove its MDM profile."""

@@ -22,7 +22,6 @@ MAX_TOKEN_BYTES = 100
 MAX_UNLOCK_TOKEN_BYTES = 16 * 1024
 MAX_STRING = 1024
 
-CHECKIN_TYPES = ("Authenticate", "TokenUpdate", "CheckOut", "UserAuthenticate")
 STATUSES = ("Acknowledged", "Error", "CommandFormatError", "Idle", "NotNow")
 FINAL_STATUSES = {
     "Acknowledged": "acknowledged",

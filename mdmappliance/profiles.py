@@ -8,7 +8,6 @@ LF→CRLF canonicalisation, which would change what the device reads).
 
 from __future__ import annotations
 
-import datetime
 import plistlib
 import secrets
 import uuid
@@ -203,7 +202,3 @@ class ProfileSigner:
 
     def sign_dict(self, profile: dict[str, Any]) -> bytes:
         return self.sign(plistlib.dumps(profile, fmt=plistlib.FMT_XML))
-
-
-def identity_lifetime(days: int) -> datetime.timedelta:
-    return datetime.timedelta(days=days)

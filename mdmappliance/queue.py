@@ -22,7 +22,6 @@ from typing import Any
 from mdmappliance.events import record_event, utc_timestamp
 from mdmappliance.messages import FINAL_STATUSES, Report
 
-PENDING = ("queued", "sent", "not_now")
 FINAL = ("acknowledged", "error", "format_error", "expired", "canceled")
 
 

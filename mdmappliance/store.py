@@ -63,10 +63,6 @@ class Store(Service):
         self._jobs: deque[_Job] = deque()
         self._worker_busy = False
 
-    @property
-    def latest_version(self) -> int:
-        return len(self.migrations)
-
     def open(self) -> MigrationReport:
         """Connect, set the pragmas and migrate, synchronously (before the reactor runs).
 
