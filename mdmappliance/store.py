@@ -157,9 +157,19 @@ class Store(Service):
                         self._jobs and self._jobs[0].transactional and len(batch) < MAX_GROUP_COMMIT
                     ):
                         batch.append(self._jobs.popleft())
-            outcomes = (
-                _run_group(conn, batch) if batch[0].transactional else [_run_one(conn, batch[0])]
-            )
+            try:
+                outcomes = (
+                    _run_group(conn, batch)
+                    if batch[0].transactional
+                    else [_run_one(conn, batch[0])]
+                )
+            except BaseException:
+                # A job broke the transaction itself (say, it committed or rolled back on its
+                # own): the batch fails as a whole, and the store carries on.
+                failure = Failure()
+                outcomes = [failure] * len(batch)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             # One wake-up of the reactor per batch, not per job.
             reactor.callFromThread(_fire_all, [j.deferred for j in batch], outcomes)
 

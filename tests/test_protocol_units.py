@@ -196,3 +196,21 @@ class GroupCommit(TestCase):
         values = [await store.run(get_setting, f"k{n}") for n in range(20)]
         self.assertEqual(values, [None if n == 7 else str(n) for n in range(20)])
         self.assertEqual(plistlib.loads(plistlib.dumps({"ok": True})), {"ok": True})
+
+    async def test_a_job_that_breaks_the_transaction_does_not_wedge_the_store(self) -> None:
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        store = Store(directory / "wedge.db", reactor=global_reactor())
+        store.startService()
+        self.addCleanup(store.stopService)
+
+        def rogue(conn: sqlite3.Connection) -> None:
+            set_setting(conn, "rogue", "1")
+            conn.execute("ROLLBACK")
+
+        batch = [store.transaction(set_setting, "before", "1"), store.transaction(rogue)]
+        results = await defer.DeferredList(batch, consumeErrors=True)
+        self.assertEqual([ok for ok, _ in results], [False, False], "the batch failed whole")
+        await store.transaction(set_setting, "after", "1")
+        self.assertEqual(await store.run(get_setting, "after"), "1")
+        self.assertIsNone(await store.run(get_setting, "rogue"))
