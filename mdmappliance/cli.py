@@ -11,10 +11,11 @@ import datetime
 import getpass
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mdmappliance._version import __version__
 from mdmappliance.config import LOG_FORMATS, Config, load_config, render_example
@@ -24,6 +25,7 @@ from mdmappliance.store import Store
 
 PROG = "mdmappliance"
 DEFAULT_CONFIG = "/etc/mdmappliance/mdmappliance.toml"
+T = TypeVar("T")
 
 
 def fail(message: str, status: int) -> int:
@@ -111,6 +113,12 @@ def offline_store(config: Config) -> Iterator[Store]:
         store.close()
 
 
+def offline_transaction(config: Config, fn: Callable[..., T], *args: Any) -> T:
+    """One transaction on the database from this process (see ``offline_store``)."""
+    with offline_store(config) as store:
+        return store.transaction_now(fn, *args)
+
+
 def cmd_link_create(args: argparse.Namespace) -> int:
     from mdmappliance.enrollment import create_link, parse_duration
 
@@ -123,8 +131,7 @@ def cmd_link_create(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         return fail(f"--expires: {e}", 2)
-    with offline_store(config) as store:
-        token, link = store.transaction_now(create_link, lifetime, args.note or "", _cli_actor())
+    token, link = offline_transaction(config, create_link, lifetime, args.note or "", _cli_actor())
     url = config.enrollment_url(token)
     if args.json:
         print(
@@ -148,8 +155,7 @@ def cmd_link_list(args: argparse.Namespace) -> int:
     from mdmappliance.enrollment import list_links
 
     config = load_config(args.config)
-    with offline_store(config) as store:
-        links = store.transaction_now(list_links)
+    links = offline_transaction(config, list_links)
     now = utc_timestamp()
     rows = [
         {
@@ -174,9 +180,7 @@ def cmd_link_list(args: argparse.Namespace) -> int:
 def cmd_link_revoke(args: argparse.Namespace) -> int:
     from mdmappliance.enrollment import revoke_link
 
-    config = load_config(args.config)
-    with offline_store(config) as store:
-        revoked = store.transaction_now(revoke_link, args.id, _cli_actor())
+    revoked = offline_transaction(load_config(args.config), revoke_link, args.id, _cli_actor())
     if not revoked:
         return fail(f"link {args.id} does not exist, or was already used or revoked", 1)
     print(f"link {args.id} revoked")
@@ -186,9 +190,7 @@ def cmd_link_revoke(args: argparse.Namespace) -> int:
 def cmd_device_revoke(args: argparse.Namespace) -> int:
     from mdmappliance.lifecycle import revoke_device
 
-    config = load_config(args.config)
-    with offline_store(config) as store:
-        count = store.transaction_now(revoke_device, args.udid, _cli_actor())
+    count = offline_transaction(load_config(args.config), revoke_device, args.udid, _cli_actor())
     if not count:
         return fail(f"no unrevoked identity is bound to {args.udid}", 1)
     print(f"{args.udid}: {count} identity certificate(s) revoked; its requests are refused")
@@ -200,17 +202,13 @@ def cmd_device_retire(args: argparse.Namespace) -> int:
     from mdmappliance.queue import CommandRejected
 
     config = load_config(args.config)
-    with offline_store(config) as store:
-        try:
-            command_uuid = store.transaction_now(
-                retire_device,
-                args.udid,
-                config.profile_identifier(),
-                _cli_actor(),
-                now=args.now,
-            )
-        except CommandRejected as e:
-            return fail(str(e), 1)
+    identifier = config.profile_identifier()
+    try:
+        command_uuid = offline_transaction(
+            config, partial(retire_device, now=args.now), args.udid, identifier, _cli_actor()
+        )
+    except CommandRejected as e:
+        return fail(str(e), 1)
     if command_uuid:
         print(
             f"{args.udid}: RemoveProfile queued ({command_uuid}); the device is retired "
