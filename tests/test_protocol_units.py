@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import plistlib
 import sqlite3
 from pathlib import Path
 
@@ -195,7 +194,6 @@ class GroupCommit(TestCase):
         self.assertEqual(await seen, "19")
         values = [await store.run(get_setting, f"k{n}") for n in range(20)]
         self.assertEqual(values, [None if n == 7 else str(n) for n in range(20)])
-        self.assertEqual(plistlib.loads(plistlib.dumps({"ok": True})), {"ok": True})
 
     async def test_a_job_that_breaks_the_transaction_does_not_wedge_the_store(self) -> None:
         directory = Path(self.mktemp())
