@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mdmappliance import enrollments as enr
+from mdmappliance.commands.information import platform_of
+from mdmappliance.commands.inventory import apply_result
 from mdmappliance.digest import DigestAuthority
 from mdmappliance.escrow import Escrow
 from mdmappliance.events import record_event, utc_timestamp
@@ -62,7 +64,7 @@ def handle_message(
     skip: Collection[str],
 ) -> Handled:
     if isinstance(message, Report):
-        return handle_report(conn, message, identity, skip)
+        return handle_report(conn, message, identity, policy, skip)
     if isinstance(message, Authenticate):
         return handle_authenticate(conn, message, identity)
     if isinstance(message, TokenUpdate):
@@ -109,6 +111,17 @@ def handle_authenticate(
         (channel.udid, message.topic, now, now, now),
     )
     enr.bind_identity(conn, channel.udid, identity)
+    platform = platform_of(facts.get("product_name"), facts.get("model_name"))
+    conn.execute(
+        "UPDATE devices SET platform = coalesce(?, platform) WHERE udid = ?",
+        (platform.value if platform else None, channel.udid),
+    )
+    # The AccessRights of the profile that carried this identity, if the appliance issued it.
+    conn.execute(
+        "UPDATE enrollments SET access_rights = (SELECT access_rights FROM issued_identities "
+        "WHERE sha256 = ?) WHERE udid = ? AND user_id = ''",
+        (identity.sha256, channel.udid),
+    )
     _checkin_event(conn, "checkin.authenticate", channel, {"topic": message.topic, **facts})
     return Handled(EMPTY)
 
@@ -260,7 +273,11 @@ def handle_user_authenticate(
 
 
 def handle_report(
-    conn: sqlite3.Connection, report: Report, identity: DeviceIdentity, skip: Collection[str]
+    conn: sqlite3.Connection,
+    report: Report,
+    identity: DeviceIdentity,
+    policy: ChannelPolicy,
+    skip: Collection[str],
 ) -> Handled:
     """Record a result (or an Idle poll) and answer with the next command or nothing."""
     channel = report.channel
@@ -270,6 +287,10 @@ def handle_report(
     target = enr.require_user_channel(conn, channel) if channel.is_user else device
     enr.touch(conn, target.id)
     outcome = record_report(conn, target.id, report)
+    if outcome.result_id is not None and report.command_uuid is not None:
+        apply_result(
+            conn, target.id, channel.udid, outcome.result_id, report.command_uuid, report.body
+        )
     if report.status in FINAL_STATUSES and finish_retirement(
         conn, channel.udid, report.command_uuid
     ):
@@ -278,4 +299,8 @@ def handle_report(
     if outcome.not_now:
         excluded.add(outcome.not_now)
     command = next_command(conn, target.id, excluded)
-    return Handled(command.payload if command else EMPTY, outcome.not_now)
+    if command is None:
+        return Handled(EMPTY, outcome.not_now)
+    if command.sealed:  # ClearPasscode: its UnlockToken is opened only to be sent
+        return Handled(policy.escrow.open(command.payload, channel.udid), outcome.not_now)
+    return Handled(command.payload, outcome.not_now)

@@ -99,7 +99,13 @@ class EnrollmentEndpoint(Resource):
                 # and the link stays usable.
                 log.info("enrollment download from {peer} abandoned; link kept", peer=peer)
                 return None
-            used = self.store.transaction(consume_link, token, identity.certificate, peer)
+            used = self.store.transaction(
+                consume_link,
+                token,
+                identity.certificate,
+                peer,
+                self.factory.settings().access_rights,
+            )
             return used.addCallback(lambda _: signed)
 
         def reply(signed: bytes | None) -> None:

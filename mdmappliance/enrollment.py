@@ -134,11 +134,12 @@ def record_issued(
     token_id: int | None = None,
     renews: str | None = None,
     udid: str | None = None,
+    access_rights: int | None = None,
 ) -> str:
     identity = DeviceIdentity.of(certificate, "issued")
     conn.execute(
         "INSERT INTO issued_identities (sha256, token_id, renews_sha256, udid, subject, serial, "
-        "not_after, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "not_after, issued_at, access_rights) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             identity.sha256,
             token_id,
@@ -148,13 +149,18 @@ def record_issued(
             format(certificate.serial_number, "x"),
             utc_timestamp(certificate.not_valid_after_utc),
             utc_timestamp(),
+            access_rights,
         ),
     )
     return identity.sha256
 
 
 def consume_link(
-    conn: sqlite3.Connection, token: str, certificate: x509.Certificate, peer: str
+    conn: sqlite3.Connection,
+    token: str,
+    certificate: x509.Certificate,
+    peer: str,
+    access_rights: int | None = None,
 ) -> int:
     """Use the link for this identity (one transaction: both happen, or neither)."""
     link_id = check_link(conn, token)
@@ -162,7 +168,7 @@ def consume_link(
         "UPDATE enrollment_tokens SET used_at = ?, used_by = ? WHERE id = ?",
         (utc_timestamp(), peer, link_id),
     )
-    sha256 = record_issued(conn, certificate, token_id=link_id)
+    sha256 = record_issued(conn, certificate, token_id=link_id, access_rights=access_rights)
     record_event(
         conn,
         "enrollment_link.used",

@@ -60,10 +60,16 @@ def identities_due(conn: sqlite3.Connection, cutoff: str) -> list[DueIdentity]:
 
 
 def queue_renewal(
-    conn: sqlite3.Connection, due: DueIdentity, certificate: Any, signed_profile: bytes
+    conn: sqlite3.Connection,
+    due: DueIdentity,
+    certificate: Any,
+    signed_profile: bytes,
+    access_rights: int | None = None,
 ) -> str:
     """InstallProfile of the fresh enrollment profile, recorded as the renewal of ``due``."""
-    new_sha256 = record_issued(conn, certificate, renews=due.sha256, udid=due.udid)
+    new_sha256 = record_issued(
+        conn, certificate, renews=due.sha256, udid=due.udid, access_rights=access_rights
+    )
     command_uuid = enqueue(
         conn,
         due.enrollment_id,
@@ -118,7 +124,13 @@ class RenewalJob:
                 partial(self.factory.make, f"mdmappliance device {due.udid}")
             )
             queued.append(
-                await self.store.transaction(queue_renewal, due, identity.certificate, signed)
+                await self.store.transaction(
+                    queue_renewal,
+                    due,
+                    identity.certificate,
+                    signed,
+                    self.factory.settings().access_rights,
+                )
             )
         if queued:
             log.info("queued {count} identity renewal(s)", count=len(queued))

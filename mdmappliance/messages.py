@@ -204,6 +204,8 @@ class Report:
     command_uuid: str | None
     error_chain: list[dict[str, Any]] | None
     raw: bytes = field(repr=False)
+    #: The whole result dictionary: the request type's own answer keys are read from it.
+    body: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 CheckinMessage = Authenticate | TokenUpdate | CheckOut | UserAuthenticate
@@ -261,7 +263,7 @@ def parse_report(d: dict[str, Any], raw: bytes) -> Report:
     command_uuid = _string(d, "CommandUUID", required=status != "Idle", max_len=128)
     if status != "Idle" and not command_uuid:
         raise BadMessage(f"CommandUUID is missing for Status {status}")
-    return Report(_channel(d), status, command_uuid or None, _error_chain(d), raw)
+    return Report(_channel(d), status, command_uuid or None, _error_chain(d), raw, d)
 
 
 def parse_message(d: dict[str, Any], raw: bytes, *, checkin_only: bool) -> Message:

@@ -33,6 +33,8 @@ class CommandRejected(ValueError):
 class Dequeued:
     uuid: str
     payload: bytes
+    #: The payload is sealed with the escrow key (it carries an UnlockToken).
+    sealed: bool = False
 
 
 def build_payload(command_uuid: str, command: Mapping[str, Any]) -> bytes:
@@ -138,19 +140,19 @@ def next_command(
     placeholders = ",".join("?" * len(skip))
     excluded = f"AND uuid NOT IN ({placeholders})" if skip else ""
     row = conn.execute(
-        "SELECT id, uuid, payload FROM commands WHERE enrollment_id = ? AND state IN "
+        "SELECT id, uuid, payload, sealed FROM commands WHERE enrollment_id = ? AND state IN "
         f"('queued', 'sent', 'not_now') {excluded} ORDER BY priority DESC, id LIMIT 1",
         (enrollment_id, *skip),
     ).fetchone()
     if row is None:
         return None
-    command_id, command_uuid, payload = row
+    command_id, command_uuid, payload, sealed = row
     conn.execute(
         "UPDATE commands SET state = 'sent', sent_at = ?, send_count = send_count + 1, "
         "updated_at = ? WHERE id = ?",
         (now, now, command_id),
     )
-    return Dequeued(command_uuid, bytes(payload))
+    return Dequeued(command_uuid, bytes(payload), bool(sealed))
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,8 @@ class ReportOutcome:
 
     matched: bool
     not_now: str | None = None
+    #: The command_results row of a newly recorded final result (to read its answer).
+    result_id: int | None = None
 
 
 def record_report(conn: sqlite3.Connection, enrollment_id: int, report: Report) -> ReportOutcome:
@@ -209,7 +213,7 @@ def record_report(conn: sqlite3.Connection, enrollment_id: int, report: Report) 
         "UPDATE commands SET state = ?, result_at = ?, updated_at = ? WHERE id = ?",
         (new_state, now, now, command_id),
     )
-    _store_result(conn, command_id, report, now)
+    result_id = _store_result(conn, command_id, report, now)
     record_event(
         conn,
         "command.result",
@@ -217,13 +221,15 @@ def record_report(conn: sqlite3.Connection, enrollment_id: int, report: Report) 
         subject=str(enrollment_id),
         detail={"command_uuid": report.command_uuid, "status": report.status},
     )
-    return ReportOutcome(matched=True)
+    return ReportOutcome(matched=True, result_id=result_id)
 
 
-def _store_result(conn: sqlite3.Connection, command_id: int, report: Report, now: str) -> None:
+def _store_result(conn: sqlite3.Connection, command_id: int, report: Report, now: str) -> int:
     chain = json.dumps(report.error_chain, default=str) if report.error_chain else None
-    conn.execute(
+    cursor = conn.execute(
         "INSERT INTO command_results (command_id, status, error_chain, raw, received_at) "
         "VALUES (?, ?, ?, ?, ?)",
         (command_id, report.status, chain, report.raw, now),
     )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid

@@ -276,14 +276,11 @@ class Queue(DeviceChannelCase):
         await device.enroll()
         command_uuid = await self.enqueue(device, {"RequestType": "ProfileList"})
         await device.poll()
-        queue = (
-            "SELECT * FROM commands UNION ALL SELECT id, command_id, status, error_chain, "
-            "raw, received_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM command_results"
-        )
-        before = query(self.db, queue)
-        reply = await device.report("Acknowledged", command_uuid)
+        tables = ("commands", "command_results", "inventory")
+        before = [query(self.db, f"SELECT * FROM {table}") for table in tables]
+        reply = await device.report("Acknowledged", command_uuid, ProfileList=[])
         self.assertEqual((reply.code, reply.body), (200, b""))
-        self.assertEqual(query(self.db, queue), before)
+        self.assertEqual([query(self.db, f"SELECT * FROM {table}") for table in tables], before)
 
     async def test_result_for_unknown_or_foreign_command_changes_no_queue(self) -> None:
         device, other = self.device(), self.device()
