@@ -1,7 +1,8 @@
 """Benchmarks that print figures (``make bench``); never assertions.
 
 - store: committed transactions per second through the Deferred API, FULL vs NORMAL sync;
-- admin: ``GET /v1/health`` requests per second over loopback with keep-alive.
+- admin: ``GET /v1/health`` requests per second over loopback with keep-alive;
+- commands: one command queued for 10,000 and 100,000 enrollments in one call.
 
 Each runs a bounded number of operations on loopback and in a temporary directory.
 """
@@ -21,6 +22,7 @@ import treq
 from twisted.internet import defer, task
 from twisted.web.client import HTTPConnectionPool
 
+from bench.commands import bench_commands
 from bench.device_channel import bench_device_channel
 from mdmappliance.events import record_event
 from mdmappliance.service import admin_listener, global_reactor
@@ -102,6 +104,7 @@ async def main(_: Any) -> None:
             for in_flight in (1, 50):
                 await bench_store(directory, synchronous, in_flight)
         await bench_health(directory)
+        await bench_commands(directory)
     await bench_device_channel()
 
 

@@ -34,6 +34,8 @@ from twisted.python.failure import Failure
 from mdmappliance import pki
 from mdmappliance._version import __version__
 from mdmappliance.adminapi import AdminAPI
+from mdmappliance.commands.base import BuildContext
+from mdmappliance.commands.send import CommandSender
 from mdmappliance.config import Config
 from mdmappliance.devicechannel import DeviceEndpoint, utc_now
 from mdmappliance.digest import DigestAuthority, read_users_file
@@ -327,6 +329,18 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
     )
     renewal_service(job, config.enrollment.renewal_interval, reactor).setServiceParent(top)
     return top
+
+
+def command_sender(config: Config, store: Store) -> CommandSender:
+    """How the admin API and CLI queue commands: checked by the catalog, profiles signed
+    with the profile-signing certificate on request, UnlockTokens from escrow."""
+    signer = ProfileSigner.from_files(config)
+    return CommandSender(
+        store=store,
+        context=BuildContext(own_profile_identifier=config.profile_identifier()),
+        sign_profile=signer.sign,
+        escrow=Escrow(read_key(config.device.unlock_key_file)),
+    )
 
 
 def urls(config: Config) -> dict[str, str]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime
 import plistlib
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from asn1crypto import cms as acms
 
+UUID_IN_TEXT = re.compile(rb"[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 TRANSIENT = ("UserInstalledApp", "UserRejected", "UpdateRejected", "Failed")
 MAC_UNSUPPORTED = {
     "InstallProvisioningProfile",
@@ -48,7 +50,9 @@ def unwrap_profile(payload: bytes) -> dict[str, Any] | None:
     """The profile inside a (possibly signed) InstallProfile Payload, or None."""
     if payload[:1] == b"\x30":
         try:
-            payload = bytes(acms.ContentInfo.load(payload)["content"]["encap_content_info"]["content"].native)
+            payload = bytes(
+                acms.ContentInfo.load(payload)["content"]["encap_content_info"]["content"].native
+            )
         except (ValueError, KeyError, TypeError):
             return None
     try:
@@ -118,7 +122,10 @@ class DeviceModel:
             if key in profile
         } | {
             "PayloadContent": [
-                {"PayloadType": p.get("PayloadType"), "PayloadIdentifier": p.get("PayloadIdentifier")}
+                {
+                    "PayloadType": p.get("PayloadType"),
+                    "PayloadIdentifier": p.get("PayloadIdentifier"),
+                }
                 for p in profile.get("PayloadContent", [])
             ],
             "IsManaged": True,
@@ -136,7 +143,9 @@ class DeviceModel:
         return "Acknowledged", {"ProvisioningProfileList": listed}
 
     def do_InstallProvisioningProfile(self, command: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        profile_uuid = str(uuid.uuid5(uuid.NAMESPACE_OID, command["ProvisioningProfile"].hex())).upper()
+        # A .mobileprovision is CMS around a plist that names its UUID: take it from there.
+        found = UUID_IN_TEXT.search(command["ProvisioningProfile"])
+        profile_uuid = found.group().decode().upper() if found else str(uuid.uuid4()).upper()
         self.provisioning[profile_uuid] = {
             "Name": "Example Distribution",
             "UUID": profile_uuid,
@@ -207,7 +216,9 @@ class DeviceModel:
             "CurrentMCC": "310",
             "CurrentMNC": "410",
             "iTunesStoreAccountIsActive": True,
-            "OrganizationInfo": self.settings.get("OrganizationInfo", {}).get("OrganizationName", ""),
+            "OrganizationInfo": self.settings.get("OrganizationInfo", {}).get(
+                "OrganizationName", ""
+            ),
         }
 
     def do_DeviceInformation(self, command: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -216,6 +227,7 @@ class DeviceModel:
         return "Acknowledged", {"QueryResponses": responses}
 
     def do_SecurityInfo(self, command: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        info: dict[str, Any]
         if self.mac:
             info = {
                 "FDE_Enabled": True,
@@ -304,7 +316,11 @@ class DeviceModel:
             "Attributes": command.get("Attributes"),
         }
         if state == "Managed":
-            self.installed[identifier] = {"Identifier": identifier, "Name": identifier, "Version": "1"}
+            self.installed[identifier] = {
+                "Identifier": identifier,
+                "Name": identifier,
+                "Version": "1",
+            }
         return "Acknowledged", {"Identifier": identifier, "State": state}
 
     def do_ApplyRedemptionCode(self, command: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -358,10 +374,16 @@ class DeviceModel:
             entries.append(entry)
         return entries
 
-    def do_ManagedApplicationConfiguration(self, command: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        return "Acknowledged", {"ApplicationConfigurations": self._per_app(command, "Configuration")}
+    def do_ManagedApplicationConfiguration(
+        self, command: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        return "Acknowledged", {
+            "ApplicationConfigurations": self._per_app(command, "Configuration")
+        }
 
-    def do_ManagedApplicationAttributes(self, command: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def do_ManagedApplicationAttributes(
+        self, command: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         return "Acknowledged", {"ApplicationAttributes": self._per_app(command, "Attributes")}
 
     def do_ManagedApplicationFeedback(self, command: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -379,7 +401,9 @@ class DeviceModel:
             name = item["Item"]
             result: dict[str, Any] = {"Status": "Acknowledged"}
             if self.mac and name not in ("DeviceName", "OrganizationInfo"):
-                result = error("MCSettingsErrorDomain", 28000, "Unknown item")[1] | {"Status": "Error"}
+                result = error("MCSettingsErrorDomain", 28000, "Unknown item")[1] | {
+                    "Status": "Error"
+                }
             elif name == "Wallpaper" and not self.supervised:
                 result = error("MCChaperoneErrorDomain", 29000, "Device not supervised")[1] | {
                     "Status": "Error"

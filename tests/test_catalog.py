@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import plistlib
-from typing import Any
+from typing import Any, ClassVar
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -24,6 +24,7 @@ from mdmappliance.errorcodes import ERROR_CODES, describe_chain, describe_error,
 from tests.device_model import DeviceModel
 from tests.support import testdata
 
+UUID = "9F09D114-BCFD-42AD-A974-371AA7D6256E"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(24)
 JPEG = b"\xff\xd8\xff\xe0" + bytes(24)
 PROFILE = plistlib.dumps(
@@ -36,7 +37,6 @@ PROFILE = plistlib.dumps(
         "PayloadContent": [],
     }
 )
-UUID = "9F09D114-BCFD-42AD-A974-371AA7D6256E"
 
 #: The request types of the spec's "Request Types" chapter, all of them.
 SPEC_REQUEST_TYPES = {
@@ -95,7 +95,10 @@ SETTING_EXAMPLES: dict[str, dict[str, Any]] = {
             "OrganizationMagic": "EXAMPLE-1",
         },
     },
-    "MDMOptions": {"Item": "MDMOptions", "MDMOptions": {"ActivationLockAllowedWhileSupervised": True}},
+    "MDMOptions": {
+        "Item": "MDMOptions",
+        "MDMOptions": {"ActivationLockAllowedWhileSupervised": True},
+    },
     "DeviceName": {"Item": "DeviceName", "DeviceName": "Front desk"},
 }
 
@@ -105,7 +108,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "InstallProfile": {"Payload": PROFILE},
     "RemoveProfile": {"Identifier": "com.example.wifi"},
     "ProvisioningProfileList": {},
-    "InstallProvisioningProfile": {"ProvisioningProfile": b"\x30\x82\x01\x00" + bytes(16)},
+    "InstallProvisioningProfile": {
+        "ProvisioningProfile": b"\x30\x82\x01\x00<key>UUID</key><string>" + UUID.encode()
+    },
     "RemoveProvisioningProfile": {"UUID": UUID},
     "CertificateList": {},
     "InstalledApplicationList": {"Identifiers": ["com.example.notes"], "ManagedAppsOnly": False},
@@ -210,7 +215,8 @@ class Builders(SynchronousTestCase):
     def test_locale_is_sent_under_both_names(self) -> None:
         prepared = prepare({"RequestType": "Settings", "Settings": [SETTING_EXAMPLES["Locale"]]})
         self.assertEqual(
-            prepared.command["Settings"][0], {"Item": "Locale", "Locale": "fr_FR", "Language": "fr_FR"}
+            prepared.command["Settings"][0],
+            {"Item": "Locale", "Locale": "fr_FR", "Language": "fr_FR"},
         )
 
     def test_scan_time_as_text_is_sent_as_an_integer(self) -> None:
@@ -232,7 +238,7 @@ class Builders(SynchronousTestCase):
 class Constraints(SynchronousTestCase):
     """Each rule of the spec broken once; the message names the key."""
 
-    CASES: list[tuple[dict[str, Any], str]] = [
+    CASES: ClassVar[list[tuple[dict[str, Any], str]]] = [
         ({"RequestType": "Reboot"}, "RequestType 'Reboot' is not a request type"),
         ({}, "RequestType is required"),
         (described("ProfileList", Extra=1), "Extra is not a key of this command"),
@@ -250,7 +256,10 @@ class Constraints(SynchronousTestCase):
             "ProvisioningProfile must be a signed provisioning profile",
         ),
         (described("InstalledApplicationList", Identifiers="x"), "Identifiers must be an array"),
-        (described("InstalledApplicationList", ManagedAppsOnly="yes"), "ManagedAppsOnly must be a boolean"),
+        (
+            described("InstalledApplicationList", ManagedAppsOnly="yes"),
+            "ManagedAppsOnly must be a boolean",
+        ),
         (described("DeviceInformation", Queries=[]), "Queries is empty"),
         (described("DeviceInformation", Queries=[1]), "Queries must hold non-empty strings"),
         (described("DeviceLock", PIN="12345"), "PIN must be 4 or 6 characters"),
@@ -279,26 +288,41 @@ class Constraints(SynchronousTestCase):
             described("InstallApplication", iTunesStoreID=None, ManifestURL="http://x/m.plist"),
             "ManifestURL must be an https:// URL",
         ),
-        (described("InstallApplication", ManagementFlags=2), "ManagementFlags may only use bits 1 and 4"),
+        (
+            described("InstallApplication", ManagementFlags=2),
+            "ManagementFlags may only use bits 1 and 4",
+        ),
         (
             described("InstallApplication", Options={"PurchaseMethod": 2}),
             "Options.PurchaseMethod must be one of 0, 1",
         ),
         (described("InstallApplication", Options={"Other": 1}), "Options.Other is not a key"),
-        (described("InstallApplication", Attributes={"VPNUUID": 1}), "Attributes.VPNUUID must be a string"),
+        (
+            described("InstallApplication", Attributes={"VPNUUID": 1}),
+            "Attributes.VPNUUID must be a string",
+        ),
         (described("ApplyRedemptionCode", RedemptionCode=None), "RedemptionCode is required"),
         (described("ManagedApplicationList", Identifiers=[""]), "Identifiers must hold non-empty"),
         (described("RemoveApplication", Identifier=""), "Identifier is empty"),
-        (described("InviteToProgram", ProgramID="com.example"), "ProgramID must be one of com.apple.cloudvpp"),
+        (
+            described("InviteToProgram", ProgramID="com.example"),
+            "ProgramID must be one of com.apple.cloudvpp",
+        ),
         (
             described("InviteToProgram", InvitationURL="ftp://x"),
             "InvitationURL must be an https:// URL",
         ),
         (described("ManagedApplicationConfiguration", Identifiers=[]), "Identifiers is empty"),
         (described("ManagedApplicationAttributes", Identifiers=None), "Identifiers is required"),
-        (described("ManagedApplicationFeedback", DeleteFeedback="y"), "DeleteFeedback must be a boolean"),
+        (
+            described("ManagedApplicationFeedback", DeleteFeedback="y"),
+            "DeleteFeedback must be a boolean",
+        ),
         ({"RequestType": "Settings", "Settings": []}, "Settings must be a non-empty array"),
-        ({"RequestType": "Settings", "Settings": [{"Item": "Bluetooth"}]}, "Settings[0].Item must be one of"),
+        (
+            {"RequestType": "Settings", "Settings": [{"Item": "Bluetooth"}]},
+            "Settings[0].Item must be one of",
+        ),
         ({"RequestType": "Settings", "Settings": ["x"]}, "Settings[0] must be a dictionary"),
         (
             {"RequestType": "Settings", "Settings": [{"Item": "VoiceRoaming"}]},
@@ -309,15 +333,24 @@ class Constraints(SynchronousTestCase):
             "Settings[0].Enabled must be a boolean",
         ),
         (
-            {"RequestType": "Settings", "Settings": [{"Item": "PersonalHotspot", "Enabled": True, "X": 1}]},
+            {
+                "RequestType": "Settings",
+                "Settings": [{"Item": "PersonalHotspot", "Enabled": True, "X": 1}],
+            },
             "Settings[0].X is not a key",
         ),
         (
-            {"RequestType": "Settings", "Settings": [{"Item": "Wallpaper", "Image": b"GIF89a", "Where": 1}]},
+            {
+                "RequestType": "Settings",
+                "Settings": [{"Item": "Wallpaper", "Image": b"GIF89a", "Where": 1}],
+            },
             "Settings[0].Image must be a PNG or JPEG image",
         ),
         (
-            {"RequestType": "Settings", "Settings": [{"Item": "Wallpaper", "Image": PNG, "Where": 4}]},
+            {
+                "RequestType": "Settings",
+                "Settings": [{"Item": "Wallpaper", "Image": PNG, "Where": 4}],
+            },
             "Settings[0].Where must be one of 1, 2, 3",
         ),
         (
@@ -327,20 +360,36 @@ class Constraints(SynchronousTestCase):
         (
             {
                 "RequestType": "Settings",
-                "Settings": [{"Item": "ApplicationConfiguration", "Identifier": "a", "Configuration": []}],
+                "Settings": [
+                    {"Item": "ApplicationConfiguration", "Identifier": "a", "Configuration": []}
+                ],
             },
             "Settings[0].Configuration must be a dictionary",
         ),
-        ({"RequestType": "Settings", "Settings": [{"Item": "Language"}]}, "Settings[0].Language is required"),
-        ({"RequestType": "Settings", "Settings": [{"Item": "Locale"}]}, "Settings[0].Locale is required"),
         (
-            {"RequestType": "Settings", "Settings": [{"Item": "OrganizationInfo", "OrganizationInfo": {}}]},
+            {"RequestType": "Settings", "Settings": [{"Item": "Language"}]},
+            "Settings[0].Language is required",
+        ),
+        (
+            {"RequestType": "Settings", "Settings": [{"Item": "Locale"}]},
+            "Settings[0].Locale is required",
+        ),
+        (
+            {
+                "RequestType": "Settings",
+                "Settings": [{"Item": "OrganizationInfo", "OrganizationInfo": {}}],
+            },
             "Settings[0].OrganizationInfo.OrganizationName is required",
         ),
         (
             {
                 "RequestType": "Settings",
-                "Settings": [{"Item": "MDMOptions", "MDMOptions": {"ActivationLockAllowedWhileSupervised": 1}}],
+                "Settings": [
+                    {
+                        "Item": "MDMOptions",
+                        "MDMOptions": {"ActivationLockAllowedWhileSupervised": 1},
+                    }
+                ],
             },
             "Settings[0].MDMOptions.ActivationLockAllowedWhileSupervised must be a boolean",
         ),
@@ -362,7 +411,10 @@ class Constraints(SynchronousTestCase):
 
     def test_jpeg_wallpaper_is_accepted(self) -> None:
         prepare(
-            {"RequestType": "Settings", "Settings": [{"Item": "Wallpaper", "Image": JPEG, "Where": 1}]}
+            {
+                "RequestType": "Settings",
+                "Settings": [{"Item": "Wallpaper", "Image": JPEG, "Where": 1}],
+            }
         )
 
     def test_signed_profile_that_does_not_verify_is_refused(self) -> None:
@@ -374,7 +426,7 @@ class Constraints(SynchronousTestCase):
 class AccessRights(SynchronousTestCase):
     """Each right missing once: the command needing it is refused with the right's name."""
 
-    NEEDS: list[tuple[str, dict[str, Any], int]] = [
+    NEEDS: ClassVar[list[tuple[str, dict[str, Any], int]]] = [
         ("ProfileList", {}, rights.INSPECT_PROFILES),
         ("CertificateList", {}, rights.INSPECT_PROFILES),
         ("InstallProfile", {}, rights.INSTALL_PROFILES),
@@ -392,8 +444,16 @@ class AccessRights(SynchronousTestCase):
         ("Restrictions", {"ProfileRestrictions": True}, rights.INSPECT_PROFILES),
         ("SecurityInfo", {}, rights.SECURITY),
         ("Settings", {"Settings": [SETTING_EXAMPLES["VoiceRoaming"]]}, rights.SETTINGS),
-        ("Settings", {"Settings": [SETTING_EXAMPLES["PersonalHotspot"]]}, rights.NETWORK_INFORMATION),
-        ("Settings", {"Settings": [SETTING_EXAMPLES["ApplicationConfiguration"]]}, rights.APP_MANAGEMENT),
+        (
+            "Settings",
+            {"Settings": [SETTING_EXAMPLES["PersonalHotspot"]]},
+            rights.NETWORK_INFORMATION,
+        ),
+        (
+            "Settings",
+            {"Settings": [SETTING_EXAMPLES["ApplicationConfiguration"]]},
+            rights.APP_MANAGEMENT,
+        ),
         ("InstallApplication", {}, rights.APP_MANAGEMENT),
         ("ManagedApplicationList", {}, rights.APP_MANAGEMENT),
         ("ManagedApplicationFeedback", {}, rights.APP_MANAGEMENT),
@@ -412,7 +472,9 @@ class AccessRights(SynchronousTestCase):
         self.assertEqual(seen, set(rights.NAMES), "every right of the table is covered")
 
     def test_device_information_drops_queries_the_rights_do_not_allow(self) -> None:
-        target = Target(1, "UDID-IPHONE-0001", access_rights=rights.ALL & ~rights.NETWORK_INFORMATION)
+        target = Target(
+            1, "UDID-IPHONE-0001", access_rights=rights.ALL & ~rights.NETWORK_INFORMATION
+        )
         fitted = fit(prepare(described("DeviceInformation")), target)
         assert fitted.command is not None
         self.assertEqual(fitted.command["Queries"], ["UDID", "SerialNumber", "IsSupervised"])
@@ -422,7 +484,10 @@ class AccessRights(SynchronousTestCase):
     def test_removing_the_own_mdm_profile_needs_no_right(self) -> None:
         context = BuildContext(own_profile_identifier="mdmappliance.example.enrollment")
         target = Target(1, "UDID-IPHONE-0001", access_rights=rights.INSPECT_PROFILES)
-        own = prepare({"RequestType": "RemoveProfile", "Identifier": "mdmappliance.example.enrollment"}, context)
+        own = prepare(
+            {"RequestType": "RemoveProfile", "Identifier": "mdmappliance.example.enrollment"},
+            context,
+        )
         self.assertIsNotNone(fit(own, target).command)
         other = prepare(described("RemoveProfile"), context)
         self.assertIsNone(fit(other, target).command)
@@ -434,14 +499,21 @@ class AccessRights(SynchronousTestCase):
         self.assertIn("not known", fitted.warnings[0])
 
     def test_os_x_ignores_flags_above_1024(self) -> None:
-        target = Target(1, "UDID-MAC-000001", user_id="U1", access_rights=1024 | 1, platform=Platform.MACOS)
+        target = Target(
+            1, "UDID-MAC-000001", user_id="U1", access_rights=1024 | 1, platform=Platform.MACOS
+        )
         fitted = fit(prepare(described("InstallApplication", Options={"NotManaged": True})), target)
         self.assertIsNone(fitted.refusal)
 
 
 class Platforms(SynchronousTestCase):
     def test_os_x_refuses_what_table_10_does_not_list(self) -> None:
-        for request_type in ("InstallProvisioningProfile", "ClearPasscode", "RequestMirroring", "RemoveApplication"):
+        for request_type in (
+            "InstallProvisioningProfile",
+            "ClearPasscode",
+            "RequestMirroring",
+            "RemoveApplication",
+        ):
             with self.subTest(request_type=request_type):
                 fitted = fit(prepare(described(request_type)), MAC)
                 self.assertIn(f"OS X does not support {request_type}", fitted.refusal or "")
@@ -455,28 +527,44 @@ class Platforms(SynchronousTestCase):
                 self.assertTrue(fit(prepare(described(request_type)), MAC).warnings)
 
     def test_os_x_channels(self) -> None:
-        user = Target(3, "UDID-MAC-000001", user_id="U1", access_rights=rights.ALL, platform=Platform.MACOS)
-        self.assertIn("device channel", fit(prepare(described("DeviceLock", PIN="123456")), user).refusal or "")
-        self.assertIn("user channel", fit(prepare(described("InstallApplication")), MAC).refusal or "")
+        user = Target(
+            3, "UDID-MAC-000001", user_id="U1", access_rights=rights.ALL, platform=Platform.MACOS
+        )
+        self.assertIn(
+            "device channel",
+            fit(prepare(described("DeviceLock", PIN="123456")), user).refusal or "",
+        )
+        self.assertIn(
+            "user channel", fit(prepare(described("InstallApplication")), MAC).refusal or ""
+        )
 
     def test_os_x_needs_the_find_my_mac_pin_and_not_managed_apps(self) -> None:
         self.assertIn("PIN", fit(prepare(described("EraseDevice")), MAC).refusal or "")
         self.assertIsNone(fit(prepare(described("EraseDevice", PIN="123456")), MAC).refusal)
-        user = Target(3, "UDID-MAC-000001", user_id="U1", access_rights=rights.ALL, platform=Platform.MACOS)
-        self.assertIn("NotManaged", fit(prepare(described("InstallApplication")), user).refusal or "")
+        user = Target(
+            3, "UDID-MAC-000001", user_id="U1", access_rights=rights.ALL, platform=Platform.MACOS
+        )
+        self.assertIn(
+            "NotManaged", fit(prepare(described("InstallApplication")), user).refusal or ""
+        )
 
     def test_ios_ignores_a_pin(self) -> None:
         fitted = fit(prepare(described("DeviceLock", PIN="1234")), IPHONE)
         self.assertIn("only for OS X", fitted.warnings[0])
 
     def test_os_x_settings_are_device_name_and_organization_info_only(self) -> None:
-        ok = {"RequestType": "Settings", "Settings": [SETTING_EXAMPLES["DeviceName"], SETTING_EXAMPLES["OrganizationInfo"]]}
+        ok = {
+            "RequestType": "Settings",
+            "Settings": [SETTING_EXAMPLES["DeviceName"], SETTING_EXAMPLES["OrganizationInfo"]],
+        }
         self.assertIsNone(fit(prepare(ok), MAC).refusal)
         refused = fit(prepare(described("Settings")), MAC).refusal or ""
         self.assertIn("VoiceRoaming", refused)
 
     def test_supervised_only_items_warn_on_unsupervised_devices(self) -> None:
-        unsupervised = Target(1, "UDID-IPHONE-0001", access_rights=rights.ALL, platform=Platform.IOS, supervised=False)
+        unsupervised = Target(
+            1, "UDID-IPHONE-0001", access_rights=rights.ALL, platform=Platform.IOS, supervised=False
+        )
         for description, name in (
             (described("StopMirroring"), "StopMirroring"),
             ({"RequestType": "Settings", "Settings": [SETTING_EXAMPLES["Wallpaper"]]}, "Wallpaper"),
@@ -492,7 +580,9 @@ class Platforms(SynchronousTestCase):
 
     def test_clear_passcode_needs_an_escrowed_token(self) -> None:
         without = Target(1, "UDID-IPHONE-0001", access_rights=rights.ALL, has_unlock_token=False)
-        self.assertIn("no UnlockToken", fit(prepare(described("ClearPasscode")), without).refusal or "")
+        self.assertIn(
+            "no UnlockToken", fit(prepare(described("ClearPasscode")), without).refusal or ""
+        )
 
     def test_platform_from_product_name(self) -> None:
         self.assertEqual(platform_of("iPhone7,2"), Platform.IOS)
@@ -504,7 +594,9 @@ class Platforms(SynchronousTestCase):
 
     def test_checked_out_enrollment_refuses(self) -> None:
         target = Target(1, "UDID-IPHONE-0001", state="checked_out")
-        self.assertEqual(fit(prepare(described("ProfileList")), target).refusal, "the enrollment is checked out")
+        self.assertEqual(
+            fit(prepare(described("ProfileList")), target).refusal, "the enrollment is checked out"
+        )
 
 
 def parse(request_type: str, answer: dict[str, Any], command: dict[str, Any] | None = None) -> Any:
@@ -515,15 +607,27 @@ def parse(request_type: str, answer: dict[str, Any], command: dict[str, Any] | N
 
 
 class Parsers(SynchronousTestCase):
-    def model_answer(self, request_type: str, model: DeviceModel | None = None, **changes: Any) -> Any:
+    def model_answer(
+        self, request_type: str, model: DeviceModel | None = None, **changes: Any
+    ) -> Any:
         model = model or DeviceModel(udid="UDID-IPHONE-0001")
         command = prepare(described(request_type, **changes)).command
         status, answer = model.answer({"CommandUUID": UUID, "Command": command})
-        return status, CATALOG[request_type].parse(answer, command) if CATALOG[request_type].parse else None  # type: ignore[misc]
+        parser = CATALOG[request_type].parse
+        assert parser is not None
+        return status, parser(answer, command)
 
     def test_every_parser_reads_the_model_device(self) -> None:
         model = DeviceModel(udid="UDID-IPHONE-0001")
-        model.answer({"Command": prepare(described("InstallApplication", iTunesStoreID=None, Identifier="com.example.app")).command})
+        model.answer(
+            {
+                "Command": prepare(
+                    described(
+                        "InstallApplication", iTunesStoreID=None, Identifier="com.example.app"
+                    )
+                ).command
+            }
+        )
         for request_type, spec in CATALOG.items():
             if spec.parse is None:
                 continue
@@ -544,13 +648,23 @@ class Parsers(SynchronousTestCase):
         self.assertIn("SerialNumber (not a string)", outcome.summary["ignored"])
 
     def test_security_info_data_protection(self) -> None:
-        protected = parse("SecurityInfo", {"SecurityInfo": {"HardwareEncryptionCaps": 3, "PasscodePresent": True}})
+        protected = parse(
+            "SecurityInfo", {"SecurityInfo": {"HardwareEncryptionCaps": 3, "PasscodePresent": True}}
+        )
         self.assertTrue(protected.facts["DataProtection"])
-        block_only = parse("SecurityInfo", {"SecurityInfo": {"HardwareEncryptionCaps": 1, "PasscodePresent": True}})
+        block_only = parse(
+            "SecurityInfo", {"SecurityInfo": {"HardwareEncryptionCaps": 1, "PasscodePresent": True}}
+        )
         self.assertFalse(block_only.facts["DataProtection"])
-        no_passcode = parse("SecurityInfo", {"SecurityInfo": {"HardwareEncryptionCaps": 3, "PasscodePresent": False}})
+        no_passcode = parse(
+            "SecurityInfo",
+            {"SecurityInfo": {"HardwareEncryptionCaps": 3, "PasscodePresent": False}},
+        )
         self.assertFalse(no_passcode.facts["DataProtection"])
-        mac = parse("SecurityInfo", {"SecurityInfo": {"FDE_Enabled": True, "FDE_HasPersonalRecoveryKey": False}})
+        mac = parse(
+            "SecurityInfo",
+            {"SecurityInfo": {"FDE_Enabled": True, "FDE_HasPersonalRecoveryKey": False}},
+        )
         self.assertEqual(mac.facts, {"FileVault": True})
 
     def test_certificate_list_reads_each_certificate(self) -> None:
@@ -561,7 +675,15 @@ class Parsers(SynchronousTestCase):
         cert = x509.load_pem_x509_certificate(pems[0].read_bytes())
         outcome = parse(
             "CertificateList",
-            {"CertificateList": [{"CommonName": "Device", "IsIdentity": True, "Data": cert.public_bytes(Encoding.DER)}]},
+            {
+                "CertificateList": [
+                    {
+                        "CommonName": "Device",
+                        "IsIdentity": True,
+                        "Data": cert.public_bytes(Encoding.DER),
+                    }
+                ]
+            },
         )
         (entry,) = outcome.inventory[0].data
         self.assertTrue(entry["is_identity"])
@@ -584,18 +706,25 @@ class Parsers(SynchronousTestCase):
         self.assertEqual(outcome.events[1][1]["code"], "CODE1")
 
     def test_install_application_state_and_rejection(self) -> None:
-        state = parse("InstallApplication", {"Identifier": "com.example.a", "State": "NeedsRedemption"})
+        state = parse(
+            "InstallApplication", {"Identifier": "com.example.a", "State": "NeedsRedemption"}
+        )
         self.assertEqual(state.summary["State"], "NeedsRedemption")
         rejected = parse("InstallApplication", {"RejectionReason": "AppAlreadyInstalled"})
         self.assertEqual(rejected.summary["RejectionReason"], "AppAlreadyInstalled")
 
     def test_settings_results_pair_with_items(self) -> None:
-        command = {"RequestType": "Settings", "Settings": [SETTING_EXAMPLES["Wallpaper"], SETTING_EXAMPLES["DataRoaming"]]}
-        status, answer = DeviceModel(udid="U" * 8, supervised=False).answer({"Command": command})
+        command = {
+            "RequestType": "Settings",
+            "Settings": [SETTING_EXAMPLES["Wallpaper"], SETTING_EXAMPLES["DataRoaming"]],
+        }
+        _, answer = DeviceModel(udid="U" * 8, supervised=False).answer({"Command": command})
         outcome = parse("Settings", answer, command)
         wallpaper, roaming = outcome.summary["Settings"]
         self.assertEqual((wallpaper["Item"], wallpaper["Status"]), ("Wallpaper", "Error"))
-        self.assertEqual(wallpaper["Errors"], ["MCChaperoneErrorDomain 29000: Device not supervised"])
+        self.assertEqual(
+            wallpaper["Errors"], ["MCChaperoneErrorDomain 29000: Device not supervised"]
+        )
         self.assertEqual((roaming["Item"], roaming["Status"]), ("DataRoaming", "Acknowledged"))
         with self.assertRaises(ResultInvalid):
             parse("Settings", {"Settings": answer["Settings"][:1]}, command)
@@ -605,7 +734,11 @@ class Parsers(SynchronousTestCase):
             ("ProfileList", {"ProfileList": "x"}, "ProfileList must be an array"),
             ("ProfileList", {}, "ProfileList must be an array"),
             ("DeviceInformation", {"QueryResponses": []}, "QueryResponses must be a dictionary"),
-            ("SecurityInfo", {"SecurityInfo": {"PasscodePresent": 1}}, "PasscodePresent must be a boolean"),
+            (
+                "SecurityInfo",
+                {"SecurityInfo": {"PasscodePresent": 1}},
+                "PasscodePresent must be a boolean",
+            ),
             ("ManagedApplicationList", {"ManagedApplicationList": {"a": {}}}, "needs a Status"),
             ("RequestMirroring", {"MirroringResult": "Maybe"}, "MirroringResult must be one of"),
             ("InviteToProgram", {}, "InvitationResult must be one of"),
@@ -635,7 +768,8 @@ class Captures(SynchronousTestCase):
             with self.subTest(path=path):
                 outcome = parse("DeviceInformation", self.load(path))
                 self.assertEqual(
-                    platform_of(outcome.facts.get("ProductName"), outcome.facts.get("ModelName")), platform
+                    platform_of(outcome.facts.get("ProductName"), outcome.facts.get("ModelName")),
+                    platform,
                 )
                 self.assertIn("SerialNumber", outcome.facts)
 
@@ -646,11 +780,26 @@ class Captures(SynchronousTestCase):
             ("ProfileList", "commandment/testdata/ProfileList/iOS-11.3.1.xml"),
             ("ProfileList", "commandment/testdata/ProfileList/10.11.x.xml"),
             ("CertificateList", "commandment/testdata/CertificateList/10.11.x.xml"),
-            ("InstalledApplicationList", "commandment/testdata/InstalledApplicationList/iOS-12.1.xml"),
-            ("InstalledApplicationList", "commandment/testdata/InstalledApplicationList/10.11.x.xml"),
-            ("ManagedApplicationList", "commandment/testdata/ManagedApplicationList/iOS-12.1-Managed.xml"),
-            ("ManagedApplicationList", "commandment/testdata/ManagedApplicationList/iOS-12.1-Failed.xml"),
-            ("InstallApplication", "commandment/testdata/InstallApplication/iOS-12.1-prompting.xml"),
+            (
+                "InstalledApplicationList",
+                "commandment/testdata/InstalledApplicationList/iOS-12.1.xml",
+            ),
+            (
+                "InstalledApplicationList",
+                "commandment/testdata/InstalledApplicationList/10.11.x.xml",
+            ),
+            (
+                "ManagedApplicationList",
+                "commandment/testdata/ManagedApplicationList/iOS-12.1-Managed.xml",
+            ),
+            (
+                "ManagedApplicationList",
+                "commandment/testdata/ManagedApplicationList/iOS-12.1-Failed.xml",
+            ),
+            (
+                "InstallApplication",
+                "commandment/testdata/InstallApplication/iOS-12.1-prompting.xml",
+            ),
         ):
             with self.subTest(path=path):
                 outcome = parse(request_type, self.load(path), {"RequestType": request_type})
@@ -658,9 +807,13 @@ class Captures(SynchronousTestCase):
 
     def test_error_captures_read_in_plain_words(self) -> None:
         answer = self.load("commandment/testdata/Errors/10.13.6-invalid-command.xml")
-        self.assertEqual(describe_chain(answer["ErrorChain"])[0], "MCMDMErrorDomain 12021: Invalid request type")
+        self.assertEqual(
+            describe_chain(answer["ErrorChain"])[0], "MCMDMErrorDomain 12021: Invalid request type"
+        )
         unmanaged = self.load("commandment/testdata/Errors/iOS-11.3.1-RemoveProfile-Unmanaged.xml")
-        self.assertIn("MCMDMErrorDomain 12013: Profile not managed", describe_chain(unmanaged["ErrorChain"]))
+        self.assertIn(
+            "MCMDMErrorDomain 12013: Profile not managed", describe_chain(unmanaged["ErrorChain"])
+        )
 
 
 class ErrorWords(SynchronousTestCase):
@@ -671,13 +824,27 @@ class ErrorWords(SynchronousTestCase):
         )
 
     def test_codes_listed_twice_show_both_meanings(self) -> None:
-        self.assertEqual(meaning("MCAPNErrorDomain", 11000), "Cannot install APN / Custom APN already installed")
-        self.assertEqual(meaning("MCInstallationErrorDomain", 4004), "User cancelled installation / Profile not found")
-        self.assertEqual(meaning("MCCellularErrorDomain", 36000), "Cellular already configured / (internal error)")
+        self.assertEqual(
+            meaning("MCAPNErrorDomain", 11000), "Cannot install APN / Custom APN already installed"
+        )
+        self.assertEqual(
+            meaning("MCInstallationErrorDomain", 4004),
+            "User cancelled installation / Profile not found",
+        )
+        self.assertEqual(
+            meaning("MCCellularErrorDomain", 36000),
+            "Cellular already configured / (internal error)",
+        )
 
     def test_unknown_domain_or_code_keeps_raw_values(self) -> None:
         self.assertEqual(
-            describe_error({"ErrorDomain": "MDMClientError", "ErrorCode": 97, "USEnglishDescription": "Missing key"}),
+            describe_error(
+                {
+                    "ErrorDomain": "MDMClientError",
+                    "ErrorCode": 97,
+                    "USEnglishDescription": "Missing key",
+                }
+            ),
             "MDMClientError 97: Missing key",
         )
         self.assertEqual(

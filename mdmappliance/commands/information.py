@@ -149,6 +149,11 @@ def fit_device_information(command: dict[str, Any], target: Target, fitted: Fitt
     queries: list[str] = command["Queries"]
     granted = target.access_rights
     kept = queries
+    if granted is None and any(QUERY_RIGHTS.get(q, 0) for q in queries):
+        fitted.warnings.append(
+            "this enrollment's AccessRights are not known (enrolled through another CA); "
+            "the device drops the queries its profile does not allow"
+        )
     if granted is not None:
         mac = target.platform is Platform.MACOS
         lacking = {

@@ -239,3 +239,48 @@ def _clear_passcode_payload(
         detail={"command_uuid": command_uuid, "confirmed": True},
     )
     return escrow.seal(payload, target.udid)
+
+
+def resolve_udids(
+    conn: sqlite3.Connection, udids: Sequence[str], user_id: str = ""
+) -> tuple[dict[str, int], list[str]]:
+    """Enrollment ids of the device channels (or ``user_id``'s channels) of ``udids``, and
+    the UDIDs that have none, so that unknown devices are reported, not dropped."""
+    rows = conn.execute(
+        "SELECT e.udid, e.id FROM (SELECT DISTINCT value AS udid FROM json_each(?)) AS wanted "
+        "JOIN enrollments AS e ON e.udid = wanted.udid AND e.user_id = ?",
+        (json.dumps(list(udids)), user_id),
+    ).fetchall()
+    found = {udid: enrollment_id for udid, enrollment_id in rows}
+    return found, [udid for udid in dict.fromkeys(udids) if udid not in found]
+
+
+@dataclass(frozen=True)
+class CommandSender:
+    """What the admin API and CLI hold to queue commands: the store, the appliance's own
+    profile identifier, the profile signer and the escrow key."""
+
+    store: Any
+    context: BuildContext
+    sign_profile: Any = None
+    escrow: Escrow | None = None
+
+    def send(
+        self,
+        enrollment_ids: Sequence[int],
+        description: Mapping[str, Any],
+        *,
+        actor: str,
+        sign_profile: bool = False,
+        **options: Any,
+    ) -> Any:
+        """``send_command`` in one store transaction (a Deferred of its SendResult)."""
+        context = self.context
+        if sign_profile:
+            if self.sign_profile is None:
+                raise CommandRejected("no profile signer is configured")
+            context = BuildContext(context.own_profile_identifier, self.sign_profile)
+        prepared = prepare(description, context, unchecked=options.pop("unchecked", False))
+        return self.store.transaction(
+            send_command, enrollment_ids, prepared, actor=actor, escrow=self.escrow, **options
+        )
