@@ -5,6 +5,7 @@ Target: 100,000 targets in at most 1 s, checked once, written in one transaction
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ SIZES = (10_000, 100_000)
 COMMAND = {"RequestType": "DeviceInformation", "Queries": ["SerialNumber", "OSVersion", "WiFiMAC"]}
 
 
-def _fleet(conn, count: int) -> list[int]:  # type: ignore[no-untyped-def]
+def _fleet(conn: sqlite3.Connection, count: int) -> list[int]:
     now = utc_timestamp()
     udids = [f"BENCH-{n:012d}" for n in range(count)]
     conn.executemany(

@@ -100,6 +100,21 @@ def enqueue_for_device(
     return enqueue(conn, int(row[0]), command, **options)
 
 
+def command_payload(conn: sqlite3.Connection, command_uuid: str) -> tuple[bytes, bool] | None:
+    """The reply plist of a command as stored (sealed or not), or None if unknown."""
+    row = conn.execute(
+        "SELECT c.payload, c.sealed, b.head, b.tail FROM commands AS c "
+        "LEFT JOIN command_bodies AS b ON b.id = c.body_id WHERE c.uuid = ?",
+        (command_uuid,),
+    ).fetchone()
+    if row is None:
+        return None
+    payload, sealed, head, tail = row
+    if head is not None:
+        payload = bytes(head) + command_uuid.encode("ascii") + bytes(tail)
+    return bytes(payload), bool(sealed)
+
+
 def cancel(conn: sqlite3.Connection, command_uuid: str, *, actor: str = "system") -> bool:
     """Cancel a command that has no result yet; False if it already has one (or is unknown)."""
     now = utc_timestamp()
@@ -138,15 +153,19 @@ def next_command(
     now = utc_timestamp()
     _expire(conn, enrollment_id, now)
     placeholders = ",".join("?" * len(skip))
-    excluded = f"AND uuid NOT IN ({placeholders})" if skip else ""
+    excluded = f"AND c.uuid NOT IN ({placeholders})" if skip else ""
     row = conn.execute(
-        "SELECT id, uuid, payload, sealed FROM commands WHERE enrollment_id = ? AND state IN "
-        f"('queued', 'sent', 'not_now') {excluded} ORDER BY priority DESC, id LIMIT 1",
+        "SELECT c.id, c.uuid, c.payload, c.sealed, b.head, b.tail FROM commands AS c "
+        "LEFT JOIN command_bodies AS b ON b.id = c.body_id WHERE c.enrollment_id = ? AND "
+        f"c.state IN ('queued', 'sent', 'not_now') {excluded} ORDER BY c.priority DESC, c.id "
+        "LIMIT 1",
         (enrollment_id, *skip),
     ).fetchone()
     if row is None:
         return None
-    command_id, command_uuid, payload, sealed = row
+    command_id, command_uuid, payload, sealed, head, tail = row
+    if head is not None:
+        payload = bytes(head) + command_uuid.encode("ascii") + bytes(tail)
     conn.execute(
         "UPDATE commands SET state = 'sent', sent_at = ?, send_count = send_count + 1, "
         "updated_at = ? WHERE id = ?",

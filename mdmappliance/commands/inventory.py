@@ -19,6 +19,7 @@ from mdmappliance.commands.catalog import CATALOG
 from mdmappliance.commands.information import COLUMNS, platform_of
 from mdmappliance.errorcodes import describe_chain
 from mdmappliance.events import record_event, utc_timestamp
+from mdmappliance.queue import command_payload
 
 
 def apply_result(
@@ -30,10 +31,12 @@ def apply_result(
     result: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Read the result of ``command_uuid``; store its summary, inventory and facts."""
-    row = conn.execute(
-        "SELECT request_type, payload, sealed FROM commands WHERE uuid = ?", (command_uuid,)
+    (request_type,) = conn.execute(
+        "SELECT request_type FROM commands WHERE uuid = ?", (command_uuid,)
     ).fetchone()
-    request_type, payload, sealed = row
+    stored = command_payload(conn, command_uuid)
+    assert stored is not None
+    payload, sealed = stored
     status = result.get("Status")
     summary: dict[str, Any] = {}
     if result.get("ErrorChain"):
@@ -42,7 +45,7 @@ def apply_result(
     parse = spec.parse if spec is not None and not sealed else None
     wanted = status == "Acknowledged" or (status == "Error" and spec and spec.parse_errors)
     if parse is not None and wanted:
-        command = plistlib.loads(bytes(payload)).get("Command", {})
+        command = plistlib.loads(payload).get("Command", {})
         try:
             outcome = parse(result, command)
         except ResultInvalid as e:

@@ -13,12 +13,13 @@ import json
 import os
 import plistlib
 import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mdmappliance.commands.base import BuildContext, CommandInvalid, Fitted, Platform, Target
-from mdmappliance.commands.catalog import Prepared, fit, fit_key, prepare
+from mdmappliance.commands.catalog import Prepared, fit, prepare
 from mdmappliance.escrow import Escrow
 from mdmappliance.events import record_event, utc_timestamp
 from mdmappliance.queue import CommandRejected
@@ -40,48 +41,67 @@ class SendResult:
 
 
 def command_uuids(count: int) -> list[str]:
-    """``count`` random (version 4) UUIDs in upper case, made from one urandom call."""
-    raw = bytearray(os.urandom(16 * count))
+    """``count`` time-ordered UUIDs (version 7, RFC 9562), upper case.
+
+    The millisecond clock leads, then a counter that starts at a random point, then 32
+    random bits: a batch's UUIDs sort in order, so they go into the uuid index at its end
+    instead of at random places, which keeps a 100,000-command batch fast.
+    """
+    prefix = f"{time.time_ns() // 1_000_000:012X}"
+    head = f"{prefix[:8]}-{prefix[8:]}-7"
+    start = int.from_bytes(os.urandom(3), "big") << 17  # leaves 2**17 steps below 2**42
+    noise = os.urandom(4 * count)
     out = []
-    for i in range(0, 16 * count, 16):
-        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40
-        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80
-        h = raw[i : i + 16].hex().upper()
-        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    for i in range(count):
+        counter = start + i
+        low = (2 << 62) | ((counter & 0x3FFFFFFF) << 32) | int.from_bytes(noise[4 * i : 4 * i + 4])
+        tail = f"{low:016X}"
+        out.append(f"{head}{counter >> 30 & 0xFFF:03X}-{tail[:4]}-{tail[4:]}")
     return out
 
 
-def load_targets(conn: sqlite3.Connection, enrollment_ids: Sequence[int]) -> dict[int, Target]:
+#: One enrollment as ``load_targets`` reads it: id, udid, user_id, then what decides how a
+#: command fits it (state, access_rights, platform, supervised, has_unlock_token, is_user).
+TargetRow = tuple[int, str, str, str, int | None, str | None, int | None, int, int]
+PLATFORMS = {platform.value: platform for platform in Platform}
+
+
+def _target_rows(conn: sqlite3.Connection, enrollment_ids: Sequence[int]) -> dict[int, TargetRow]:
     """What is known of each enrollment; a user channel shares its device's AccessRights
     and UnlockToken."""
     rows = conn.execute(
         "SELECT e.id, e.udid, e.user_id, e.state, coalesce(e.access_rights, dc.access_rights), "
-        "d.platform, d.supervised, dc.unlock_token_sealed IS NOT NULL "
-        "FROM (SELECT DISTINCT value AS id FROM json_each(?)) AS wanted "
-        "JOIN enrollments AS e ON e.id = wanted.id JOIN devices AS d ON d.udid = e.udid "
-        "LEFT JOIN enrollments AS dc ON dc.udid = e.udid AND dc.user_id = ''",
+        "d.platform, d.supervised, dc.unlock_token_sealed IS NOT NULL, e.user_id != '' "
+        "FROM enrollments AS e JOIN devices AS d ON d.udid = e.udid "
+        "LEFT JOIN enrollments AS dc ON dc.udid = e.udid AND dc.user_id = '' "
+        "WHERE e.id IN (SELECT value FROM json_each(?))",
         (json.dumps(list(enrollment_ids)),),
     ).fetchall()
-    return {
-        row[0]: Target(
-            enrollment_id=row[0],
-            udid=row[1],
-            user_id=row[2],
-            state=row[3],
-            access_rights=row[4],
-            platform=Platform(row[5]) if row[5] else None,
-            supervised=None if row[6] is None else bool(row[6]),
-            has_unlock_token=bool(row[7]),
-        )
-        for row in rows
-    }
+    return {row[0]: row for row in rows}
 
 
-def _refusal_problems(targets: Mapping[int, Target], refused: Mapping[int, str]) -> list[str]:
+def _target(row: TargetRow) -> Target:
+    return Target(
+        enrollment_id=row[0],
+        udid=row[1],
+        user_id=row[2],
+        state=row[3],
+        access_rights=row[4],
+        platform=PLATFORMS[row[5]] if row[5] else None,
+        supervised=None if row[6] is None else bool(row[6]),
+        has_unlock_token=bool(row[7]),
+    )
+
+
+def load_targets(conn: sqlite3.Connection, enrollment_ids: Sequence[int]) -> dict[int, Target]:
+    return {i: _target(row) for i, row in _target_rows(conn, enrollment_ids).items()}
+
+
+def _refusal_problems(rows: Mapping[int, TargetRow], refused: Mapping[int, str]) -> list[str]:
     problems = []
     for enrollment_id, reason in list(refused.items())[:MAX_REPORTED]:
-        target = targets.get(enrollment_id)
-        who = target.describe() if target else f"enrollment {enrollment_id}"
+        row = rows.get(enrollment_id)
+        who = _target(row).describe() if row else f"enrollment {enrollment_id}"
         problems.append(f"{who}: {reason}")
     if len(refused) > MAX_REPORTED:
         problems.append(f"... and {len(refused) - MAX_REPORTED} more refusals")
@@ -119,36 +139,36 @@ def send_command(
         raise CommandRejected("ClearPasscode needs the escrow key, which is not loaded")
     if not enrollment_ids:
         raise CommandInvalid(["name at least one target"])
-    targets = load_targets(conn, enrollment_ids)
+    rows = _target_rows(conn, enrollment_ids)
     result = SendResult()
     for warning in prepared.warnings:
         result.warnings[warning] = []
     fitted_by_kind: dict[tuple[Any, ...], Fitted] = {}
-    accepted: list[tuple[Target, Fitted]] = []
+    accepted: list[tuple[TargetRow, Fitted]] = []
     for enrollment_id in dict.fromkeys(enrollment_ids):
-        target = targets.get(enrollment_id)
-        if target is None:
+        row = rows.get(enrollment_id)
+        if row is None:
             result.refused[enrollment_id] = "no such enrollment"
             continue
-        key = fit_key(target)
-        fitted = fitted_by_kind.get(key)
+        kind = row[3:]  # rows alike from here on fit the command alike (catalog.fit_key)
+        fitted = fitted_by_kind.get(kind)
         if fitted is None:
-            fitted = fitted_by_kind[key] = fit(prepared, target)
+            fitted = fitted_by_kind[kind] = fit(prepared, _target(row))
         if fitted.command is None:
             result.refused[enrollment_id] = fitted.refusal or "refused"
             continue
         for warning in fitted.warnings:
             result.warnings.setdefault(warning, []).append(enrollment_id)
-        accepted.append((target, fitted))
+        accepted.append((row, fitted))
     if result.refused and not partial:
-        raise CommandInvalid(_refusal_problems(targets, result.refused))
+        raise CommandInvalid(_refusal_problems(rows, result.refused))
     if not accepted:
-        raise CommandInvalid(_refusal_problems(targets, result.refused) or ["no targets"])
-    result.event_id = record_event(
+        raise CommandInvalid(_refusal_problems(rows, result.refused) or ["no targets"])
+    event_id = result.event_id = record_event(
         conn,
         "command.queued",
         actor=actor,
-        subject=accepted[0][0].udid if len(accepted) == 1 else None,
+        subject=accepted[0][0][1] if len(accepted) == 1 else None,
         detail={
             "request_type": prepared.request_type,
             "targets": len(accepted),
@@ -158,44 +178,55 @@ def send_command(
     )
     uuids = command_uuids(len(accepted))
     now = utc_timestamp()
-    templates: dict[int, tuple[bytes, bytes]] = {}
-    rows = []
-    for (target, fitted), command_uuid in zip(accepted, uuids, strict=True):
-        assert fitted.command is not None
-        if clear_passcode:
-            assert escrow is not None
-            payload = _clear_passcode_payload(
-                conn, escrow, target, fitted.command, command_uuid, actor
-            )
-            sealed = 1
-        else:
-            head, tail = templates.get(id(fitted)) or templates.setdefault(
-                id(fitted), _template(fitted.command)
-            )
-            payload = head + command_uuid.encode("ascii") + tail
-            sealed = 0
-        rows.append(
+    common = (prepared.request_type, priority, now, expires_at, now, event_id)
+    if clear_passcode:
+        assert escrow is not None
+        sealed_rows = [
             (
                 command_uuid,
-                target.enrollment_id,
-                prepared.request_type,
-                payload,
-                priority,
-                now,
-                expires_at,
-                now,
-                sealed,
-                result.event_id,
+                row[0],
+                _clear_passcode_payload(
+                    conn, escrow, _target(row), fitted.command or {}, command_uuid, actor
+                ),
             )
+            for (row, fitted), command_uuid in zip(accepted, uuids, strict=True)
+        ]
+        conn.executemany(
+            "INSERT INTO commands (uuid, enrollment_id, payload, request_type, priority, state, "
+            "created_at, expires_at, updated_at, batch_event_id, sealed) "
+            "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, 1)",
+            [(*sealed_row, *common) for sealed_row in sealed_rows],
         )
-        result.queued[target.enrollment_id] = command_uuid
-    conn.executemany(
-        "INSERT INTO commands (uuid, enrollment_id, request_type, payload, priority, state, "
-        "created_at, expires_at, updated_at, sealed, batch_event_id) "
-        "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
-        rows,
-    )
+    else:
+        # One shared body per fitted command; the rows go in as one JSON array per body, so
+        # SQLite expands them in C rather than binding eleven parameters per row in Python.
+        by_body: dict[int, list[tuple[str, int]]] = {}
+        bodies: dict[int, int] = {}
+        for (row, fitted), command_uuid in zip(accepted, uuids, strict=True):
+            body_id = bodies.get(id(fitted))
+            if body_id is None:
+                assert fitted.command is not None
+                body_id = bodies[id(fitted)] = _store_body(conn, fitted.command)
+            by_body.setdefault(body_id, []).append((command_uuid, row[0]))
+        for body_id, pairs in by_body.items():
+            conn.execute(
+                "INSERT INTO commands (uuid, enrollment_id, payload, request_type, priority, "
+                "state, created_at, expires_at, updated_at, batch_event_id, body_id) "
+                "SELECT value ->> 0, value ->> 1, x'', ?, ?, 'queued', ?, ?, ?, ?, ? "
+                "FROM json_each(?)",
+                (*common, body_id, json.dumps(pairs)),
+            )
+    result.queued = {
+        row[0]: command_uuid for (row, _), command_uuid in zip(accepted, uuids, strict=True)
+    }
     return result
+
+
+def _store_body(conn: sqlite3.Connection, command: Mapping[str, Any]) -> int:
+    head, tail = _template(command)
+    cursor = conn.execute("INSERT INTO command_bodies (head, tail) VALUES (?, ?)", (head, tail))
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
 
 
 def _template(command: Mapping[str, Any]) -> tuple[bytes, bytes]:

@@ -20,6 +20,16 @@ ALTER TABLE commands ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0 CHECK (sealed 
 -- The admin action (its event) that queued the command, one event for a whole batch.
 ALTER TABLE commands ADD COLUMN batch_event_id INTEGER REFERENCES events (id);
 
+-- A batch stores its reply plist once, split around the CommandUUID: the command's reply
+-- is head || uuid || tail, and its own payload column is then empty. 100,000 copies of
+-- the same command would otherwise be 100,000 copies of the same bytes.
+CREATE TABLE command_bodies (
+    id      INTEGER PRIMARY KEY,
+    head    BLOB NOT NULL,
+    tail    BLOB NOT NULL
+) STRICT;
+ALTER TABLE commands ADD COLUMN body_id INTEGER REFERENCES command_bodies (id);
+
 -- What a result meant, as JSON: ErrorChain in words, per-item Settings statuses, counts.
 ALTER TABLE command_results ADD COLUMN summary TEXT
     CHECK (summary IS NULL OR json_valid(summary));
