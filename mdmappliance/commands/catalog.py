@@ -149,15 +149,3 @@ def fit(prepared: Prepared, target: Target) -> Fitted:
     if spec.fit is not None:
         spec.fit(command, target, fitted)
     return fitted
-
-
-def fit_key(target: Target) -> tuple[Any, ...]:
-    """Targets with equal keys get the same fitted command (a batch fits each kind once)."""
-    return (
-        target.state,
-        target.access_rights,
-        target.platform,
-        target.supervised,
-        target.is_user,
-        target.has_unlock_token,
-    )

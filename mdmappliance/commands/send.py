@@ -14,9 +14,10 @@ import os
 import plistlib
 import sqlite3
 import time
+import uuid as uuidlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from mdmappliance.commands.base import BuildContext, CommandInvalid, Fitted, Platform, Target
 from mdmappliance.commands.catalog import Prepared, fit, prepare
@@ -40,72 +41,75 @@ class SendResult:
     event_id: int | None = None
 
 
-def command_uuids(count: int) -> list[str]:
-    """``count`` time-ordered UUIDs (version 7, RFC 9562), upper case.
-
-    The millisecond clock leads, then a counter that starts at a random point, then 32
-    random bits: a batch's UUIDs sort in order, so they go into the uuid index at its end
-    instead of at random places, which keeps a 100,000-command batch fast.
-    """
-    prefix = f"{time.time_ns() // 1_000_000:012X}"
-    head = f"{prefix[:8]}-{prefix[8:]}-7"
-    start = int.from_bytes(os.urandom(3), "big") << 17  # leaves 2**17 steps below 2**42
-    noise = os.urandom(4 * count)
-    out = []
-    for i in range(count):
-        counter = start + i
-        low = (2 << 62) | ((counter & 0x3FFFFFFF) << 32) | int.from_bytes(noise[4 * i : 4 * i + 4])
-        tail = f"{low:016X}"
-        out.append(f"{head}{counter >> 30 & 0xFFF:03X}-{tail[:4]}-{tail[4:]}")
-    return out
+def uuid_prefix() -> str:
+    """The first 19 characters of a batch's CommandUUIDs (version 7, RFC 9562): the
+    millisecond clock, the version, and 12 random bits."""
+    stamp = f"{time.time_ns() // 1_000_000:012X}"
+    return f"{stamp[:8]}-{stamp[8:]}-7{int.from_bytes(os.urandom(2)) & 0xFFF:03X}-"
 
 
-#: One enrollment as ``load_targets`` reads it: id, udid, user_id, then what decides how a
-#: command fits it (state, access_rights, platform, supervised, has_unlock_token, is_user).
-TargetRow = tuple[int, str, str, str, int | None, str | None, int | None, int, int]
+def counter_start() -> int:
+    """Where a batch's 30-bit counter starts: random, with room for 2**29 commands."""
+    return int.from_bytes(os.urandom(4)) & 0x1FFFFFFF
+
+
+#: The rest of a CommandUUID, made by SQLite for each row: variant bits and the counter's top
+#: 14 bits, then its low 16 bits and 32 random bits. A batch's UUIDs sort in the order they
+#: are made, so they go in at the end of the uuid index rather than at random places.
+UUID_TAIL_SQL = (
+    "printf('%04X-%04X%08X', 32768 | ((:start + n) >> 16 & 16383), (:start + n) & 65535, "
+    "random() & 4294967295)"
+)
+
+#: The targets of a batch, with what decides how a command fits each of them.
+TARGETS_SQL = (
+    "FROM enrollments AS e JOIN devices AS d ON d.udid = e.udid "
+    "LEFT JOIN enrollments AS dc ON dc.udid = e.udid AND dc.user_id = '' "
+    "WHERE e.id IN (SELECT value FROM json_each(:ids))"
+)
+KIND_COLUMNS = (
+    "e.state",
+    "coalesce(e.access_rights, dc.access_rights)",
+    "d.platform",
+    "d.supervised",
+    "dc.unlock_token_sealed IS NOT NULL",
+    "e.user_id != ''",
+)
+KIND_MATCH = " AND ".join(f"{column} IS :k{i}" for i, column in enumerate(KIND_COLUMNS))
 PLATFORMS = {platform.value: platform for platform in Platform}
 
-
-def _target_rows(conn: sqlite3.Connection, enrollment_ids: Sequence[int]) -> dict[int, TargetRow]:
-    """What is known of each enrollment; a user channel shares its device's AccessRights
-    and UnlockToken."""
-    rows = conn.execute(
-        "SELECT e.id, e.udid, e.user_id, e.state, coalesce(e.access_rights, dc.access_rights), "
-        "d.platform, d.supervised, dc.unlock_token_sealed IS NOT NULL, e.user_id != '' "
-        "FROM enrollments AS e JOIN devices AS d ON d.udid = e.udid "
-        "LEFT JOIN enrollments AS dc ON dc.udid = e.udid AND dc.user_id = '' "
-        "WHERE e.id IN (SELECT value FROM json_each(?))",
-        (json.dumps(list(enrollment_ids)),),
-    ).fetchall()
-    return {row[0]: row for row in rows}
+#: state, access_rights, platform, supervised, has_unlock_token, is_user
+Kind = tuple[str, int | None, str | None, int | None, int, int]
 
 
-def _target(row: TargetRow) -> Target:
+def _kind_target(kind: Kind) -> Target:
+    """A stand-in Target with a kind's facts: everything ``catalog.fit`` reads."""
+    state, access_rights, platform, supervised, unlock, is_user = kind
     return Target(
-        enrollment_id=row[0],
-        udid=row[1],
-        user_id=row[2],
-        state=row[3],
-        access_rights=row[4],
-        platform=PLATFORMS[row[5]] if row[5] else None,
-        supervised=None if row[6] is None else bool(row[6]),
-        has_unlock_token=bool(row[7]),
+        enrollment_id=0,
+        udid="",
+        user_id="(user)" if is_user else "",
+        state=state,
+        access_rights=access_rights,
+        platform=PLATFORMS[platform] if platform else None,
+        supervised=None if supervised is None else bool(supervised),
+        has_unlock_token=bool(unlock),
     )
 
 
-def load_targets(conn: sqlite3.Connection, enrollment_ids: Sequence[int]) -> dict[int, Target]:
-    return {i: _target(row) for i, row in _target_rows(conn, enrollment_ids).items()}
+def _kind_args(ids: str, kind: Kind) -> dict[str, Any]:
+    return {"ids": ids, **{f"k{i}": value for i, value in enumerate(kind)}}
 
 
-def _refusal_problems(rows: Mapping[int, TargetRow], refused: Mapping[int, str]) -> list[str]:
-    problems = []
-    for enrollment_id, reason in list(refused.items())[:MAX_REPORTED]:
-        row = rows.get(enrollment_id)
-        who = _target(row).describe() if row else f"enrollment {enrollment_id}"
-        problems.append(f"{who}: {reason}")
-    if len(refused) > MAX_REPORTED:
-        problems.append(f"... and {len(refused) - MAX_REPORTED} more refusals")
-    return problems
+def _members(conn: sqlite3.Connection, ids: str, kind: Kind) -> list[tuple[int, str, str]]:
+    return conn.execute(
+        f"SELECT e.id, e.udid, e.user_id {TARGETS_SQL} AND {KIND_MATCH} ORDER BY e.id",
+        _kind_args(ids, kind),
+    ).fetchall()
+
+
+def _who(udid: str, user_id: str) -> str:
+    return f"{udid} user {user_id}" if user_id else udid
 
 
 def send_command(
@@ -122,7 +126,12 @@ def send_command(
     priority: int = 0,
     expires_at: str | None = None,
 ) -> SendResult:
-    """Check ``description`` and queue it for each enrollment; CommandRejected if refused."""
+    """Check ``description`` and queue it for each enrollment; CommandRejected if refused.
+
+    The targets never pass through Python one by one: their kinds (what decides how the
+    command fits) are read grouped, the command is fitted once per kind, and each accepted
+    kind's rows are inserted by one INSERT ... SELECT.
+    """
     prepared = (
         description
         if isinstance(description, Prepared)
@@ -139,87 +148,127 @@ def send_command(
         raise CommandRejected("ClearPasscode needs the escrow key, which is not loaded")
     if not enrollment_ids:
         raise CommandInvalid(["name at least one target"])
-    rows = _target_rows(conn, enrollment_ids)
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in enrollment_ids):
+        raise CommandInvalid(["targets must be enrollment ids (integers)"])
+    ids = json.dumps(sorted(set(enrollment_ids)))
     result = SendResult()
     for warning in prepared.warnings:
         result.warnings[warning] = []
-    fitted_by_kind: dict[tuple[Any, ...], Fitted] = {}
-    accepted: list[tuple[TargetRow, Fitted]] = []
-    for enrollment_id in dict.fromkeys(enrollment_ids):
-        row = rows.get(enrollment_id)
-        if row is None:
-            result.refused[enrollment_id] = "no such enrollment"
-            continue
-        kind = row[3:]  # rows alike from here on fit the command alike (catalog.fit_key)
-        fitted = fitted_by_kind.get(kind)
-        if fitted is None:
-            fitted = fitted_by_kind[kind] = fit(prepared, _target(row))
+    problems: list[str] = []
+    groups = conn.execute(
+        f"SELECT {', '.join(KIND_COLUMNS)}, count(*) {TARGETS_SQL} "
+        f"GROUP BY {', '.join(str(i + 1) for i in range(len(KIND_COLUMNS)))}",
+        {"ids": ids},
+    ).fetchall()
+    accepted: list[tuple[Kind, Fitted]] = []
+    count = 0
+    for *columns, members in groups:
+        kind = cast(Kind, tuple(columns))
+        fitted = fit(prepared, _kind_target(kind))
         if fitted.command is None:
-            result.refused[enrollment_id] = fitted.refusal or "refused"
-            continue
-        for warning in fitted.warnings:
-            result.warnings.setdefault(warning, []).append(enrollment_id)
-        accepted.append((row, fitted))
-    if result.refused and not partial:
-        raise CommandInvalid(_refusal_problems(rows, result.refused))
-    if not accepted:
-        raise CommandInvalid(_refusal_problems(rows, result.refused) or ["no targets"])
+            for enrollment_id, udid, user_id in _members(conn, ids, kind):
+                result.refused[enrollment_id] = fitted.refusal or "refused"
+                problems.append(f"{_who(udid, user_id)}: {fitted.refusal}")
+        else:
+            accepted.append((kind, fitted))
+            count += members
+    for (enrollment_id,) in conn.execute(
+        "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT id FROM enrollments)", (ids,)
+    ):
+        result.refused[enrollment_id] = "no such enrollment"
+        problems.append(f"enrollment {enrollment_id}: no such enrollment")
+    if (problems and not partial) or not accepted:
+        shown = problems[:MAX_REPORTED]
+        if len(problems) > MAX_REPORTED:
+            shown.append(f"... and {len(problems) - MAX_REPORTED} more refusals")
+        raise CommandInvalid(shown or ["no targets"])
+    subject = _members(conn, ids, accepted[0][0])[0][1] if count == 1 else None
     event_id = result.event_id = record_event(
         conn,
         "command.queued",
         actor=actor,
-        subject=accepted[0][0][1] if len(accepted) == 1 else None,
+        subject=subject,
         detail={
             "request_type": prepared.request_type,
-            "targets": len(accepted),
+            "targets": count,
             "refused": len(result.refused),
             "unchecked": prepared.spec is None,
         },
     )
-    uuids = command_uuids(len(accepted))
     now = utc_timestamp()
-    common = (prepared.request_type, priority, now, expires_at, now, event_id)
+    queued: list[tuple[int, str]] = []
     if clear_passcode:
         assert escrow is not None
-        sealed_rows = [
-            (
-                command_uuid,
-                row[0],
-                _clear_passcode_payload(
-                    conn, escrow, _target(row), fitted.command or {}, command_uuid, actor
-                ),
-            )
-            for (row, fitted), command_uuid in zip(accepted, uuids, strict=True)
-        ]
-        conn.executemany(
-            "INSERT INTO commands (uuid, enrollment_id, payload, request_type, priority, state, "
-            "created_at, expires_at, updated_at, batch_event_id, sealed) "
-            "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, 1)",
-            [(*sealed_row, *common) for sealed_row in sealed_rows],
+        queued = _queue_sealed(
+            conn, escrow, ids, accepted, actor, (priority, now, expires_at, event_id)
         )
     else:
-        # One shared body per fitted command; the rows go in as one JSON array per body, so
-        # SQLite expands them in C rather than binding eleven parameters per row in Python.
-        by_body: dict[int, list[tuple[str, int]]] = {}
-        bodies: dict[int, int] = {}
-        for (row, fitted), command_uuid in zip(accepted, uuids, strict=True):
-            body_id = bodies.get(id(fitted))
-            if body_id is None:
-                assert fitted.command is not None
-                body_id = bodies[id(fitted)] = _store_body(conn, fitted.command)
-            by_body.setdefault(body_id, []).append((command_uuid, row[0]))
-        for body_id, pairs in by_body.items():
-            conn.execute(
+        prefix, start = uuid_prefix(), counter_start()
+        for kind, fitted in accepted:
+            assert fitted.command is not None
+            body_id = _store_body(conn, fitted.command)
+            rows = conn.execute(
                 "INSERT INTO commands (uuid, enrollment_id, payload, request_type, priority, "
                 "state, created_at, expires_at, updated_at, batch_event_id, body_id) "
-                "SELECT value ->> 0, value ->> 1, x'', ?, ?, 'queued', ?, ?, ?, ?, ? "
-                "FROM json_each(?)",
-                (*common, body_id, json.dumps(pairs)),
-            )
-    result.queued = {
-        row[0]: command_uuid for (row, _), command_uuid in zip(accepted, uuids, strict=True)
-    }
+                f"SELECT :prefix || {UUID_TAIL_SQL}, id, x'', :request_type, :priority, "
+                "'queued', :now, :expires_at, :now, :event_id, :body_id "
+                "FROM (SELECT e.id AS id, row_number() OVER (ORDER BY e.id) AS n "
+                f"{TARGETS_SQL} AND {KIND_MATCH}) RETURNING enrollment_id, uuid",
+                {
+                    **_kind_args(ids, kind),
+                    "prefix": prefix,
+                    "start": start + len(queued),
+                    "request_type": prepared.request_type,
+                    "priority": priority,
+                    "now": now,
+                    "expires_at": expires_at,
+                    "event_id": event_id,
+                    "body_id": body_id,
+                },
+            ).fetchall()
+            queued.extend(rows)
+            for warning in fitted.warnings:
+                result.warnings.setdefault(warning, []).extend(i for i, _ in rows)
+    result.queued = dict(sorted(queued))
     return result
+
+
+def _queue_sealed(
+    conn: sqlite3.Connection,
+    escrow: Escrow,
+    ids: str,
+    accepted: list[tuple[Kind, Fitted]],
+    actor: str,
+    common: tuple[int, str, str | None, int],
+) -> list[tuple[int, str]]:
+    """ClearPasscode: one payload per device, each carrying its own UnlockToken, sealed."""
+    priority, now, expires_at, event_id = common
+    queued = []
+    for kind, fitted in accepted:
+        for enrollment_id, udid, user_id in _members(conn, ids, kind):
+            command_uuid = str(uuidlib.uuid4()).upper()
+            target = Target(enrollment_id, udid, user_id)
+            payload = _clear_passcode_payload(
+                conn, escrow, target, fitted.command or {}, command_uuid, actor
+            )
+            conn.execute(
+                "INSERT INTO commands (uuid, enrollment_id, payload, request_type, priority, "
+                "state, created_at, expires_at, updated_at, batch_event_id, sealed) "
+                "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, 1)",
+                (
+                    command_uuid,
+                    enrollment_id,
+                    payload,
+                    CLEAR_PASSCODE,
+                    priority,
+                    now,
+                    expires_at,
+                    now,
+                    event_id,
+                ),
+            )
+            queued.append((enrollment_id, command_uuid))
+    return queued
 
 
 def _store_body(conn: sqlite3.Connection, command: Mapping[str, Any]) -> int:
