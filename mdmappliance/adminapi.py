@@ -21,9 +21,11 @@ from twisted.web.resource import IResource, Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from mdmappliance._version import __version__
+from mdmappliance.commands.send import resolve_udids
 from mdmappliance.enrollment import create_link, list_links, parse_duration, revoke_link
-from mdmappliance.events import utc_timestamp
+from mdmappliance.events import record_event, utc_timestamp
 from mdmappliance.lifecycle import retire_device, revoke_device
+from mdmappliance.pusher import PushService
 from mdmappliance.queue import CommandRejected
 from mdmappliance.store import Store
 
@@ -81,6 +83,10 @@ class BearerAuth(Resource):
         return result
 
 
+def _audit_push(conn: Any, actor: str, detail: dict[str, Any]) -> None:
+    record_event(conn, "push.requested", actor=actor, detail=detail)
+
+
 class AdminAPI:
     """The admin routes, bound to the store and the clock they report on."""
 
@@ -95,8 +101,10 @@ class AdminAPI:
         link_url: Callable[[str], str] = lambda token: token,
         link_lifetime: datetime.timedelta = datetime.timedelta(days=7),
         profile_identifier: str = "mdmappliance.enrollment",
+        push: PushService | None = None,
     ) -> None:
         self.profile_identifier = profile_identifier
+        self.push = push
         self.store = store
         self.clock = clock
         self.started_at = started_at
@@ -115,9 +123,14 @@ class AdminAPI:
         checked = self.store.schema_version()
         checked.addTimeout(HEALTH_DB_TIMEOUT, self.clock)
 
+        body["apns"] = self.push.status() if self.push is not None else {"enabled": False}
+
         def healthy(version: int) -> bytes:
-            body["status"] = "ok"
             body["database"] = {"ok": True, "schema_version": version}
+            if "alert" in body["apns"]:
+                body["status"] = "degraded"  # loud: every push has stopped
+                return write_json(request, 503, body)
+            body["status"] = "ok"
             return write_json(request, 200, body)
 
         def unhealthy(failure: Failure) -> bytes:
@@ -212,6 +225,37 @@ class AdminAPI:
         return write_json(
             request, 200, {"udid": udid, "state": state, "command_uuid": command_uuid}
         )
+
+    @app.route("/v1/push", methods=["POST"])
+    async def push_devices(self, request: IRequest) -> bytes:
+        """Push named devices (``{"udids": [...]}``) or every pushable one (``{"all": true}``)."""
+        body, errors = _json_body(request)
+        udids = body.get("udids", [])
+        everyone = body.get("all", False)
+        if not isinstance(everyone, bool):
+            errors.append("all: must be true or false")
+        if not isinstance(udids, list) or not all(isinstance(u, str) and u for u in udids):
+            errors.append("udids: must be an array of UDID strings")
+        elif not udids and not everyone:
+            errors.append("udids: name at least one device, or give all: true")
+        elif udids and everyone:
+            errors.append("udids: give either udids or all, not both")
+        errors += [f"{key}: unknown field" for key in sorted(set(body) - {"udids", "all"})]
+        if errors:
+            return write_json(request, 400, {"errors": errors})
+        if self.push is None:
+            return write_json(request, 409, {"error": "no push certificate is installed"})
+        if self.push.pusher.blocked:
+            return write_json(request, 409, {"error": self.push.pusher.blocked})
+        await self.store.transaction(
+            _audit_push, "api:admin", {"all": True} if everyone else {"udids": udids}
+        )
+        if everyone:
+            count = await self.push.pusher.push_all()
+            return write_json(request, 202, {"pushed": count})
+        found, unknown = await self.store.run(resolve_udids, udids)
+        self.push.pusher.request(found.values())
+        return write_json(request, 202, {"requested": sorted(found), "unknown": unknown})
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:

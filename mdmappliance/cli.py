@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mdmappliance import cli_pushcert
 from mdmappliance._version import __version__
 from mdmappliance.config import LOG_FORMATS, Config, load_config, render_example
 from mdmappliance.errors import ApplianceError
@@ -304,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (create, listing, revoke):
         command.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
         command.add_argument("--json", action="store_true", help="machine-readable output")
+    cli_pushcert.add_parser(sub, DEFAULT_CONFIG)
     return parser
 
 

@@ -665,6 +665,7 @@ def _resolve_paths(config: Config) -> Config:
         admin=paths_of(config.admin),
         device=paths_of(config.device),
         enrollment=paths_of(config.enrollment),
+        apns=paths_of(config.apns),
     )
 
 
@@ -762,6 +763,7 @@ def _cross_check(config: Config) -> Config:
     warnings += _private_key_mode_warning("admin.api_key_file", key_path)
     warnings += _check_device(config)
     warnings += _check_enrollment(config)
+    warnings += _check_apns(config)
     return dataclasses.replace(config, warnings=tuple(warnings))
 
 
@@ -777,11 +779,51 @@ def _check_enrollment(config: Config) -> list[str]:
             "the enrollment listener needs its own port (it asks for no client certificate)",
         )
     warnings = _private_key_mode_warning("enrollment.signing_key", e.signing_key)
-    if not config.device.topic:
+    if not config.push_topic():
         warnings.append(
-            "device.topic is empty: enrollment profiles cannot be served until a "
-            "push topic is configured"
+            "no push topic (device.topic is empty and there is no push certificate): "
+            "enrollment profiles cannot be served until `mdmappliance pushcert import`"
         )
+    return warnings
+
+
+def _check_apns(config: Config) -> list[str]:
+    from mdmappliance.pushcert import PushCertError, read_push_certificate
+
+    a = config.apns
+    ca_file = config.apns_ca_file()
+    if ca_file is not None:
+        _check_readable_file(config.path, "apns.ca_file", ca_file)
+        try:
+            pki.read_certificates(ca_file)
+        except pki.PKIError as e:
+            raise ConfigError(config.path, "apns.ca_file", str(e)) from None
+    if not a.cert_file.exists():
+        if not config.device.topic:
+            return []  # the missing push topic is already warned about, with the remedy
+        return [
+            f"apns.cert_file: {a.cert_file} does not exist: no pushes until "
+            "`mdmappliance pushcert import` (devices are still served when they poll)"
+        ]
+    _check_pair(config, "apns.cert_file", a.cert_file, "apns.key_file", a.key_file)
+    try:
+        push = read_push_certificate(a.cert_file)
+    except PushCertError as e:
+        raise ConfigError(config.path, "apns.cert_file", str(e)) from None
+    if config.device.topic and config.device.topic != push.topic:
+        raise ConfigError(
+            config.path,
+            "device.topic",
+            f"is {config.device.topic!r} but the push certificate's topic is {push.topic!r}; "
+            "leave device.topic empty to use the certificate's",
+        )
+    warnings = _private_key_mode_warning("apns.key_file", a.key_file)
+    days = push.days_left()
+    if days < 0:
+        expired = push.not_after
+        warnings.append(f"apns.cert_file: the push certificate expired on {expired:%Y-%m-%d}")
+    elif days < 30:
+        warnings.append(f"apns.cert_file: the push certificate expires in {days:.0f} days")
     return warnings
 
 

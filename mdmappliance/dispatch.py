@@ -187,6 +187,7 @@ def handle_token_update(
     )
     if channel.is_user:
         enr.touch(conn, device.id)
+    enr.touch(conn, target.id)
     _checkin_event(
         conn,
         "checkin.token_update",

@@ -184,7 +184,16 @@ def bind_identity(conn: sqlite3.Connection, udid: str, identity: DeviceIdentity)
 
 
 def touch(conn: sqlite3.Connection, enrollment_id: int) -> None:
-    """Record that this enrollment was just heard from."""
+    """Record that this enrollment was just heard from (an inactive one is active again)."""
     conn.execute(
         "UPDATE enrollments SET last_seen = ? WHERE id = ?", (utc_timestamp(), enrollment_id)
     )
+    woke = conn.execute(
+        "UPDATE enrollments SET inactive_since = NULL WHERE id = ? AND inactive_since IS NOT "
+        "NULL RETURNING udid",
+        (enrollment_id,),
+    ).fetchone()
+    if woke is not None:
+        record_event(
+            conn, "enrollment.active", subject=woke[0], detail={"enrollment_id": enrollment_id}
+        )

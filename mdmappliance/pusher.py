@@ -22,12 +22,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock, gatherResults
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from mdmappliance.apns import ConnectionGone, Push, PushAnswer
 from mdmappliance.events import record_event, utc_timestamp
+from mdmappliance.pushcert import WARN_DAYS, PushCertificate
 from mdmappliance.store import Store
 
 log = Logger()
@@ -287,3 +289,50 @@ class Pusher:
                 call.cancel()
         self._flush_call = None
         self._retry_calls.clear()
+
+
+class PushService(Service):
+    """The APNs connection and the pusher, started and stopped with the appliance."""
+
+    name = "apns"
+
+    def __init__(self, client: Any, pusher: Pusher, certificate: PushCertificate) -> None:
+        self.client = client
+        self.pusher = pusher
+        self.certificate = certificate
+
+    def startService(self) -> None:
+        super().startService()
+        self.client.start()
+        days = self.certificate.days_left()
+        if days < WARN_DAYS:
+            log.warn(
+                "the push certificate for {topic} expires in {days:.0f} days ({date}); renew "
+                "it in the Apple Push Certificates Portal, then `mdmappliance pushcert import`",
+                topic=self.certificate.topic,
+                days=days,
+                date=self.certificate.not_after.date().isoformat(),
+            )
+
+    async def _stop(self) -> None:
+        self.pusher.stop()
+        await self.client.stop()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    def status(self) -> dict[str, Any]:
+        days = self.certificate.days_left()
+        status: dict[str, Any] = {
+            "enabled": True,
+            "topic": self.certificate.topic,
+            "certificate_expires": utc_timestamp(self.certificate.not_after),
+            "certificate_days_left": round(days, 1),
+            "pushes_by_status": dict(self.pusher.counts),
+        }
+        if self.pusher.blocked:
+            status["alert"] = self.pusher.blocked
+        elif days < WARN_DAYS:
+            status["warning"] = f"the push certificate expires in {days:.0f} days"
+        return status

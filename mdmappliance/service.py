@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 from mdmappliance import pki
 from mdmappliance._version import __version__
 from mdmappliance.adminapi import AdminAPI
+from mdmappliance.apns import APNsClient
 from mdmappliance.commands.base import BuildContext
 from mdmappliance.commands.send import CommandSender
 from mdmappliance.config import Config
@@ -44,9 +45,12 @@ from mdmappliance.enrollchannel import EnrollmentEndpoint, ProfileFactory
 from mdmappliance.escrow import Escrow, read_key
 from mdmappliance.events import record_event
 from mdmappliance.identity import IdentityResolver
+from mdmappliance.inactivity import InactivityJob, inactivity_service
 from mdmappliance.lifecycle import RenewalJob, renewal_service
 from mdmappliance.listener import DrainingSite, ListenerService
 from mdmappliance.profiles import MDMSettings, ProfileSigner
+from mdmappliance.pushcert import read_push_certificate
+from mdmappliance.pusher import Pusher, PushService
 from mdmappliance.store import Store
 from mdmappliance.trust import TrustStore
 
@@ -118,6 +122,7 @@ def admin_listener(
     link_url: Callable[[str], str] = lambda token: token,
     link_lifetime: datetime.timedelta = datetime.timedelta(days=7),
     profile_identifier: str = "mdmappliance.enrollment",
+    push: PushService | None = None,
 ) -> ListenerService:
     """The admin API on plain HTTP at ``bind``:``port`` (0 picks a free port)."""
     api = AdminAPI(
@@ -127,6 +132,7 @@ def admin_listener(
         link_url=link_url,
         link_lifetime=link_lifetime,
         profile_identifier=profile_identifier,
+        push=push,
     )
     site = DrainingSite(api.resource(api_keys), max_body_bytes=1024 * 1024)
     site.displayTracebacks = False
@@ -183,7 +189,7 @@ def profile_factory(config: Config) -> ProfileFactory:
         organization=e.organization,
         trust_chain=profile_trust_chain(config),
         identity_lifetime=datetime.timedelta(days=e.identity_days),
-        settings=lambda: MDMSettings.from_config(config, config.device.topic),
+        settings=lambda: MDMSettings.from_config(config, config.push_topic()),
     )
 
 
@@ -218,7 +224,7 @@ def channel_policy(config: Config, reactor: Reactor) -> ChannelPolicy:
         digest = DigestAuthority(users, config.device.users_realm, reactor)
     return ChannelPolicy(
         escrow=Escrow(read_key(config.device.unlock_key_file)),
-        topic=config.device.topic,
+        topic=config.push_topic(),
         digest=digest,
     )
 
@@ -309,6 +315,17 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
     store.setServiceParent(top)
     admin_url = config.admin_url()
     LifecycleEvents(store, {"admin_url": admin_url}).setServiceParent(top)
+    push = push_service(config, reactor, store)
+    if push is not None:
+        push.setServiceParent(top)
+    inactivity = InactivityJob(
+        store,
+        push.pusher if push is not None else None,
+        reactor,
+        push_after=datetime.timedelta(hours=config.apns.inactive_push_hours),
+        inactive_after=datetime.timedelta(days=config.apns.inactive_days),
+    )
+    inactivity_service(inactivity, config.apns.inactivity_interval, reactor).setServiceParent(top)
     admin_listener(
         reactor,
         store,
@@ -319,6 +336,7 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
         link_url=config.enrollment_url,
         link_lifetime=datetime.timedelta(days=config.enrollment.link_days),
         profile_identifier=config.profile_identifier(),
+        push=push,
     ).setServiceParent(top)
     for listener in device_listeners(config, reactor, store):
         listener.setServiceParent(top)
@@ -331,7 +349,40 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
     return top
 
 
-def command_sender(config: Config, store: Store) -> CommandSender:
+def push_service(config: Config, reactor: Reactor, store: Store) -> PushService | None:
+    """APNs, when a push certificate is installed (else None: devices poll on their own)."""
+    a = config.apns
+    if not a.cert_file.exists():
+        log.warn(
+            "no push certificate ({path}): pushes are off until `mdmappliance pushcert import`",
+            path=str(a.cert_file),
+        )
+        return None
+    certificate = read_push_certificate(a.cert_file)
+    client = APNsClient(
+        reactor,
+        a.gateway,
+        a.cert_file.read_bytes(),
+        a.key_file.read_bytes(),
+        ca_file=config.apns_ca_file(),
+        ping_interval=a.ping_interval,
+        ping_timeout=a.ping_timeout,
+    )
+    pusher = Pusher(
+        store,
+        client,
+        reactor,
+        certificate.topic,
+        priority=a.priority,
+        expiration_seconds=a.expiration_hours * 3600,
+        coalesce_seconds=a.coalesce_seconds,
+        retries=a.retries,
+        retry_base_seconds=a.retry_base_seconds,
+    )
+    return PushService(client, pusher, certificate)
+
+
+def command_sender(config: Config, store: Store, push: PushService | None = None) -> CommandSender:
     """How the admin API and CLI queue commands: checked by the catalog, profiles signed
     with the profile-signing certificate on request, UnlockTokens from escrow."""
     signer = ProfileSigner.from_files(config)
@@ -340,6 +391,7 @@ def command_sender(config: Config, store: Store) -> CommandSender:
         context=BuildContext(own_profile_identifier=config.profile_identifier()),
         sign_profile=signer.sign,
         escrow=Escrow(read_key(config.device.unlock_key_file)),
+        pusher=push.pusher if push is not None else None,
     )
 
 

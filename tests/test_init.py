@@ -102,7 +102,7 @@ class Init(TestCase):
         config = load_config(self.dir / "mdmappliance.toml")
         self.assertEqual(config.appliance.hostname, "mdm.example.com")
         self.assertEqual(len(config.warnings), 1, "only: no push topic configured yet")
-        self.assertIn("device.topic is empty", config.warnings[0])
+        self.assertIn("no push topic", config.warnings[0])
         self.assertGreaterEqual(len(config.read_admin_api_key()), 32)
         store = Store(config.store.path)
         store.open()

@@ -344,6 +344,7 @@ class CommandSender:
     context: BuildContext
     sign_profile: Any = None
     escrow: Escrow | None = None
+    pusher: Any = None  # a pusher.Pusher, when a push certificate is installed
 
     def send(
         self,
@@ -352,15 +353,24 @@ class CommandSender:
         *,
         actor: str,
         sign_profile: bool = False,
+        push: bool = True,
         **options: Any,
     ) -> Any:
-        """``send_command`` in one store transaction (a Deferred of its SendResult)."""
+        """``send_command`` in one store transaction (a Deferred of its SendResult); then,
+        with ``push``, the targets are pushed so that they poll for it."""
         context = self.context
         if sign_profile:
             if self.sign_profile is None:
                 raise CommandRejected("no profile signer is configured")
             context = BuildContext(context.own_profile_identifier, self.sign_profile)
         prepared = prepare(description, context, unchecked=options.pop("unchecked", False))
-        return self.store.transaction(
+        sent = self.store.transaction(
             send_command, enrollment_ids, prepared, actor=actor, escrow=self.escrow, **options
         )
+        if push and self.pusher is not None:
+            sent.addCallback(self._push)
+        return sent
+
+    def _push(self, result: SendResult) -> SendResult:
+        self.pusher.request(result.queued)
+        return result
