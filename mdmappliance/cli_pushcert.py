@@ -44,6 +44,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         with offline_store(config) as store:
             in_use = store.transaction_now(topics_in_use)
             plan = check_import(certificate, key, in_use, force=args.force)
+            if config.device.topic and config.device.topic != plan.topic:
+                raise PushCertError(
+                    f"[device] topic in {config.path} is {config.device.topic!r}, not this "
+                    f"certificate's {plan.topic!r}; empty it to use the certificate's topic"
+                )
             write_push_identity(plan, config.apns.cert_file, config.apns.key_file)
             store.transaction_now(_record_import, plan, _cli_actor(), record_event)
     except (PushCertError, OSError) as e:
