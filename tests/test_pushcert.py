@@ -156,7 +156,7 @@ class Import(TestCase):
         self.assertIn("warning: the certificate expires in", out)
         self.assertIn("expires in", " ".join(load_config(self.config_path).warnings))
         expired = testdata("nanomdm/test/e2e/testdata/push.pem")
-        status, _, err = self.import_(str(expired), str(key))
+        status, _, _err = self.import_(str(expired), str(key))
         self.assertEqual(status, 1)
 
 
@@ -171,7 +171,7 @@ class VendorSigning(TestCase):
         )
 
     def test_csr_then_vendor_signature_verify_with_openssl(self) -> None:
-        status, out, err = run_cli(
+        status, _, err = run_cli(
             "pushcert", "csr", "--out", str(self.dir), "--organization", "Example"
         )
         self.assertEqual(status, 0, err)
@@ -189,7 +189,7 @@ class VendorSigning(TestCase):
             ("root.pem", pki.certificate_pem(root.certificate)),
         ):
             (self.dir / name).write_bytes(data)
-        status, out, err = run_cli(
+        status, _out, err = run_cli(
             "pushcert",
             "vendor-sign",
             "--csr",
