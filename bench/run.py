@@ -2,7 +2,8 @@
 
 - store: committed transactions per second through the Deferred API, FULL vs NORMAL sync;
 - admin: ``GET /v1/health`` requests per second over loopback with keep-alive;
-- commands: one command queued for 10,000 and 100,000 enrollments in one call.
+- commands: one command queued for 10,000 and 100,000 enrollments in one call;
+- apns: pushes per second to 10,000 enrollments through one HTTP/2 connection.
 
 Each runs a bounded number of operations on loopback and in a temporary directory.
 """
@@ -22,6 +23,7 @@ import treq
 from twisted.internet import defer, task
 from twisted.web.client import HTTPConnectionPool
 
+from bench.apns import bench_apns
 from bench.commands import bench_commands
 from bench.device_channel import bench_device_channel
 from mdmappliance.events import record_event
@@ -105,6 +107,7 @@ async def main(_: Any) -> None:
                 await bench_store(directory, synchronous, in_flight)
         await bench_health(directory)
         await bench_commands(directory)
+        await bench_apns()
     await bench_device_channel()
 
 

@@ -45,6 +45,7 @@ from twisted.python.failure import Failure
 log = Logger()
 
 MAX_ATTEMPTS_PER_PUSH = 5
+MAX_IN_FLIGHT = 250
 
 
 class ConnectionGone(Exception):
@@ -73,8 +74,6 @@ class Push:
             (b"apns-push-type", b"mdm"),
             (b"apns-priority", str(self.priority).encode("ascii")),
             (b"apns-expiration", str(self.expiration).encode("ascii")),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(self.body())).encode("ascii")),
         ]
 
     def body(self) -> bytes:
@@ -124,7 +123,15 @@ class APNsProtocol(Protocol):
         self.clock = clock
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
-        self.conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        # Outbound headers are ours and fixed in form: h2 need not re-validate every push.
+        self.conn = H2Connection(
+            H2Configuration(
+                client_side=True,
+                header_encoding=None,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
+        )
         self.streams: dict[int, _Stream] = {}
         self.waiting: deque[tuple[Push, Deferred[PushAnswer]]] = deque()
         self.settled = False  # the server's SETTINGS have arrived
@@ -195,8 +202,11 @@ class APNsProtocol(Protocol):
         return len(self.streams)
 
     def _capacity(self) -> int:
-        limit = self.conn.remote_settings.max_concurrent_streams
-        return max(0, int(limit) - self.conn.open_outbound_streams)
+        """Streams that may open now: the server's MAX_CONCURRENT_STREAMS, and at most
+        MAX_IN_FLIGHT of our own (h2 counts open streams by walking them all on every new
+        stream, so a thousand in flight costs more than it gains on one connection)."""
+        limit = min(int(self.conn.remote_settings.max_concurrent_streams), MAX_IN_FLIGHT)
+        return max(0, limit - len(self.streams))
 
     def _pump(self) -> None:
         if not self.settled or self.going_away or self.lost:

@@ -111,11 +111,19 @@ class FakeAPNs:
 class FakeAPNsProtocol(Protocol):
     def __init__(self, server: FakeAPNs) -> None:
         self.server = server
-        self.conn = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        self.conn = H2Connection(
+            H2Configuration(
+                client_side=False,
+                header_encoding=None,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
+        )
         self.headers: dict[int, dict[str, str]] = {}
         self.bodies: dict[int, bytearray] = {}
         self.count = 0
         self.gone = False
+        self._topic: str | None = None
 
     def connectionMade(self) -> None:
         self.server.connections += 1
@@ -131,6 +139,12 @@ class FakeAPNsProtocol(Protocol):
             self.transport.write(self.conn.data_to_send())
 
     def topic(self) -> str:
+        """The client certificate's topic (read once per connection)."""
+        if self._topic is None:
+            self._topic = self._read_topic()
+        return self._topic
+
+    def _read_topic(self) -> str:
         peer: Any = ISSLTransport(self.transport).getPeerCertificate()
         uids = peer.to_cryptography().subject.get_attributes_for_oid(NameOID.USER_ID)
         return str(uids[0].value) if uids else ""

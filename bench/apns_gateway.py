@@ -1,0 +1,37 @@
+"""The local APNs test server as its own process, for the push benchmark.
+
+``python bench/apns_gateway.py DIR PORTFILE``: serves on 127.0.0.1 with the push PKI in DIR
+(made by ``tests.pushcerts.make_push_pki``), writes its port to PORTFILE, answers 200.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from twisted.internet import reactor
+
+from tests.apns_server import FakeAPNs
+
+
+def main() -> None:
+    directory, port_file = Path(sys.argv[1]), Path(sys.argv[2])
+    server = FakeAPNs(max_concurrent_streams=1000)
+    server.answer = lambda request: _ok()
+    port = server.listen(
+        directory / "gateway.pem", directory / "gateway.key", directory / "push-ca.pem"
+    )
+    port_file.write_text(str(port))
+    reactor.run()  # type: ignore[attr-defined]
+
+
+def _ok():  # type: ignore[no-untyped-def]
+    from tests.apns_server import Reply
+
+    return Reply(200)
+
+
+if __name__ == "__main__":
+    main()
