@@ -9,6 +9,7 @@ own process), with the memory this process used. Target: at least 5,000 pushes/s
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ def rss_mib() -> float:
     return 0.0
 
 
-def _fleet(conn, count: int) -> None:  # type: ignore[no-untyped-def]
+def _fleet(conn: sqlite3.Connection, count: int) -> None:
     now = utc_timestamp()
     conn.executemany(
         "INSERT INTO devices (udid, first_seen, updated_at) VALUES (?, ?, ?)",

@@ -13,24 +13,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from twisted.internet import reactor
 
-from tests.apns_server import FakeAPNs
+from tests.apns_server import FakeAPNs, Reply
 
 
 def main() -> None:
     directory, port_file = Path(sys.argv[1]), Path(sys.argv[2])
     server = FakeAPNs(max_concurrent_streams=1000)
-    server.answer = lambda request: _ok()
+    server.answer = lambda request: Reply(200)
     port = server.listen(
         directory / "gateway.pem", directory / "gateway.key", directory / "push-ca.pem"
     )
     port_file.write_text(str(port))
-    reactor.run()  # type: ignore[attr-defined]
-
-
-def _ok():  # type: ignore[no-untyped-def]
-    from tests.apns_server import Reply
-
-    return Reply(200)
+    reactor.run()
 
 
 if __name__ == "__main__":
