@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock, gatherResults
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from mdmappliance.apns import ConnectionGone, Push, PushAnswer
@@ -35,6 +36,7 @@ from mdmappliance.store import Store
 log = Logger()
 
 CHUNK = 1000
+EXPIRY_CHECK_SECONDS = 86400.0
 MAX_RETRY_DELAY = 300.0
 INVALIDATING_400 = ("BadDeviceToken", "DeviceTokenNotForTopic")
 
@@ -296,16 +298,37 @@ class PushService(Service):
 
     name = "apns"
 
-    def __init__(self, client: Any, pusher: Pusher, certificate: PushCertificate) -> None:
+    def __init__(
+        self,
+        client: Any,
+        pusher: Pusher,
+        certificate: PushCertificate,
+        clock: IReactorTime | None = None,
+    ) -> None:
         self.client = client
         self.pusher = pusher
         self.certificate = certificate
+        self.expiry_check = LoopingCall(self.check_expiry)
+        self.expiry_check.clock = clock or pusher.clock
 
     def startService(self) -> None:
         super().startService()
         self.client.start()
-        days = self.certificate.days_left()
-        if days < WARN_DAYS:
+        self.expiry_check.start(EXPIRY_CHECK_SECONDS, now=True)
+
+    def check_expiry(self) -> None:
+        """Warn in the log every day from 30 days before the push certificate expires."""
+        now = datetime.datetime.fromtimestamp(self.expiry_check.clock.seconds(), datetime.UTC)
+        days = self.certificate.days_left(now)
+        if days < 0:
+            log.critical(
+                "the push certificate for {topic} EXPIRED on {date}: no device can be pushed; "
+                "renew it in the Apple Push Certificates Portal, then `mdmappliance pushcert "
+                "import`",
+                topic=self.certificate.topic,
+                date=self.certificate.not_after.date().isoformat(),
+            )
+        elif days < WARN_DAYS:
             log.warn(
                 "the push certificate for {topic} expires in {days:.0f} days ({date}); renew "
                 "it in the Apple Push Certificates Portal, then `mdmappliance pushcert import`",
@@ -315,6 +338,8 @@ class PushService(Service):
             )
 
     async def _stop(self) -> None:
+        if self.expiry_check.running:
+            self.expiry_check.stop()
         self.pusher.stop()
         await self.client.stop()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -317,3 +317,51 @@ class Outcomes(APNsCase):
         self.assertEqual(await pusher.push_all(), 25)
         self.assertEqual(len({r.token for r in self.server.received}), 25)
         self.assertEqual({self.state(i)[0] for i in ids}, {"sent"})
+
+
+class ExpiryWarnings(SynchronousTestCase):
+    """From 30 days before expiry, the log warns every day; after it, loudly."""
+
+    def test_daily_warning_then_critical(self) -> None:
+        from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+
+        from mdmappliance import pki
+        from mdmappliance.pushcert import PushCertificate
+        from mdmappliance.pusher import PushService
+        from tests.pushcerts import push_certificate
+
+        pair = push_certificate(pki.create_ca("Test Apple Push CA"), days=30.5)
+        certificate = PushCertificate(pair.certificate, "com.apple.mgmt.External.x")
+        clock = task.Clock()
+        clock.advance(time_now())
+        seen: list[tuple[Any, str]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if "push certificate" in str(event.get("log_format", "")):
+                seen.append((event["log_level"], event["log_format"]))
+
+        observer = cast(ILogObserver, observe)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+        class Connection:
+            def start(self) -> None: ...
+
+            async def stop(self) -> None: ...
+
+        pusher = Pusher(None, Connection(), clock, certificate.topic)  # type: ignore[arg-type]
+        service = PushService(Connection(), pusher, certificate, clock)
+        service.startService()
+        self.assertEqual(seen, [], "30.5 days left: quiet")
+        clock.advance(86400)
+        self.assertEqual([level for level, _ in seen], [LogLevel.warn])
+        clock.advance(86400 * 31)
+        self.assertEqual(seen[-1][0], LogLevel.critical)
+        self.assertIn("EXPIRED", seen[-1][1])
+        service.stopService()
+
+
+def time_now() -> float:
+    import time
+
+    return time.time()
