@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
-from typing import Any
 
 from twisted.application.internet import TimerService
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from mdmappliance.events import record_event, utc_timestamp
+from mdmappliance.jobs import PeriodicJob, timer_service
 from mdmappliance.pusher import Pusher
 from mdmappliance.store import Store
 
@@ -54,8 +53,10 @@ def mark_inactive(conn: sqlite3.Connection, seen_before: str) -> int:
     return len(rows)
 
 
-class InactivityJob:
+class InactivityJob(PeriodicJob):
     """Never raises: a failure is logged and the job runs again next time."""
+
+    description = "inactive-device job"
 
     def __init__(
         self,
@@ -70,9 +71,6 @@ class InactivityJob:
         self.clock = clock
         self.push_after = push_after
         self.inactive_after = inactive_after
-
-    def now(self) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.UTC)
 
     async def run_once(self) -> tuple[int, int]:
         """(enrollments pushed, enrollments newly marked inactive)."""
@@ -96,14 +94,6 @@ class InactivityJob:
             )
         return pushed, marked
 
-    def __call__(self) -> Deferred[Any]:
-        done = Deferred.fromCoroutine(self.run_once())
-        done.addErrback(lambda f: log.failure("inactive-device job failed", f))
-        return done
-
 
 def inactivity_service(job: InactivityJob, interval: float, clock: IReactorTime) -> TimerService:
-    service = TimerService(interval, job)
-    service.clock = clock
-    service.setName("inactivity")
-    return service
+    return timer_service(job, interval, clock, "inactivity")

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from mdmappliance.enrollchannel import ProfileFactory
 from mdmappliance.enrollment import record_issued
 from mdmappliance.events import record_event, utc_timestamp
+from mdmappliance.jobs import PeriodicJob, timer_service
 from mdmappliance.queue import CommandRejected, enqueue
 from mdmappliance.store import Store
 
@@ -96,8 +97,10 @@ def queue_renewal(
     return command_uuid
 
 
-class RenewalJob:
+class RenewalJob(PeriodicJob):
     """Finds identities due for renewal and queues their renewal; never raises."""
+
+    description = "identity renewal job"
 
     def __init__(
         self,
@@ -112,9 +115,6 @@ class RenewalJob:
         self.clock = clock
         self.window = window
         self._make = make or (lambda f: deferToThread(f))
-
-    def now(self) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.UTC)
 
     async def run_once(self) -> list[str]:
         cutoff = utc_timestamp(self.now() + self.window)
@@ -136,18 +136,9 @@ class RenewalJob:
             log.info("queued {count} identity renewal(s)", count=len(queued))
         return queued
 
-    def __call__(self) -> Deferred[Any]:
-        """For TimerService: a failure is logged, and the job runs again next time."""
-        done = Deferred.fromCoroutine(self.run_once())
-        done.addErrback(lambda f: log.failure("identity renewal job failed", f))
-        return done
-
 
 def renewal_service(job: RenewalJob, interval: float, clock: IReactorTime) -> TimerService:
-    service = TimerService(interval, job)
-    service.clock = clock
-    service.name = "identity-renewal"
-    return service
+    return timer_service(job, interval, clock, "identity-renewal")
 
 
 def revoke_device(conn: sqlite3.Connection, udid: str, actor: str) -> int:

@@ -165,6 +165,34 @@ class VendorSigning(TestCase):
         self.dir = Path(self.mktemp())
         self.dir.mkdir()
 
+    def vendor_material(self) -> tuple[pki.IssuedPair, pki.IssuedPair]:
+        """A stand-in Apple root and an MDM vendor signing certificate, written as files."""
+        root = pki.create_ca("Test Apple Root CA")
+        vendor = pki.issue_signing_certificate(root, "MDM Vendor: Example")
+        for name, data in (
+            ("vendor.pem", pki.certificate_pem(vendor.certificate)),
+            ("vendor.key", pki.private_key_pem(vendor.key)),
+            ("root.pem", pki.certificate_pem(root.certificate)),
+        ):
+            (self.dir / name).write_bytes(data)
+        return root, vendor
+
+    def vendor_sign(self, out: str) -> tuple[int, str, str]:
+        return run_cli(
+            "pushcert",
+            "vendor-sign",
+            "--csr",
+            str(self.dir / "push-request.csr"),
+            "--vendor-cert",
+            str(self.dir / "vendor.pem"),
+            "--vendor-key",
+            str(self.dir / "vendor.key"),
+            "--chain",
+            str(self.dir / "root.pem"),
+            "--out",
+            str(self.dir / out),
+        )
+
     def openssl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["openssl", *args], capture_output=True, text=True, timeout=60, cwd=self.dir
@@ -181,28 +209,8 @@ class VendorSigning(TestCase):
             self.openssl("req", "-in", "push-request.csr", "-verify", "-noout").returncode, 0
         )
 
-        root = pki.create_ca("Test Apple Root CA")
-        vendor = pki.issue_signing_certificate(root, "MDM Vendor: Example")
-        for name, data in (
-            ("vendor.pem", pki.certificate_pem(vendor.certificate)),
-            ("vendor.key", pki.private_key_pem(vendor.key)),
-            ("root.pem", pki.certificate_pem(root.certificate)),
-        ):
-            (self.dir / name).write_bytes(data)
-        status, _out, err = run_cli(
-            "pushcert",
-            "vendor-sign",
-            "--csr",
-            str(self.dir / "push-request.csr"),
-            "--vendor-cert",
-            str(self.dir / "vendor.pem"),
-            "--vendor-key",
-            str(self.dir / "vendor.key"),
-            "--chain",
-            str(self.dir / "root.pem"),
-            "--out",
-            str(self.dir / "PushCertWebRequest"),
-        )
+        root, vendor = self.vendor_material()
+        status, _out, err = self.vendor_sign("PushCertWebRequest")
         self.assertEqual(status, 0, err)
 
         request = plistlib.loads(base64.b64decode((self.dir / "PushCertWebRequest").read_bytes()))
@@ -256,26 +264,10 @@ class VendorSigning(TestCase):
         self.assertTrue(all(len(line) == 64 for line in body[:-1]))
         self.assertEqual(x509.load_pem_x509_certificate(text.encode()), root.certificate)
 
-    def test_a_tampered_csr_is_refused(self) -> None:
+    def test_a_vendor_key_of_another_certificate_is_refused(self) -> None:
         run_cli("pushcert", "csr", "--out", str(self.dir))
-        root = pki.create_ca("Test Apple Root CA")
-        vendor = pki.issue_signing_certificate(root, "MDM Vendor: Example")
-        (self.dir / "vendor.pem").write_bytes(pki.certificate_pem(vendor.certificate))
+        root, _ = self.vendor_material()
         (self.dir / "vendor.key").write_bytes(pki.private_key_pem(root.key))  # wrong key
-        (self.dir / "root.pem").write_bytes(pki.certificate_pem(root.certificate))
-        status, _, err = run_cli(
-            "pushcert",
-            "vendor-sign",
-            "--csr",
-            str(self.dir / "push-request.csr"),
-            "--vendor-cert",
-            str(self.dir / "vendor.pem"),
-            "--vendor-key",
-            str(self.dir / "vendor.key"),
-            "--chain",
-            str(self.dir / "root.pem"),
-            "--out",
-            str(self.dir / "out"),
-        )
+        status, _, err = self.vendor_sign("out")
         self.assertEqual(status, 1)
         self.assertIn("vendor key does not belong", err)

@@ -109,14 +109,20 @@ class Checker:
         self.out[key] = value
         return value
 
-    def boolean(self, key: str, *, required: bool = False) -> bool | None:
+    def _take(self, key: str, required: bool, kinds: type | tuple[type, ...], name: str) -> Any:
+        """The key's value if present and of ``kinds`` (a problem if not), else None."""
         value = self._get(key, required)
         if value is None:
             return None
-        if not isinstance(value, bool):
-            self.problem(key, f"must be a boolean, not {_kind(value)}")
+        if not isinstance(value, kinds):
+            self.problem(key, f"must be {name}, not {_kind(value)}")
             return None
-        self.out[key] = value
+        return value
+
+    def boolean(self, key: str, *, required: bool = False) -> bool | None:
+        value: bool | None = self._take(key, required, bool, "a boolean")
+        if value is not None:
+            self.out[key] = value
         return value
 
     def integer(
@@ -189,11 +195,8 @@ class Checker:
         return list(value)
 
     def dictionary(self, key: str, *, required: bool = False) -> dict[str, Any] | None:
-        value = self._get(key, required)
+        value: dict[str, Any] | None = self._take(key, required, dict, "a dictionary")
         if value is None:
-            return None
-        if not isinstance(value, dict):
-            self.problem(key, f"must be a dictionary, not {_kind(value)}")
             return None
         bad = [k for k in value if not isinstance(k, str)]
         if bad:
@@ -204,11 +207,8 @@ class Checker:
 
     def nested(self, key: str, *, required: bool = False) -> Checker | None:
         """A checker for a dictionary-valued key whose own keys the spec lists."""
-        value = self._get(key, required)
+        value = self._take(key, required, dict, "a dictionary")
         if value is None:
-            return None
-        if not isinstance(value, dict):
-            self.problem(key, f"must be a dictionary, not {_kind(value)}")
             return None
         return Checker(value, f"{self.name(key)}.", self.context)
 

@@ -25,6 +25,7 @@ from mdmappliance.commands.base import (
     json_safe,
     no_keys,
 )
+from mdmappliance.messages import DEVICE_FACTS
 
 STRING, NUMBER, BOOL, STRINGS = "string", "number", "boolean", "array of strings"
 
@@ -100,15 +101,7 @@ MAC_QUERIES = frozenset(
 
 #: Answers kept in the device record's own columns (the rest stay in its facts).
 COLUMNS = {
-    "SerialNumber": "serial_number",
-    "Model": "model",
-    "ModelName": "model_name",
-    "ProductName": "product_name",
-    "DeviceName": "device_name",
-    "OSVersion": "os_version",
-    "BuildVersion": "build_version",
-    "IMEI": "imei",
-    "MEID": "meid",
+    **DEVICE_FACTS,  # the columns Authenticate fills too
     "IsSupervised": "supervised",
     "IsActivationLockEnabled": "activation_lock",
 }
