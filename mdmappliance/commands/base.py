@@ -407,3 +407,15 @@ def by_identifier(
             raise ResultInvalid(f"every entry needs a string {key}")
         keyed[identifier] = json_safe(entry)
     return keyed
+
+
+def one_answer(key: str, choices: tuple[str, ...]) -> Parser:
+    """A parser for an answer that is one string of a fixed set (MirroringResult, ...)."""
+
+    def parse(result: Mapping[str, Any], command: Mapping[str, Any]) -> Outcome:
+        value = result.get(key)
+        if value not in choices:
+            raise ResultInvalid(f"{key} must be one of {', '.join(choices)}")
+        return Outcome(summary={key: value})
+
+    return parse

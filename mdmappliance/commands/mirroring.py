@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
 
 from mdmappliance.commands.base import (
     Checker,
     CommandSpec,
     MacSupport,
-    Outcome,
-    ResultInvalid,
     no_keys,
+    one_answer,
 )
 
 MIRRORING_RESULTS = ("Prompting", "DestinationNotFound", "Cancelled", "Unknown")
@@ -42,20 +39,13 @@ def build_request(checker: Checker) -> None:
         checker.warn("both DestinationName and DestinationDeviceID given: the device uses the ID")
 
 
-def parse_request(result: Mapping[str, Any], command: Mapping[str, Any]) -> Outcome:
-    value = result.get("MirroringResult")
-    if value not in MIRRORING_RESULTS:
-        raise ResultInvalid(f"MirroringResult must be one of {', '.join(MIRRORING_RESULTS)}")
-    return Outcome(summary={"MirroringResult": value})
-
-
 SPECS = (
     CommandSpec(
         "RequestMirroring",
         "mirroring",
         build_request,
         mac=MacSupport.NONE,
-        parse=parse_request,
+        parse=one_answer("MirroringResult", MIRRORING_RESULTS),
     ),
     CommandSpec(
         "StopMirroring",

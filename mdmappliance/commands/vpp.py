@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from mdmappliance.commands import rights
-from mdmappliance.commands.base import Checker, CommandSpec, Outcome, ResultInvalid, https_url
+from mdmappliance.commands.base import Checker, CommandSpec, https_url, one_answer
 
 PROGRAMS = ("com.apple.cloudvpp",)
 INVITATION_RESULTS = ("Acknowledged", "InvalidProgramID", "InvalidInvitationURL")
@@ -17,19 +14,12 @@ def build(checker: Checker) -> None:
     checker.string("InvitationURL", required=True, max_len=2048, check=https_url)
 
 
-def parse(result: Mapping[str, Any], command: Mapping[str, Any]) -> Outcome:
-    value = result.get("InvitationResult")
-    if value not in INVITATION_RESULTS:
-        raise ResultInvalid(f"InvitationResult must be one of {', '.join(INVITATION_RESULTS)}")
-    return Outcome(summary={"InvitationResult": value})
-
-
 SPECS = (
     CommandSpec(
         "InviteToProgram",
         "vpp",
         build,
         rights=rights.APP_MANAGEMENT,
-        parse=parse,
+        parse=one_answer("InvitationResult", INVITATION_RESULTS),
     ),
 )
