@@ -7,10 +7,12 @@ routes exist.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hmac
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from klein import Klein
@@ -21,12 +23,25 @@ from twisted.web.resource import IResource, Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from mdmappliance._version import __version__
-from mdmappliance.commands.send import resolve_udids
+from mdmappliance.commands.base import CommandInvalid
+from mdmappliance.commands.inventory import command_status
+from mdmappliance.commands.send import CommandSender, resolve_udids
 from mdmappliance.enrollment import create_link, list_links, parse_duration, revoke_link
-from mdmappliance.events import record_event, utc_timestamp
+from mdmappliance.events import events_after, record_event, utc_timestamp
 from mdmappliance.lifecycle import retire_device, revoke_device
 from mdmappliance.pusher import PushService
-from mdmappliance.queue import CommandRejected
+from mdmappliance.queries import (
+    COMMAND_STATES,
+    DEVICE_STATES,
+    MAX_PAGE,
+    all_enrolled,
+    command_detail,
+    device_commands,
+    device_detail,
+    list_devices,
+    udids_of,
+)
+from mdmappliance.queue import CommandRejected, cancel
 from mdmappliance.store import Store
 
 HEALTH_DB_TIMEOUT = 2.0
@@ -44,6 +59,32 @@ def _json_body(request: IRequest) -> tuple[dict[str, Any], list[str]]:
     if not isinstance(body, dict):
         return {}, ["the body must be a JSON object"]
     return body, []
+
+
+class BadQuery(ValueError):
+    """A query parameter the route cannot use; its message names the parameter."""
+
+
+def _arg(request: IRequest, name: str, choices: tuple[str, ...] | None = None) -> str | None:
+    values = (request.args or {}).get(name.encode(), [])
+    if not values:
+        return None
+    try:
+        value: str = values[-1].decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadQuery(f"{name}: not UTF-8") from None
+    if choices is not None and value not in choices:
+        raise BadQuery(f"{name}: must be one of {', '.join(choices)}")
+    return value
+
+
+def _int_arg(request: IRequest, name: str, default: int, low: int, high: int) -> int:
+    value = _arg(request, name)
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise BadQuery(f"{name}: must be an integer from {low} to {high}")
+    return int(value)
 
 
 def write_json(request: IRequest, status: int, body: dict[str, Any]) -> bytes:
@@ -102,9 +143,11 @@ class AdminAPI:
         link_lifetime: datetime.timedelta = datetime.timedelta(days=7),
         profile_identifier: str = "mdmappliance.enrollment",
         push: PushService | None = None,
+        sender: CommandSender | None = None,
     ) -> None:
         self.profile_identifier = profile_identifier
         self.push = push
+        self.sender = sender
         self.store = store
         self.clock = clock
         self.started_at = started_at
@@ -256,6 +299,158 @@ class AdminAPI:
         found, unknown = await self.store.run(resolve_udids, udids)
         self.push.pusher.request(found.values())
         return write_json(request, 202, {"requested": sorted(found), "unknown": unknown})
+
+    @app.route("/v1/devices", methods=["GET"])
+    async def devices(self, request: IRequest) -> bytes:
+        try:
+            query = partial(
+                list_devices,
+                state=_arg(request, "state", DEVICE_STATES),
+                platform=_arg(request, "platform", ("ios", "macos", "tvos")),
+                serial=_arg(request, "serial"),
+                after=_int_arg(request, "cursor", 0, 0, 2**62),
+                limit=_int_arg(request, "limit", 100, 1, MAX_PAGE),
+            )
+        except BadQuery as e:
+            return write_json(request, 400, {"errors": [str(e)]})
+        found, cursor = await self.store.run(query)
+        return write_json(request, 200, {"devices": found, "next_cursor": cursor})
+
+    @app.route("/v1/devices/<string:udid>", methods=["GET"])
+    async def device(self, request: IRequest, udid: str) -> bytes:
+        found = await self.store.run(device_detail, udid)
+        if found is None:
+            return write_json(request, 404, {"error": f"no device {udid}"})
+        return write_json(request, 200, found)
+
+    @app.route("/v1/devices/<string:udid>/commands", methods=["GET"])
+    async def commands_of_device(self, request: IRequest, udid: str) -> bytes:
+        try:
+            state = _arg(request, "state", COMMAND_STATES)
+            after = _int_arg(request, "cursor", 0, 0, 2**62)
+            limit = _int_arg(request, "limit", 100, 1, MAX_PAGE)
+        except BadQuery as e:
+            return write_json(request, 400, {"errors": [str(e)]})
+        if await self.store.run(device_detail, udid) is None:
+            return write_json(request, 404, {"error": f"no device {udid}"})
+        found, cursor = await self.store.run(
+            partial(device_commands, udid=udid, state=state, after=after, limit=limit)
+        )
+        return write_json(request, 200, {"commands": found, "next_cursor": cursor})
+
+    @app.route("/v1/commands", methods=["POST"])
+    async def send_commands(self, request: IRequest) -> bytes:
+        """Queue one command for devices: ``{"udids": [...] | "all": true, "command": {...}}``."""
+        body, errors = _json_body(request)
+        options = {
+            key: body.get(key, False)
+            for key in (
+                "all",
+                "push",
+                "partial",
+                "sign_profile",
+                "confirm_clear_passcode",
+                "unchecked",
+            )
+        }
+        options["push"] = body.get("push", True)
+        for key, value in options.items():
+            if not isinstance(value, bool):
+                errors.append(f"{key}: must be true or false")
+        udids = body.get("udids", [])
+        if not isinstance(udids, list) or not all(isinstance(u, str) and u for u in udids):
+            errors.append("udids: must be an array of UDID strings")
+        elif bool(udids) == bool(options["all"]):
+            errors.append("udids: give the devices' UDIDs, or all: true (one of the two)")
+        command = body.get("command")
+        if not isinstance(command, dict):
+            errors.append("command: must be an object with a RequestType")
+        known = {"udids", "command", *options}
+        errors += [f"{key}: unknown field" for key in sorted(set(body) - known)]
+        if errors or self.sender is None:
+            return write_json(request, 400, {"errors": errors or ["commands are not available"]})
+        assert isinstance(command, dict)
+        if options["all"]:
+            targets, unknown = await self.store.run(all_enrolled), list[str]()
+            by_id: dict[int, str] = {}
+        else:
+            found, unknown = await self.store.run(resolve_udids, udids)
+            if unknown and not options["partial"]:
+                return write_json(
+                    request, 400, {"errors": [f"{u}: no such device" for u in unknown]}
+                )
+            targets, by_id = list(found.values()), {v: k for k, v in found.items()}
+        if not targets:
+            return write_json(request, 400, {"errors": ["no enrolled device to send to"]})
+        try:
+            result = await self.sender.send(
+                targets,
+                command,
+                actor=self.actor(request),
+                push=options["push"],
+                partial=options["partial"],
+                sign_profile=options["sign_profile"],
+                confirm_clear_passcode=options["confirm_clear_passcode"],
+                unchecked=options["unchecked"],
+            )
+        except CommandInvalid as e:
+            return write_json(request, 400, {"errors": e.problems})
+        except CommandRejected as e:
+            return write_json(request, 400, {"errors": [str(e)]})
+        if not by_id:
+            by_id = await self.store.run(udids_of, list(result.queued))
+        return write_json(
+            request,
+            201,
+            {
+                "commands": [
+                    {"udid": by_id.get(i), "command_uuid": u} for i, u in result.queued.items()
+                ],
+                "refused": [
+                    {"udid": by_id.get(i), "reason": reason} for i, reason in result.refused.items()
+                ],
+                "unknown_udids": unknown,
+                "warnings": sorted(result.warnings),
+            },
+        )
+
+    @app.route("/v1/commands/<string:command_uuid>", methods=["GET"])
+    async def command(self, request: IRequest, command_uuid: str) -> bytes:
+        found = await self.store.run(command_detail, command_uuid)
+        if found is None:
+            return write_json(request, 404, {"error": f"no command {command_uuid}"})
+        return write_json(request, 200, found)
+
+    @app.route("/v1/commands/<string:command_uuid>", methods=["DELETE"])
+    async def cancel_command(self, request: IRequest, command_uuid: str) -> bytes:
+        if await self.store.transaction(cancel, command_uuid, actor=self.actor(request)):
+            return write_json(request, 200, {"uuid": command_uuid, "state": "canceled"})
+        found = await self.store.run(command_status, command_uuid)
+        if found is None:
+            return write_json(request, 404, {"error": f"no command {command_uuid}"})
+        return write_json(
+            request, 409, {"error": f"the command is {found['state']}; it cannot be canceled"}
+        )
+
+    @app.route("/v1/events", methods=["GET"])
+    async def events(self, request: IRequest) -> bytes:
+        try:
+            after = _int_arg(request, "after", 0, 0, 2**62)
+            limit = _int_arg(request, "limit", 100, 1, MAX_PAGE)
+        except BadQuery as e:
+            return write_json(request, 400, {"errors": [str(e)]})
+        found = await self.store.run(events_after, after, limit)
+        return write_json(
+            request,
+            200,
+            {
+                "events": [dataclasses.asdict(event) for event in found],
+                "next_cursor": found[-1].id if found else after,
+            },
+        )
+
+    def actor(self, request: IRequest) -> str:
+        return "api:admin"
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:

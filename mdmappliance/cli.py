@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mdmappliance import cli_pushcert
+from mdmappliance import cli_admin, cli_pushcert
 from mdmappliance._version import __version__
 from mdmappliance.config import LOG_FORMATS, Config, load_config, render_example
 from mdmappliance.errors import ApplianceError
@@ -306,15 +306,24 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
         command.add_argument("--json", action="store_true", help="machine-readable output")
     cli_pushcert.add_parser(sub, DEFAULT_CONFIG)
+    cli_admin.add_parsers(sub, DEFAULT_CONFIG)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args: Any = build_parser().parse_args(argv)
+    parser = build_parser()
+    args: Any
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        status: int = args.func(args)
+        status: int = (
+            args.func(args, extra) if getattr(args, "takes_extra", False) else args.func(args)
+        )
     except ApplianceError as e:
         return fail(str(e), e.exit_status)
+    except cli_admin.APIError as e:
+        return fail(str(e), 1)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     return status

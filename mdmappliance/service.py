@@ -123,6 +123,7 @@ def admin_listener(
     link_lifetime: datetime.timedelta = datetime.timedelta(days=7),
     profile_identifier: str = "mdmappliance.enrollment",
     push: PushService | None = None,
+    sender: CommandSender | None = None,
 ) -> ListenerService:
     """The admin API on plain HTTP at ``bind``:``port`` (0 picks a free port)."""
     api = AdminAPI(
@@ -133,6 +134,7 @@ def admin_listener(
         link_lifetime=link_lifetime,
         profile_identifier=profile_identifier,
         push=push,
+        sender=sender,
     )
     site = DrainingSite(api.resource(api_keys), max_body_bytes=1024 * 1024)
     site.displayTracebacks = False
@@ -337,6 +339,7 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
         link_lifetime=datetime.timedelta(days=config.enrollment.link_days),
         profile_identifier=config.profile_identifier(),
         push=push,
+        sender=command_sender(config, store, push),
     ).setServiceParent(top)
     for listener in device_listeners(config, reactor, store):
         listener.setServiceParent(top)
