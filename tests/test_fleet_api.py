@@ -1,0 +1,232 @@
+"""Running the fleet through the admin API and the CLI: list devices, send DeviceInformation
+to all of them with one command, watch the results, read an Error in plain words."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from mdmappliance.cli import main
+from mdmappliance.enrollment import create_link
+from tests.device_model import DeviceModel
+from tests.simulator import SimulatedDevice
+from tests.support import InProcessAppliance, free_port
+
+
+def run_cli_capture(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(list(argv))
+    return status, out.getvalue(), err.getvalue()
+
+
+class FleetCase(TestCase):
+    timeout = 120
+
+    def setUp(self) -> None:
+        self.appliance = InProcessAppliance(Path(self.mktemp()))
+        self.addCleanup(self.appliance.stop)
+        self.config = self.appliance.config
+        self.store = self.appliance.store
+        self.url = self.config.admin_url()
+        self.headers: dict[bytes | str, bytes | str] = {
+            "Authorization": f"Bearer {self.config.read_admin_api_key()}"
+        }
+        self.http = treq.client.HTTPClient(
+            Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+        )
+
+    async def enrolled(self) -> tuple[SimulatedDevice, DeviceModel]:
+        token, _ = await self.store.transaction(create_link, datetime.timedelta(days=1), "", "t")
+        device = await SimulatedDevice.from_enrollment_link(
+            self.config.enrollment_url(token), self.config.pki.ca_cert
+        )
+        self.addCleanup(device.close)
+        await device.enroll()
+        return device, DeviceModel(udid=device.udid)
+
+    async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        response = await self.http.request(method, self.url + path, json=body, headers=self.headers)
+        return response.code, await response.json()
+
+    async def cli(self, *argv: str) -> tuple[int, str, str]:
+        result: tuple[int, str, str] = await deferToThread(
+            run_cli_capture, *argv, "--config", str(self.config.path)
+        )
+        return result
+
+
+class AdminAPI(FleetCase):
+    async def test_devices_commands_results_and_events(self) -> None:
+        (first, first_model), (second, second_model) = [await self.enrolled() for _ in range(2)]
+        code, listed = await self.api("GET", "/v1/devices")
+        self.assertEqual(code, 200)
+        self.assertEqual({d["udid"] for d in listed["devices"]}, {first.udid, second.udid})
+        code, page = await self.api("GET", "/v1/devices?limit=1")
+        self.assertEqual(len(page["devices"]), 1)
+        code, rest = await self.api("GET", f"/v1/devices?limit=1&cursor={page['next_cursor']}")
+        self.assertEqual((len(rest["devices"]), rest["next_cursor"]), (1, None))
+
+        code, sent = await self.api(
+            "POST", "/v1/commands", {"all": True, "command": {"RequestType": "DeviceInformation"}}
+        )
+        self.assertEqual(code, 201, sent)
+        self.assertEqual({c["udid"] for c in sent["commands"]}, {first.udid, second.udid})
+        await first.poll(first_model.answer)
+        await second.poll(second_model.answer)
+        for entry in sent["commands"]:
+            code, status = await self.api("GET", f"/v1/commands/{entry['command_uuid']}")
+            self.assertEqual((code, status["state"]), (200, "acknowledged"))
+            self.assertEqual(status["result"]["answer"]["QueryResponses"]["UDID"], entry["udid"])
+        code, device = await self.api("GET", f"/v1/devices/{first.udid}")
+        self.assertEqual(device["serial_number"], first_model.facts()["SerialNumber"])
+        self.assertIn("device_information", device["inventory"])
+        self.assertEqual(device["access_rights"], 8191)
+
+        code, sent = await self.api(
+            "POST",
+            "/v1/commands",
+            {"udids": [first.udid], "command": {"RequestType": "RemoveProfile", "Identifier": "x"}},
+        )
+        (entry,) = sent["commands"]
+        await first.poll(first_model.answer)
+        code, status = await self.api("GET", f"/v1/commands/{entry['command_uuid']}")
+        self.assertEqual(status["state"], "error")
+        self.assertEqual(
+            status["result"]["errors"], ["MCMDMErrorDomain 12013: Profile not managed"]
+        )
+
+        code, commands = await self.api("GET", f"/v1/devices/{first.udid}/commands?state=error")
+        self.assertEqual([c["request_type"] for c in commands["commands"]], ["RemoveProfile"])
+
+        code, events = await self.api("GET", "/v1/events?limit=5")
+        self.assertEqual(len(events["events"]), 5)
+        code, later = await self.api("GET", f"/v1/events?after={events['next_cursor']}")
+        self.assertGreater(later["events"][0]["id"], events["events"][-1]["id"])
+        self.assertIn(
+            "api:admin", {e["actor"] for e in later["events"] if e["kind"] == "command.queued"}
+        )
+
+    async def test_bad_requests_are_400_with_a_message_per_problem(self) -> None:
+        device, _ = await self.enrolled()
+        cases = [
+            (
+                {"udids": [device.udid], "command": {"RequestType": "DeviceLock", "PIN": "1"}},
+                "PIN must be 4 or 6 characters",
+            ),
+            (
+                {"udids": ["NO-SUCH-DEVICE"], "command": {"RequestType": "ProfileList"}},
+                "NO-SUCH-DEVICE: no such device",
+            ),
+            ({"command": {"RequestType": "ProfileList"}}, "udids: give the devices' UDIDs"),
+            ({"udids": [device.udid], "command": "ProfileList"}, "command: must be an object"),
+            ({"udids": [device.udid], "command": {"RequestType": "Nope"}}, "is not a request type"),
+            (
+                {"udids": [device.udid], "command": {"RequestType": "ProfileList"}, "x": 1},
+                "x: unknown field",
+            ),
+        ]
+        for body, words in cases:
+            with self.subTest(body=body):
+                code, answer = await self.api("POST", "/v1/commands", body)
+                self.assertEqual(code, 400)
+                self.assertIn(words, " ".join(answer["errors"]))
+        code, partial = await self.api(
+            "POST",
+            "/v1/commands",
+            {
+                "udids": [device.udid, "NO-SUCH-DEVICE"],
+                "partial": True,
+                "command": {"RequestType": "ProfileList"},
+            },
+        )
+        self.assertEqual((code, partial["unknown_udids"]), (201, ["NO-SUCH-DEVICE"]))
+        for path in ("/v1/devices?state=bogus", "/v1/devices?limit=0", "/v1/events?after=x"):
+            with self.subTest(path=path):
+                self.assertEqual((await self.api("GET", path))[0], 400)
+        self.assertEqual((await self.api("GET", "/v1/devices/NOPE-0000"))[0], 404)
+        self.assertEqual((await self.api("GET", "/v1/commands/NOPE"))[0], 404)
+
+    async def test_cancel(self) -> None:
+        device, model = await self.enrolled()
+        code, sent = await self.api(
+            "POST",
+            "/v1/commands",
+            {"udids": [device.udid], "command": {"RequestType": "ProfileList"}},
+        )
+        command_uuid = sent["commands"][0]["command_uuid"]
+        self.assertEqual((await self.api("DELETE", f"/v1/commands/{command_uuid}"))[0], 200)
+        self.assertEqual((await self.api("DELETE", f"/v1/commands/{command_uuid}"))[0], 409)
+        self.assertEqual((await self.api("DELETE", "/v1/commands/NOPE"))[0], 404)
+        self.assertEqual(await device.poll(model.answer), [], "a canceled command is not sent")
+
+
+class CommandLine(FleetCase):
+    async def test_an_admin_runs_the_fleet_from_the_cli(self) -> None:
+        (first, first_model), (second, second_model) = [await self.enrolled() for _ in range(2)]
+        status, out, err = await self.cli("devices", "list")
+        self.assertEqual(status, 0, err)
+        self.assertIn(first.udid, out)
+        self.assertIn("2 device(s)", out)
+
+        status, out, err = await self.cli("command", "send", "DeviceInformation", "--all")
+        self.assertEqual(status, 0, err)
+        self.assertIn("2 command(s) queued", out)
+        await first.poll(first_model.answer)
+        await second.poll(second_model.answer)
+
+        status, out, err = await self.cli(
+            "command",
+            "send",
+            "RemoveProfile",
+            "--udid",
+            first.udid,
+            "--Identifier",
+            "com.example.none",
+            "--wait",
+            "1",
+            "--no-push",
+        )
+        self.assertEqual(status, 1, "no answer yet: the wait ends unfinished")
+        sent = [line.split()[1] for line in out.splitlines()[1:] if line.startswith(first.udid)]
+        await first.poll(first_model.answer)
+        status, out, err = await self.cli("command", "show", sent[0])
+        self.assertEqual(status, 0, err)
+        self.assertIn("error          MCMDMErrorDomain 12013: Profile not managed", out)
+
+        status, out, _ = await self.cli("command", "list", "--udid", first.udid, "--json")
+        listed = json.loads(out)
+        self.assertEqual(
+            [c["request_type"] for c in listed["commands"]], ["DeviceInformation", "RemoveProfile"]
+        )
+        status, out, _ = await self.cli("devices", "show", first.udid)
+        self.assertIn("inventory device_information", out)
+        status, out, _ = await self.cli("events", "--limit", "3")
+        self.assertEqual(len(out.splitlines()), 3)
+
+    async def test_bad_keys_and_failures_are_one_line(self) -> None:
+        device, _ = await self.enrolled()
+        status, _, err = await self.cli(
+            "command", "send", "RequestMirroring", "--udid", device.udid, "--ScanTime", "5"
+        )
+        self.assertEqual(status, 1)
+        self.assertEqual(len(err.strip().splitlines()), 1)
+        self.assertIn("ScanTime must be between 10 and 300", err)
+        config = self.config.path.read_text().replace(
+            f"port = {self.config.admin.port}", f"port = {free_port()}", 1
+        )
+        elsewhere = self.config.path.with_name("elsewhere.toml")
+        elsewhere.write_text(config)
+        result = await deferToThread(run_cli_capture, "devices", "list", "--config", str(elsewhere))
+        self.assertEqual(result[0], 1)
+        self.assertIn("does not answer", result[2])
