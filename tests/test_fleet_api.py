@@ -159,7 +159,7 @@ class AdminAPI(FleetCase):
 
     async def test_cancel(self) -> None:
         device, model = await self.enrolled()
-        code, sent = await self.api(
+        _code, sent = await self.api(
             "POST",
             "/v1/commands",
             {"udids": [device.udid], "command": {"RequestType": "ProfileList"}},
