@@ -100,26 +100,39 @@ class BearerAuth(Resource):
 
     isLeaf = True
 
-    def __init__(self, wrapped: IResource, keys: dict[str, str]) -> None:
+    def __init__(self, wrapped: IResource, keys: dict[str, str | tuple[str, str]]) -> None:
+        """``keys``: name → key (full rights), or name → (key, 'full' | 'read')."""
         super().__init__()
         self._wrapped = wrapped
-        self._keys = {name: key.encode("utf-8") for name, key in keys.items()}
+        self._keys = {
+            name: (
+                (value if isinstance(value, str) else value[0]).encode("utf-8"),
+                "full" if isinstance(value, str) else value[1],
+            )
+            for name, value in keys.items()
+        }
 
-    def key_name(self, request: IRequest) -> str | None:
+    def key_name(self, request: IRequest) -> tuple[str, str] | None:
+        """(name, role) of the presented key, or None."""
         header = request.getHeader(b"authorization") or b""
         scheme, _, presented = header.partition(b" ")
         if scheme.lower() != b"bearer" or not presented:
             return None
         found = None
-        for name, key in self._keys.items():
+        for name, (key, role) in self._keys.items():
             if hmac.compare_digest(presented.strip(), key):
-                found = name
+                found = (name, role)
         return found
 
     def render(self, request: IRequest) -> bytes | int:
-        if self.key_name(request) is None:
+        found = self.key_name(request)
+        if found is None:
             request.setHeader(b"www-authenticate", b'Bearer realm="mdmappliance"')
             return write_json(request, 401, {"error": "missing or invalid API key"})
+        name, role = found
+        if role == "read" and request.method not in (b"GET", b"HEAD"):
+            return write_json(request, 403, {"error": f"the API key {name!r} is read-only"})
+        request.api_key_name = name  # type: ignore[attr-defined]
         result: bytes | int = self._wrapped.render(request)
         return result
 
@@ -154,7 +167,7 @@ class AdminAPI:
         self.link_url = link_url
         self.link_lifetime = link_lifetime
 
-    def resource(self, api_keys: dict[str, str]) -> IResource:
+    def resource(self, api_keys: dict[str, Any]) -> IResource:
         return BearerAuth(self.app.resource(), api_keys)
 
     @app.route("/v1/health", methods=["GET"])
@@ -200,7 +213,7 @@ class AdminAPI:
         errors += [f"{key}: unknown field" for key in unknown]
         if errors:
             return write_json(request, 400, {"errors": errors})
-        token, link = await self.store.transaction(create_link, lifetime, note, "api:admin")
+        token, link = await self.store.transaction(create_link, lifetime, note, self.actor(request))
         return write_json(
             request,
             201,
@@ -238,13 +251,13 @@ class AdminAPI:
 
     @app.route("/v1/enrollment-tokens/<int:link_id>", methods=["DELETE"])
     async def revoke_enrollment_token(self, request: IRequest, link_id: int) -> bytes:
-        if await self.store.transaction(revoke_link, link_id, "api:admin"):
+        if await self.store.transaction(revoke_link, link_id, self.actor(request)):
             return write_json(request, 200, {"id": link_id, "status": "revoked"})
         return write_json(request, 404, {"error": f"no unused enrollment token {link_id}"})
 
     @app.route("/v1/devices/<string:udid>/revoke", methods=["POST"])
     async def revoke_device(self, request: IRequest, udid: str) -> bytes:
-        count = await self.store.transaction(revoke_device, udid, "api:admin")
+        count = await self.store.transaction(revoke_device, udid, self.actor(request))
         if not count:
             return write_json(request, 404, {"error": f"no unrevoked identity bound to {udid}"})
         return write_json(request, 200, {"udid": udid, "revoked_identities": count})
@@ -260,7 +273,7 @@ class AdminAPI:
             return write_json(request, 400, {"errors": errors})
         try:
             command_uuid = await self.store.transaction(
-                retire_device, udid, self.profile_identifier, "api:admin", now=now
+                retire_device, udid, self.profile_identifier, self.actor(request), now=now
             )
         except CommandRejected as e:
             return write_json(request, 404, {"error": str(e)})
@@ -291,7 +304,7 @@ class AdminAPI:
         if self.push.pusher.blocked:
             return write_json(request, 409, {"error": self.push.pusher.blocked})
         await self.store.transaction(
-            _audit_push, "api:admin", {"all": True} if everyone else {"udids": udids}
+            _audit_push, self.actor(request), {"all": True} if everyone else {"udids": udids}
         )
         if everyone:
             count = await self.push.pusher.push_all()
@@ -450,7 +463,8 @@ class AdminAPI:
         )
 
     def actor(self, request: IRequest) -> str:
-        return "api:admin"
+        """Who made a write, for the audit log: the API key's name."""
+        return f"api:{getattr(request, 'api_key_name', 'admin')}"
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:

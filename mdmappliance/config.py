@@ -186,7 +186,15 @@ class AdminSection:
     api_key_file: Path = setting(
         Path("admin-api-key"),
         doc="File holding the admin API key (sent as 'Authorization: Bearer <key>'); "
-        f"at least {MIN_API_KEY_LENGTH} characters, mode 0600.",
+        f"at least {MIN_API_KEY_LENGTH} characters, mode 0600. Its name is 'admin', with full "
+        "rights.",
+    )
+    extra_keys: tuple[str, ...] = setting(
+        (),
+        doc="More API keys, each 'NAME:ROLE:FILE': ROLE is 'full' or 'read' (read-only keys get "
+        "403 on every write); FILE holds the key like api_key_file. Writes are audited with "
+        "the key's name (actor 'api:NAME').",
+        example=("monitoring:read:keys/monitoring", "helpdesk:full:keys/helpdesk"),
     )
 
 
@@ -549,6 +557,13 @@ class Config:
     def read_admin_api_key(self) -> str:
         return _read_api_key(self.admin.api_key_file)
 
+    def api_keys(self) -> dict[str, tuple[str, str]]:
+        """Every admin API key by name: (key, role), role 'full' or 'read'."""
+        keys = {"admin": (self.read_admin_api_key(), "full")}
+        for name, role, path in _extra_keys(self):
+            keys[name] = (_read_api_key(path), role)
+        return keys
+
 
 def _type_name(annotation: Any) -> str:
     return {
@@ -683,6 +698,44 @@ def _check_readable_file(config_path: Path, key: str, path: Path) -> None:
         raise ConfigError(config_path, key, f"cannot read {path}: {e.strerror}") from None
 
 
+def _extra_keys(config: Config) -> list[tuple[str, str, Path]]:
+    """``[admin] extra_keys`` as (name, role, resolved file)."""
+    found = []
+    names = {"admin"}
+    for entry in config.admin.extra_keys:
+        name, _, rest = entry.partition(":")
+        role, _, file = rest.partition(":")
+        if (
+            not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name)
+            or role not in ("full", "read")
+            or not file
+        ):
+            raise ConfigError(
+                config.path,
+                "admin.extra_keys",
+                f"{entry!r} must be 'NAME:ROLE:FILE' with ROLE full or read",
+            )
+        if name in names:
+            raise ConfigError(config.path, "admin.extra_keys", f"the name {name!r} is used twice")
+        names.add(name)
+        found.append((name, role, _resolve(config.appliance.data_dir, Path(file))))
+    return found
+
+
+def _check_api_key_file(config: Config, key: str, path: Path) -> None:
+    _check_readable_file(config.path, key, path)
+    try:
+        api_key = _read_api_key(path)
+    except UnicodeDecodeError:
+        raise ConfigError(config.path, key, f"{path} is not text") from None
+    if len(api_key) < MIN_API_KEY_LENGTH or any(c.isspace() for c in api_key):
+        raise ConfigError(
+            config.path,
+            key,
+            f"{path} must hold one key of at least {MIN_API_KEY_LENGTH} characters without spaces",
+        )
+
+
 def _read_api_key(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="strict").strip()
 
@@ -748,19 +801,11 @@ def _cross_check(config: Config) -> Config:
         warnings.append(f"pki.server_cert: {p.server_cert} expired on {server.not_valid_after_utc}")
 
     key_path = config.admin.api_key_file
-    _check_readable_file(config.path, "admin.api_key_file", key_path)
-    try:
-        api_key = _read_api_key(key_path)
-    except UnicodeDecodeError:
-        raise ConfigError(config.path, "admin.api_key_file", f"{key_path} is not text") from None
-    if len(api_key) < MIN_API_KEY_LENGTH or any(c.isspace() for c in api_key):
-        raise ConfigError(
-            config.path,
-            "admin.api_key_file",
-            f"{key_path} must hold one key of at least {MIN_API_KEY_LENGTH} characters "
-            "without spaces",
-        )
+    _check_api_key_file(config, "admin.api_key_file", key_path)
     warnings += _private_key_mode_warning("admin.api_key_file", key_path)
+    for _, _, path in _extra_keys(config):
+        _check_api_key_file(config, "admin.extra_keys", path)
+        warnings += _private_key_mode_warning("admin.extra_keys", path)
     warnings += _check_device(config)
     warnings += _check_enrollment(config)
     warnings += _check_apns(config)

@@ -20,7 +20,7 @@ from mdmappliance.cli import main
 from mdmappliance.enrollment import create_link
 from tests.device_model import DeviceModel
 from tests.simulator import SimulatedDevice
-from tests.support import InProcessAppliance, free_port
+from tests.support import InProcessAppliance, free_port, query
 
 
 def run_cli_capture(*argv: str) -> tuple[int, str, str]:
@@ -230,3 +230,55 @@ class CommandLine(FleetCase):
         result = await deferToThread(run_cli_capture, "devices", "list", "--config", str(elsewhere))
         self.assertEqual(result[0], 1)
         self.assertIn("does not answer", result[2])
+
+
+class NamedKeys(TestCase):
+    timeout = 60
+
+    async def test_read_only_keys_get_403_on_writes_and_writes_name_their_key(self) -> None:
+        keys = Path(self.mktemp()).absolute()
+        keys.mkdir()
+        secrets = {"monitor": "m" * 40, "helpdesk": "h" * 40}
+        for name, value in secrets.items():
+            (keys / name).write_text(value + "\n")
+            (keys / name).chmod(0o600)
+        appliance = InProcessAppliance(
+            Path(self.mktemp()),
+            admin={
+                "extra_keys": [f"monitor:read:{keys}/monitor", f"helpdesk:full:{keys}/helpdesk"]
+            },
+        )
+        self.addCleanup(appliance.stop)
+        http = treq.client.HTTPClient(
+            Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+        )
+        url = appliance.config.admin_url()
+
+        async def call(name: str, method: str, path: str, body: Any = None) -> int:
+            headers: dict[bytes | str, bytes | str] = {"Authorization": f"Bearer {secrets[name]}"}
+            response = await http.request(method, url + path, json=body, headers=headers)
+            await response.content()
+            return int(response.code)
+
+        self.assertEqual(await call("monitor", "GET", "/v1/devices"), 200)
+        self.assertEqual(await call("monitor", "POST", "/v1/enrollment-tokens", {}), 403)
+        self.assertEqual(await call("helpdesk", "POST", "/v1/enrollment-tokens", {}), 201)
+        self.assertEqual(
+            query(
+                appliance.config.store.path,
+                "SELECT actor FROM events WHERE kind = 'enrollment_link.created'",
+            ),
+            [("api:helpdesk",)],
+        )
+
+    def test_a_malformed_entry_is_a_config_error(self) -> None:
+        from mdmappliance.config import load_config
+        from mdmappliance.errors import ConfigError
+        from tests.support import make_installation
+
+        path = make_installation(
+            Path(self.mktemp()), sections={"admin": {"extra_keys": ["monitor:admin:x"]}}
+        )
+        with self.assertRaises(ConfigError) as caught:
+            load_config(path)
+        self.assertIn("admin.extra_keys", str(caught.exception))
