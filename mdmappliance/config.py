@@ -471,6 +471,44 @@ class APNsSection:
     )
 
 
+def check_webhook_urls(values: tuple[str, ...]) -> None:
+    for value in values:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"each must be an http:// or https:// URL, got {value!r}")
+
+
+@dataclass(frozen=True)
+class WebhooksSection:
+    """Signed JSON POSTs of every check-in message and command result (see README)."""
+
+    urls: tuple[str, ...] = setting(
+        (),
+        doc="Receivers. Each gets every event, in order, signed with secret_file's key; "
+        "empty: no webhooks.",
+        check=check_webhook_urls,
+        example=("https://hooks.example.com/mdm",),
+    )
+    secret_file: Path = setting(
+        Path("webhook-secret"),
+        doc="The HMAC-SHA256 key receivers verify signatures with (made by init; mode 0600).",
+    )
+    timeout: float = setting(
+        10.0, doc="Seconds a receiver has to answer one delivery.", check=in_range(1, 300)
+    )
+    retry_base_seconds: float = setting(
+        1.0,
+        doc="First retry delay after a failed delivery; it doubles (with jitter) up to 5 minutes, "
+        "and deliveries never give up.",
+        check=in_range(0.01, 300),
+    )
+    poll_interval: float = setting(
+        1.0,
+        doc="How often, in seconds, new events are looked for when all are delivered.",
+        check=in_range(0.01, 60),
+    )
+
+
 @dataclass(frozen=True)
 class LogSection:
     """Logging to standard output (journald under systemd)."""
@@ -493,6 +531,7 @@ SECTIONS: dict[str, type] = {
     "proxy": ProxySection,
     "enrollment": EnrollmentSection,
     "apns": APNsSection,
+    "webhooks": WebhooksSection,
     "log": LogSection,
 }
 
@@ -510,6 +549,7 @@ class Config:
     proxy: ProxySection
     enrollment: EnrollmentSection
     apns: APNsSection
+    webhooks: WebhooksSection
     log: LogSection
     warnings: tuple[str, ...] = ()
 
@@ -553,6 +593,9 @@ class Config:
         if not self.device.users_file:
             return None
         return _resolve(self.appliance.data_dir, Path(self.device.users_file))
+
+    def read_webhook_secret(self) -> bytes:
+        return _read_api_key(self.webhooks.secret_file).encode()
 
     def read_admin_api_key(self) -> str:
         return _read_api_key(self.admin.api_key_file)
@@ -681,6 +724,7 @@ def _resolve_paths(config: Config) -> Config:
         device=paths_of(config.device),
         enrollment=paths_of(config.enrollment),
         apns=paths_of(config.apns),
+        webhooks=paths_of(config.webhooks),
     )
 
 
@@ -809,6 +853,9 @@ def _cross_check(config: Config) -> Config:
     warnings += _check_device(config)
     warnings += _check_enrollment(config)
     warnings += _check_apns(config)
+    if config.webhooks.urls:
+        _check_api_key_file(config, "webhooks.secret_file", config.webhooks.secret_file)
+        warnings += _private_key_mode_warning("webhooks.secret_file", config.webhooks.secret_file)
     return dataclasses.replace(config, warnings=tuple(warnings))
 
 

@@ -22,6 +22,7 @@ from mdmappliance.config import (
     DeviceSection,
     EnrollmentSection,
     PKISection,
+    WebhooksSection,
     load_config,
     render_config,
 )
@@ -203,6 +204,13 @@ def initialize(request: InitRequest) -> InitResult:
         write_atomic(api_key_path, (secrets.token_urlsafe(32) + "\n").encode(), SECRET_MODE)
 
     inst.ensure("admin API key", (api_key_path,), make_api_key)
+
+    webhook_secret_path = data_dir / WebhooksSection().secret_file
+
+    def make_webhook_secret() -> None:
+        write_atomic(webhook_secret_path, (secrets.token_hex(32) + "\n").encode(), SECRET_MODE)
+
+    inst.ensure("webhook signing secret", (webhook_secret_path,), make_webhook_secret)
 
     signing = EnrollmentSection()
     signing_cert, signing_key = data_dir / signing.signing_cert, data_dir / signing.signing_key

@@ -53,6 +53,7 @@ from mdmappliance.pushcert import read_push_certificate
 from mdmappliance.pusher import Pusher, PushService
 from mdmappliance.store import Store
 from mdmappliance.trust import TrustStore
+from mdmappliance.webhooks import webhook_service
 
 log = Logger()
 
@@ -328,6 +329,16 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
         inactive_after=datetime.timedelta(days=config.apns.inactive_days),
     )
     inactivity_service(inactivity, config.apns.inactivity_interval, reactor).setServiceParent(top)
+    if config.webhooks.urls:
+        webhook_service(
+            store,
+            config.webhooks.urls,
+            config.read_webhook_secret(),
+            reactor,
+            timeout=config.webhooks.timeout,
+            retry_base=config.webhooks.retry_base_seconds,
+            poll_interval=config.webhooks.poll_interval,
+        ).setServiceParent(top)
     admin_listener(
         reactor,
         store,

@@ -187,9 +187,18 @@ class InProcessAppliance:
     """The real service tree (store, admin and device listeners) in the test's reactor."""
 
     def __init__(self, directory: Path, **sections: dict[str, Any]) -> None:
+        self._start(make_installation(directory, port=free_port(), sections=sections))
+
+    @classmethod
+    def reopen(cls, config_path: Path) -> InProcessAppliance:
+        """The installation of ``config_path`` started again, as after a restart."""
+        appliance = cls.__new__(cls)
+        appliance._start(config_path)
+        return appliance
+
+    def _start(self, config_path: Path) -> None:
         from mdmappliance.service import global_reactor, make_service
 
-        config_path = make_installation(directory, port=free_port(), sections=sections)
         self.config = load_config(config_path)
         self.service = make_service(self.config, global_reactor())
         self.service.startService()
@@ -208,7 +217,8 @@ class InProcessAppliance:
         return SimulatedDevice(ca_cert=pki.ca_cert, identity=identity, **kw)
 
     async def stop(self) -> None:
-        await self.service.stopService()
+        if self.service.running:  # a test may stop it early; its cleanup stops it again
+            await self.service.stopService()
 
 
 def openssl_verify(signed: bytes, ca_cert: Path, directory: Path) -> bytes:
