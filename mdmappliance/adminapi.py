@@ -29,6 +29,7 @@ from mdmappliance.commands.send import CommandSender, resolve_udids
 from mdmappliance.enrollment import create_link, list_links, parse_duration, revoke_link
 from mdmappliance.events import events_after, record_event, utc_timestamp
 from mdmappliance.lifecycle import retire_device, revoke_device
+from mdmappliance.metrics import Metrics, render, store_gauges
 from mdmappliance.pusher import PushService
 from mdmappliance.queries import (
     COMMAND_STATES,
@@ -43,6 +44,7 @@ from mdmappliance.queries import (
 )
 from mdmappliance.queue import CommandRejected, cancel
 from mdmappliance.store import Store
+from mdmappliance.webhooks import backlog
 
 HEALTH_DB_TIMEOUT = 2.0
 
@@ -157,10 +159,14 @@ class AdminAPI:
         profile_identifier: str = "mdmappliance.enrollment",
         push: PushService | None = None,
         sender: CommandSender | None = None,
+        webhook_urls: tuple[str, ...] = (),
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.profile_identifier = profile_identifier
         self.push = push
         self.sender = sender
+        self.webhook_urls = webhook_urls
         self.store = store
         self.clock = clock
         self.started_at = started_at
@@ -465,6 +471,15 @@ class AdminAPI:
     def actor(self, request: IRequest) -> str:
         """Who made a write, for the audit log: the API key's name."""
         return f"api:{getattr(request, 'api_key_name', 'admin')}"
+
+    @app.route("/metrics", methods=["GET"])
+    async def prometheus(self, request: IRequest) -> bytes:
+        """Prometheus text format (scrape with the API key as bearer token)."""
+        gauges = await self.store.run(store_gauges)
+        deliveries = await self.store.run(backlog, self.webhook_urls)
+        push = self.push.status() if self.push is not None else None
+        request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+        return render(self.metrics, gauges, push, deliveries).encode()
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:

@@ -24,7 +24,8 @@ from mdmappliance.dispatch import ChannelPolicy, Handled, handle_message
 from mdmappliance.events import record_event
 from mdmappliance.identity import DeviceIdentity, IdentityResolver
 from mdmappliance.mdmerrors import MDMError, MethodNotAllowed, NotFound
-from mdmappliance.messages import parse_message, parse_plist
+from mdmappliance.messages import message_kind, parse_message, parse_plist
+from mdmappliance.metrics import Metrics
 from mdmappliance.store import Store
 
 log = Logger()
@@ -45,8 +46,10 @@ class DeviceEndpoint(Resource):
         server_path: str,
         max_plist_depth: int,
         clock: IReactorTime,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
+        self.metrics = metrics
         self.store = store
         self.resolver = resolver
         self.policy = policy
@@ -68,6 +71,8 @@ class DeviceEndpoint(Resource):
             payload = parse_plist(body, self.max_plist_depth)
             checkin_only = request.path == self.checkin_path != self.server_path
             message = parse_message(payload, body, checkin_only=checkin_only)
+            if self.metrics is not None:
+                self.metrics.messages[message_kind(message)] += 1
         except MDMError as e:
             self._refuse(request, e, None, None)
             return NOT_DONE_YET

@@ -26,6 +26,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from mdmappliance.errors import ApplianceError
+from mdmappliance.metrics import Metrics
 
 log = Logger()
 access_log = Logger(namespace="mdmappliance.access")
@@ -98,9 +99,13 @@ class DrainingSite(Site):
         *,
         max_body_bytes: int | None = None,
         access_log_level: LogLevel = LogLevel.info,
+        metrics: Metrics | None = None,
+        metrics_name: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, **kwargs)
+        self.metrics = metrics
+        self.metrics_name = metrics_name
         self.max_body_bytes = max_body_bytes
         self.access_log_level = access_log_level
         self.in_flight: set[Request] = set()
@@ -108,7 +113,12 @@ class DrainingSite(Site):
         self._idle_waiters: list[Deferred[None]] = []
 
     def log(self, request: Request) -> None:  # type: ignore[override]
-        """One structured access-log event per request, at this site's level."""
+        """One structured access-log event per request, at this site's level (and a count
+        for /metrics)."""
+        if self.metrics is not None:
+            self.metrics.count_request(
+                self.metrics_name, request.path.decode("ascii", "replace"), request.code
+            )
         access_log.emit(
             self.access_log_level,
             "{peer} {method} {path} {code} {length}",

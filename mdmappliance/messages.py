@@ -273,3 +273,10 @@ def parse_message(d: dict[str, Any], raw: bytes, *, checkin_only: bool) -> Messa
     if "Status" in d:
         return parse_report(d, raw)
     raise BadMessage("the message has neither MessageType nor Status")
+
+
+def message_kind(message: Message) -> str:
+    """A label for metrics: the check-in MessageType, or the report's Status."""
+    if isinstance(message, Report):
+        return f"Status:{message.status}"
+    return type(message).__name__

@@ -48,6 +48,7 @@ from mdmappliance.identity import IdentityResolver
 from mdmappliance.inactivity import InactivityJob, inactivity_service
 from mdmappliance.lifecycle import RenewalJob, renewal_service
 from mdmappliance.listener import DrainingSite, ListenerService
+from mdmappliance.metrics import Metrics
 from mdmappliance.profiles import MDMSettings, ProfileSigner
 from mdmappliance.pushcert import read_push_certificate
 from mdmappliance.pusher import Pusher, PushService
@@ -125,6 +126,8 @@ def admin_listener(
     profile_identifier: str = "mdmappliance.enrollment",
     push: PushService | None = None,
     sender: CommandSender | None = None,
+    webhook_urls: tuple[str, ...] = (),
+    metrics: Metrics | None = None,
 ) -> ListenerService:
     """The admin API on plain HTTP at ``bind``:``port`` (0 picks a free port)."""
     api = AdminAPI(
@@ -136,8 +139,15 @@ def admin_listener(
         profile_identifier=profile_identifier,
         push=push,
         sender=sender,
+        webhook_urls=webhook_urls,
+        metrics=metrics,
     )
-    site = DrainingSite(api.resource(api_keys), max_body_bytes=1024 * 1024)
+    site = DrainingSite(
+        api.resource(api_keys),
+        max_body_bytes=1024 * 1024,
+        metrics=api.metrics,
+        metrics_name="admin",
+    )
     site.displayTracebacks = False
     endpoint_type = TCP6ServerEndpoint if ":" in bind else TCP4ServerEndpoint
     endpoint = endpoint_type(reactor, port, interface=bind)
@@ -197,10 +207,19 @@ def profile_factory(config: Config) -> ProfileFactory:
 
 
 def enrollment_listener(
-    config: Config, reactor: Reactor, store: Store, factory: ProfileFactory
+    config: Config,
+    reactor: Reactor,
+    store: Store,
+    factory: ProfileFactory,
+    metrics: Metrics | None = None,
 ) -> ListenerService:
     e = config.enrollment
-    site = DrainingSite(EnrollmentEndpoint(store=store, factory=factory), max_body_bytes=64 * 1024)
+    site = DrainingSite(
+        EnrollmentEndpoint(store=store, factory=factory),
+        max_body_bytes=64 * 1024,
+        metrics=metrics,
+        metrics_name="enrollment",
+    )
     site.displayTracebacks = False
     endpoint = SSL4ServerEndpoint(
         reactor, e.port, server_tls_options(config, None), interface=e.bind
@@ -238,6 +257,7 @@ def device_endpoint(
     store: Store,
     policy: ChannelPolicy,
     trusted_proxies: tuple[str, ...] = (),
+    metrics: Metrics | None = None,
 ) -> DeviceEndpoint:
     trust = TrustStore.from_files(device_ca_files(config), config.device.signature_clock_skew)
     resolver = IdentityResolver(trust, now=utc_now, trusted_proxies=frozenset(trusted_proxies))
@@ -249,23 +269,34 @@ def device_endpoint(
         server_path=config.device.server_path,
         max_plist_depth=config.device.max_plist_depth,
         clock=reactor,
+        metrics=metrics,
     )
 
 
-def _device_site(endpoint: DeviceEndpoint, config: Config) -> DrainingSite:
+def _device_site(endpoint: DeviceEndpoint, config: Config, name: str) -> DrainingSite:
     # Device traffic is high-volume and already in the event log: access lines at debug.
     site = DrainingSite(
-        endpoint, max_body_bytes=config.device.max_body_bytes, access_log_level=LogLevel.debug
+        endpoint,
+        max_body_bytes=config.device.max_body_bytes,
+        access_log_level=LogLevel.debug,
+        metrics=endpoint.metrics,
+        metrics_name=name,
     )
+    if endpoint.metrics is not None:
+        endpoint.metrics.known.update((config.device.checkin_path, config.device.server_path))
     site.displayTracebacks = False
     return site
 
 
-def device_listeners(config: Config, reactor: Reactor, store: Store) -> list[ListenerService]:
+def device_listeners(
+    config: Config, reactor: Reactor, store: Store, metrics: Metrics | None = None
+) -> list[ListenerService]:
     """The TLS device listener, and the plain-HTTP proxy listener when enabled."""
     policy = channel_policy(config, reactor)
     d = config.device
-    site = _device_site(device_endpoint(config, reactor, store, policy), config)
+    site = _device_site(
+        device_endpoint(config, reactor, store, policy, metrics=metrics), config, "device"
+    )
     tls_endpoint = SSL4ServerEndpoint(reactor, d.port, device_tls_options(config), interface=d.bind)
     listeners = [
         ListenerService(
@@ -279,13 +310,13 @@ def device_listeners(config: Config, reactor: Reactor, store: Store) -> list[Lis
     ]
     p = config.proxy
     if p.enabled:
-        proxied = device_endpoint(config, reactor, store, policy, p.trusted_proxies)
+        proxied = device_endpoint(config, reactor, store, policy, p.trusted_proxies, metrics)
         endpoint_type = TCP6ServerEndpoint if ":" in p.bind else TCP4ServerEndpoint
         listeners.append(
             ListenerService(
                 "proxy",
                 endpoint_type(reactor, p.port, interface=p.bind),
-                _device_site(proxied, config),
+                _device_site(proxied, config, "proxy"),
                 clock=reactor,
                 grace=config.appliance.shutdown_grace,
                 describe=f"{p.bind}:{p.port}",
@@ -297,6 +328,7 @@ def device_listeners(config: Config, reactor: Reactor, store: Store) -> list[Lis
 def make_service(config: Config, reactor: Reactor) -> ApplianceService:
     """Build the tree and open (and migrate) the database; raises ApplianceError on trouble."""
     top = ApplianceService()
+    metrics = Metrics()
     store = Store(
         config.store.path,
         reactor=reactor,
@@ -351,11 +383,13 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
         profile_identifier=config.profile_identifier(),
         push=push,
         sender=command_sender(config, store, push),
+        webhook_urls=config.webhooks.urls,
+        metrics=metrics,
     ).setServiceParent(top)
-    for listener in device_listeners(config, reactor, store):
+    for listener in device_listeners(config, reactor, store, metrics):
         listener.setServiceParent(top)
     factory = profile_factory(config)
-    enrollment_listener(config, reactor, store, factory).setServiceParent(top)
+    enrollment_listener(config, reactor, store, factory, metrics).setServiceParent(top)
     job = RenewalJob(
         store, factory, reactor, datetime.timedelta(days=config.enrollment.renew_within_days)
     )

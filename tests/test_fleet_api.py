@@ -282,3 +282,54 @@ class NamedKeys(TestCase):
         with self.assertRaises(ConfigError) as caught:
             load_config(path)
         self.assertIn("admin.extra_keys", str(caught.exception))
+
+
+class Metrics(FleetCase):
+    async def test_prometheus_text(self) -> None:
+        device, _ = await self.enrolled()
+        await self.api(
+            "POST",
+            "/v1/commands",
+            {"udids": [device.udid], "command": {"RequestType": "ProfileList"}},
+        )
+        await self.api(
+            "POST",
+            "/v1/commands",
+            {"udids": [device.udid], "command": {"RequestType": "SecurityInfo"}},
+        )
+        await device.poll(lambda envelope: ("NotNow", {}))
+        self.assertEqual((await self.api("GET", "/v1/devices/UNKNOWN-UDID-1"))[0], 404)
+        response = await self.http.get(self.url + "/metrics", headers=self.headers)
+        self.assertEqual(response.code, 200)
+        self.assertTrue(response.headers.getRawHeaders("content-type")[0].startswith("text/plain"))
+        text = (await response.content()).decode()
+        samples = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
+        self.assertEqual(
+            samples[
+                'mdmappliance_http_requests_total{listener="admin",endpoint="/v1/commands",status="201"}'
+            ],
+            2,
+        )
+        self.assertEqual(
+            samples[
+                'mdmappliance_http_requests_total{listener="admin",endpoint="/v1/devices/{udid}",status="404"}'
+            ],
+            1,
+            "labelled by route, not by UDID",
+        )
+        self.assertGreaterEqual(
+            samples['mdmappliance_device_messages_total{type="Authenticate"}'], 1
+        )
+        self.assertGreaterEqual(
+            samples['mdmappliance_device_messages_total{type="Status:NotNow"}'], 1
+        )
+        self.assertEqual(samples["mdmappliance_queue_depth"], 2)
+        self.assertEqual(samples['mdmappliance_commands{state="not_now"}'], 2)
+        self.assertEqual(samples['mdmappliance_enrollments{state="enrolled"}'], 1)
+        for line in text.splitlines():
+            if line.startswith("# TYPE"):
+                self.assertIn(line.split()[-1], ("counter", "gauge"))
