@@ -510,6 +510,27 @@ class WebhooksSection:
 
 
 @dataclass(frozen=True)
+class RetentionSection:
+    """How long history is kept: command results, answered commands and events."""
+
+    days: float = setting(
+        90.0,
+        doc="Command results, answered commands and events older than this are pruned. "
+        "Unanswered commands are never pruned; events a webhook receiver has not acknowledged "
+        "are kept.",
+        check=in_range(1, 36500),
+    )
+    interval: float = setting(
+        3600.0, doc="How often, in seconds, the retention job runs.", check=in_range(10, 86400)
+    )
+    batch: int = setting(
+        500,
+        doc="Rows per transaction: small batches never hold check-ins up for long.",
+        check=in_range(10, 100_000),
+    )
+
+
+@dataclass(frozen=True)
 class LogSection:
     """Logging to standard output (journald under systemd)."""
 
@@ -532,6 +553,7 @@ SECTIONS: dict[str, type] = {
     "enrollment": EnrollmentSection,
     "apns": APNsSection,
     "webhooks": WebhooksSection,
+    "retention": RetentionSection,
     "log": LogSection,
 }
 
@@ -550,6 +572,7 @@ class Config:
     enrollment: EnrollmentSection
     apns: APNsSection
     webhooks: WebhooksSection
+    retention: RetentionSection
     log: LogSection
     warnings: tuple[str, ...] = ()
 

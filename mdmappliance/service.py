@@ -46,12 +46,14 @@ from mdmappliance.escrow import Escrow, read_key
 from mdmappliance.events import record_event
 from mdmappliance.identity import IdentityResolver
 from mdmappliance.inactivity import InactivityJob, inactivity_service
+from mdmappliance.jobs import timer_service
 from mdmappliance.lifecycle import RenewalJob, renewal_service
 from mdmappliance.listener import DrainingSite, ListenerService
 from mdmappliance.metrics import Metrics
 from mdmappliance.profiles import MDMSettings, ProfileSigner
 from mdmappliance.pushcert import read_push_certificate
 from mdmappliance.pusher import Pusher, PushService
+from mdmappliance.retention import RetentionJob
 from mdmappliance.store import Store
 from mdmappliance.trust import TrustStore
 from mdmappliance.webhooks import webhook_service
@@ -361,6 +363,14 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
         inactive_after=datetime.timedelta(days=config.apns.inactive_days),
     )
     inactivity_service(inactivity, config.apns.inactivity_interval, reactor).setServiceParent(top)
+    retention = RetentionJob(
+        store,
+        reactor,
+        datetime.timedelta(days=config.retention.days),
+        webhook_urls=config.webhooks.urls,
+        batch=config.retention.batch,
+    )
+    timer_service(retention, config.retention.interval, reactor, "retention").setServiceParent(top)
     if config.webhooks.urls:
         webhook_service(
             store,
