@@ -30,6 +30,7 @@ from mdmappliance.enrollment import create_link, list_links, parse_duration, rev
 from mdmappliance.events import events_after, record_event, utc_timestamp
 from mdmappliance.lifecycle import retire_device, revoke_device
 from mdmappliance.metrics import Metrics, render, store_gauges
+from mdmappliance.openapi import document as openapi_document
 from mdmappliance.pusher import PushService
 from mdmappliance.queries import (
     COMMAND_STATES,
@@ -471,6 +472,10 @@ class AdminAPI:
     def actor(self, request: IRequest) -> str:
         """Who made a write, for the audit log: the API key's name."""
         return f"api:{getattr(request, 'api_key_name', 'admin')}"
+
+    @app.route("/openapi.json", methods=["GET"])
+    def openapi(self, request: IRequest) -> bytes:
+        return write_json(request, 200, openapi_document())
 
     @app.route("/metrics", methods=["GET"])
     async def prometheus(self, request: IRequest) -> bytes:

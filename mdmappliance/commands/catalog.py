@@ -111,6 +111,12 @@ def prepare(
     if checker.problems:
         raise CommandInvalid(checker.problems)
     command = {"RequestType": request_type, **checker.out}
+    try:
+        plistlib.dumps(command, fmt=plistlib.FMT_XML)
+    except (TypeError, OverflowError, ValueError) as e:
+        # Free-form dictionaries (Configuration, ...) may hold what a plist cannot: null,
+        # integers beyond 64 bits.
+        raise CommandInvalid([f"the command is not a property list: {e}"]) from None
     return Prepared(spec, command, tuple(checker.warnings), spec.needed_rights(command, context))
 
 
