@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import plistlib
+import ssl
 import sys
 import time
 import urllib.error
@@ -27,17 +28,28 @@ class APIError(Exception):
 
 
 class AdminClient:
-    def __init__(self, base_url: str, key: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, key: str, timeout: float = 30.0, ca_file: Path | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.key = key
         self.timeout = timeout
+        self.context: ssl.SSLContext | None = None
+        if base_url.startswith("https:"):
+            # The system's CAs and the appliance CA; the admin API is reached by address
+            # (often 127.0.0.1), which the certificate does not name, so the chain is
+            # checked but not the name.
+            self.context = ssl.create_default_context()
+            if ca_file is not None:
+                self.context.load_verify_locations(cafile=str(ca_file))
+            self.context.check_hostname = False
 
     @classmethod
     def from_config(cls, config_path: str) -> AdminClient:
         from mdmappliance.config import load_config
 
         config = load_config(config_path)
-        return cls(config.admin_url(), config.read_admin_api_key())
+        return cls(config.admin_url(), config.read_admin_api_key(), ca_file=config.pki.ca_cert)
 
     def call(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
         params = {k: v for k, v in query.items() if v is not None}
@@ -48,7 +60,9 @@ class AdminClient:
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(
+                request, timeout=self.timeout, context=self.context
+            ) as response:
                 return json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as e:
             raise APIError(_error_line(e.code, e.read())) from None

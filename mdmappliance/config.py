@@ -189,6 +189,12 @@ class AdminSection:
         f"at least {MIN_API_KEY_LENGTH} characters, mode 0600. Its name is 'admin', with full "
         "rights.",
     )
+    tls: bool = setting(
+        False,
+        doc="Serve the admin API over TLS with the server certificate ([pki] server_cert), for "
+        "when it must listen beyond loopback. The mdmappliance command then checks the "
+        "certificate against the system's CAs and [pki] ca_cert.",
+    )
     extra_keys: tuple[str, ...] = setting(
         (),
         doc="More API keys, each 'NAME:ROLE:FILE': ROLE is 'full' or 'read' (read-only keys get "
@@ -580,7 +586,8 @@ class Config:
         host = self.admin.bind
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.admin.port}"
+        scheme = "https" if self.admin.tls else "http"
+        return f"{scheme}://{host}:{self.admin.port}"
 
     def device_url(self, path: str) -> str:
         port = "" if self.device.port == 443 else f":{self.device.port}"

@@ -130,8 +130,9 @@ def admin_listener(
     sender: CommandSender | None = None,
     webhook_urls: tuple[str, ...] = (),
     metrics: Metrics | None = None,
+    tls: CertificateOptions | None = None,
 ) -> ListenerService:
-    """The admin API on plain HTTP at ``bind``:``port`` (0 picks a free port)."""
+    """The admin API at ``bind``:``port`` (0 picks a free port), plain HTTP or ``tls``."""
     api = AdminAPI(
         store=store,
         clock=reactor,
@@ -151,8 +152,12 @@ def admin_listener(
         metrics_name="admin",
     )
     site.displayTracebacks = False
-    endpoint_type = TCP6ServerEndpoint if ":" in bind else TCP4ServerEndpoint
-    endpoint = endpoint_type(reactor, port, interface=bind)
+    endpoint: Any
+    if tls is not None:
+        endpoint = SSL4ServerEndpoint(reactor, port, tls, interface=bind)
+    else:
+        endpoint_type = TCP6ServerEndpoint if ":" in bind else TCP4ServerEndpoint
+        endpoint = endpoint_type(reactor, port, interface=bind)
     return ListenerService(
         "admin", endpoint, site, clock=reactor, grace=grace, describe=f"{bind}:{port}"
     )
@@ -395,6 +400,7 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
         sender=command_sender(config, store, push),
         webhook_urls=config.webhooks.urls,
         metrics=metrics,
+        tls=server_tls_options(config, None) if config.admin.tls else None,
     ).setServiceParent(top)
     for listener in device_listeners(config, reactor, store, metrics):
         listener.setServiceParent(top)

@@ -333,3 +333,23 @@ class Metrics(FleetCase):
         for line in text.splitlines():
             if line.startswith("# TYPE"):
                 self.assertIn(line.split()[-1], ("counter", "gauge"))
+
+
+class AdminOverTLS(TestCase):
+    timeout = 60
+
+    async def test_the_cli_talks_tls_and_plain_http_is_refused(self) -> None:
+        appliance = InProcessAppliance(Path(self.mktemp()), admin={"tls": True})
+        self.addCleanup(appliance.stop)
+        self.assertTrue(appliance.config.admin_url().startswith("https://"))
+        status, out, err = await deferToThread(
+            run_cli_capture, "devices", "list", "--config", str(appliance.config.path)
+        )
+        self.assertEqual(status, 0, err)
+        self.assertIn("0 device(s)", out)
+        plain = appliance.config.admin_url().replace("https://", "http://")
+        from mdmappliance.cli_admin import AdminClient, APIError
+
+        client = AdminClient(plain, appliance.config.read_admin_api_key(), timeout=5)
+        with self.assertRaises(APIError):
+            await deferToThread(client.call, "GET", "/v1/health")
