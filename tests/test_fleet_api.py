@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import treq
-from twisted.internet import reactor
+from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -59,11 +60,9 @@ class FleetCase(TestCase):
         response = await self.http.request(method, self.url + path, json=body, headers=self.headers)
         return response.code, await response.json()
 
-    async def cli(self, *argv: str) -> tuple[int, str, str]:
-        result: tuple[int, str, str] = await deferToThread(
-            run_cli_capture, *argv, "--config", str(self.config.path)
-        )
-        return result
+    def cli(self, *argv: str) -> Deferred[tuple[int, str, str]]:
+        """The CLI in a thread (it blocks on HTTP while this reactor serves the API)."""
+        return deferToThread(run_cli_capture, *argv, "--config", str(self.config.path))
 
 
 class AdminAPI(FleetCase):
@@ -179,11 +178,19 @@ class CommandLine(FleetCase):
         self.assertIn(first.udid, out)
         self.assertIn("2 device(s)", out)
 
-        status, out, err = await self.cli("command", "send", "DeviceInformation", "--all")
-        self.assertEqual(status, 0, err)
-        self.assertIn("2 command(s) queued", out)
+        # One command to all of them, watching the results arrive while the devices poll.
+        waiting = self.cli("command", "send", "DeviceInformation", "--all", "--wait", "60")
+        for _ in range(200):
+            if query(self.config.store.path, "SELECT count(*) FROM commands") == [(2,)]:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
         await first.poll(first_model.answer)
         await second.poll(second_model.answer)
+        status, out, err = await waiting
+        self.assertEqual(status, 0, err)
+        rows = [line.split() for line in out.splitlines()[1:]]
+        self.assertEqual(sorted(row[0] for row in rows), sorted([first.udid, second.udid]))
+        self.assertEqual({row[2] for row in rows}, {"acknowledged"})
 
         status, out, err = await self.cli(
             "command",
