@@ -128,22 +128,33 @@ def cancel(conn: sqlite3.Connection, command_uuid: str, *, actor: str = "system"
     return bool(cursor.rowcount)
 
 
-def _expire(conn: sqlite3.Connection, enrollment_id: int, now: str) -> None:
+def expire_due(
+    conn: sqlite3.Connection,
+    now: str,
+    *,
+    enrollment_id: int | None = None,
+    limit: int = -1,
+    by: str = "queue",
+) -> int:
+    """Mark pending commands whose expiry passed as expired, an event each; how many.
+    For one enrollment (when it polls) or for all (the retention job)."""
+    scope, args = ("AND enrollment_id = ?", (enrollment_id,)) if enrollment_id else ("", ())
     expired = conn.execute(
-        "SELECT id, uuid FROM commands WHERE enrollment_id = ? AND state IN "
-        "('queued', 'sent', 'not_now') AND expires_at IS NOT NULL AND expires_at <= ?",
-        (enrollment_id, now),
+        "SELECT id, uuid, enrollment_id FROM commands WHERE state IN ('queued', 'sent', "
+        f"'not_now') AND expires_at IS NOT NULL AND expires_at <= ? {scope} LIMIT ?",
+        (now, *args, limit),
     ).fetchall()
-    for command_id, command_uuid in expired:
+    for command_id, command_uuid, owner in expired:
         conn.execute(
             "UPDATE commands SET state = 'expired', updated_at = ? WHERE id = ?", (now, command_id)
         )
         record_event(
             conn,
             "command.expired",
-            subject=str(enrollment_id),
-            detail={"command_uuid": command_uuid},
+            subject=str(owner),
+            detail={"command_uuid": command_uuid, "by": by},
         )
+    return len(expired)
 
 
 def next_command(
@@ -151,7 +162,7 @@ def next_command(
 ) -> Dequeued | None:
     """The command to send now (marked sent), or None for an empty reply."""
     now = utc_timestamp()
-    _expire(conn, enrollment_id, now)
+    expire_due(conn, now, enrollment_id=enrollment_id)
     placeholders = ",".join("?" * len(skip))
     excluded = f"AND c.uuid NOT IN ({placeholders})" if skip else ""
     row = conn.execute(

@@ -17,33 +17,16 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from mdmappliance.events import record_event, utc_timestamp
+from mdmappliance.events import utc_timestamp
 from mdmappliance.jobs import PeriodicJob
+from mdmappliance.queue import expire_due
 from mdmappliance.store import Store
 
 log = Logger()
 
-PENDING = ("queued", "sent", "not_now")
 
-
-def expire_due(conn: sqlite3.Connection, now: str, limit: int) -> int:
-    """Mark commands whose expiry passed as expired (an event each); how many."""
-    rows = conn.execute(
-        "SELECT id, uuid, enrollment_id FROM commands WHERE state IN ('queued', 'sent', "
-        "'not_now') AND expires_at IS NOT NULL AND expires_at <= ? LIMIT ?",
-        (now, limit),
-    ).fetchall()
-    for command_id, command_uuid, enrollment_id in rows:
-        conn.execute(
-            "UPDATE commands SET state = 'expired', updated_at = ? WHERE id = ?", (now, command_id)
-        )
-        record_event(
-            conn,
-            "command.expired",
-            subject=str(enrollment_id),
-            detail={"command_uuid": command_uuid, "by": "retention"},
-        )
-    return len(rows)
+def expire_batch(conn: sqlite3.Connection, now: str, limit: int) -> int:
+    return expire_due(conn, now, limit=limit, by="retention")
 
 
 def prune_commands(conn: sqlite3.Connection, cutoff: str, limit: int) -> int:
@@ -112,7 +95,7 @@ class RetentionJob(PeriodicJob):
         cutoff = utc_timestamp(now - self.keep)
         done = {"expired": 0, "commands": 0, "events": 0}
         steps = (
-            ("expired", expire_due, (utc_timestamp(now), self.batch)),
+            ("expired", expire_batch, (utc_timestamp(now), self.batch)),
             ("commands", prune_commands, (cutoff, self.batch)),
             ("events", prune_events, (cutoff, self.webhook_urls, self.batch)),
         )

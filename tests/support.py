@@ -216,6 +216,25 @@ class InProcessAppliance:
         kw.setdefault("udid", secrets.token_hex(20).upper())
         return SimulatedDevice(ca_cert=pki.ca_cert, identity=identity, **kw)
 
+    async def device_from_link(self) -> Any:
+        """A simulated device that enrolled the way a real one does: from a one-time link
+        (the profile's identity, topic and URLs). It has not checked in yet; close it."""
+        import datetime
+
+        from mdmappliance.enrollment import create_link
+        from tests.simulator import SimulatedDevice
+
+        token, _ = await self.store.transaction(create_link, datetime.timedelta(days=1), "", "t")
+        return await SimulatedDevice.from_enrollment_link(
+            self.config.enrollment_url(token), self.config.pki.ca_cert
+        )
+
+    async def enrollment_id(self, udid: str) -> int:
+        from mdmappliance.commands.send import resolve_udids
+
+        found, _ = await self.store.run(resolve_udids, [udid])
+        return int(found[udid])
+
     async def stop(self) -> None:
         if self.service.running:  # a test may stop it early; its cleanup stops it again
             await self.service.stopService()

@@ -4,7 +4,6 @@ as the command's result."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import plistlib
 import secrets
@@ -19,7 +18,6 @@ from mdmappliance.commands import rights
 from mdmappliance.commands.base import CommandInvalid
 from mdmappliance.commands.inventory import command_status, inventory_of
 from mdmappliance.commands.send import resolve_udids
-from mdmappliance.enrollment import create_link
 from mdmappliance.queue import CommandRejected
 from mdmappliance.service import command_sender
 from tests.device_model import DeviceModel
@@ -74,10 +72,7 @@ class CommandsEndToEnd(TestCase):
         self.db = self.config.store.path
 
     async def enrolled_iphone(self) -> tuple[SimulatedDevice, DeviceModel, int]:
-        token, _ = await self.store.transaction(create_link, datetime.timedelta(days=1), "", "t")
-        device = await SimulatedDevice.from_enrollment_link(
-            self.config.enrollment_url(token), self.config.pki.ca_cert
-        )
+        device = await self.appliance.device_from_link()
         self.addCleanup(device.close)
         unlock_token = secrets.token_bytes(64)
         assert (await device.authenticate(ProductName="iPhone6,1")).code == 200

@@ -4,7 +4,6 @@ to all of them with one command, watch the results, read an Error in plain words
 from __future__ import annotations
 
 import contextlib
-import datetime
 import io
 import json
 from pathlib import Path
@@ -18,7 +17,6 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from mdmappliance.cli import main
-from mdmappliance.enrollment import create_link
 from tests.device_model import DeviceModel
 from tests.simulator import SimulatedDevice
 from tests.support import InProcessAppliance, free_port, query
@@ -48,10 +46,7 @@ class FleetCase(TestCase):
         )
 
     async def enrolled(self) -> tuple[SimulatedDevice, DeviceModel]:
-        token, _ = await self.store.transaction(create_link, datetime.timedelta(days=1), "", "t")
-        device = await SimulatedDevice.from_enrollment_link(
-            self.config.enrollment_url(token), self.config.pki.ca_cert
-        )
+        device = await self.appliance.device_from_link()
         self.addCleanup(device.close)
         await device.enroll()
         return device, DeviceModel(udid=device.udid)

@@ -12,7 +12,6 @@ from twisted.internet import task
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseNeverReceived
 
-from mdmappliance.enrollment import create_link
 from mdmappliance.lifecycle import RenewalJob, retire_device, revoke_device
 from mdmappliance.queue import enqueue_for_device
 from mdmappliance.service import global_reactor, profile_factory
@@ -35,10 +34,7 @@ class LifecycleCase(TestCase):
         self.store = self.appliance.store
 
     async def enrolled_device(self) -> SimulatedDevice:
-        token, _ = await self.store.transaction(create_link, datetime.timedelta(days=1), "", "t")
-        device = await SimulatedDevice.from_enrollment_link(
-            self.config.enrollment_url(token), self.config.pki.ca_cert
-        )
+        device: SimulatedDevice = await self.appliance.device_from_link()
         self.addCleanup(device.close)
         await device.enroll()
         return device

@@ -15,8 +15,6 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from mdmappliance.commands.inventory import command_status
-from mdmappliance.commands.send import resolve_udids
-from mdmappliance.enrollment import create_link
 from mdmappliance.inactivity import InactivityJob
 from mdmappliance.pusher import PushService
 from mdmappliance.service import command_sender
@@ -68,16 +66,12 @@ class PushEndToEnd(TestCase):
             self.polls.append(Deferred.fromCoroutine(device.poll(model.answer)))
 
     async def enrolled(self) -> tuple[SimulatedDevice, int]:
-        token, _ = await self.store.transaction(create_link, datetime.timedelta(days=1), "", "t")
-        device = await SimulatedDevice.from_enrollment_link(
-            self.config.enrollment_url(token), self.config.pki.ca_cert
-        )
+        device = await self.appliance.device_from_link()
         self.addCleanup(device.close)
         self.assertEqual(device.topic, self.pki.topic, "the profile carries the cert's topic")
         await device.enroll()
         self.devices[device.token.hex()] = (device, DeviceModel(udid=device.udid))
-        found, _ = await self.store.run(resolve_udids, [device.udid])
-        return device, found[device.udid]
+        return device, await self.appliance.enrollment_id(device.udid)
 
     async def settle(self, command_uuid: str) -> dict[str, Any]:
         for _ in range(200):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from mdmappliance.commands.send import resolve_udids
-from mdmappliance.enrollment import create_link
 from mdmappliance.service import command_sender
 from mdmappliance.webhooks import KINDS, sign, verify
 from tests.device_model import DeviceModel
@@ -61,16 +58,10 @@ class Delivery(TestCase):
         return appliance
 
     async def enrolled(self, appliance: InProcessAppliance) -> tuple[SimulatedDevice, int]:
-        token, _ = await appliance.store.transaction(
-            create_link, datetime.timedelta(days=1), "", "t"
-        )
-        device = await SimulatedDevice.from_enrollment_link(
-            appliance.config.enrollment_url(token), appliance.config.pki.ca_cert
-        )
+        device = await appliance.device_from_link()
         self.addCleanup(device.close)
         await device.enroll()
-        found, _ = await appliance.store.run(resolve_udids, [device.udid])
-        return device, found[device.udid]
+        return device, await appliance.enrollment_id(device.udid)
 
     async def command_round(
         self, appliance: InProcessAppliance, device: SimulatedDevice, enrollment_id: int
