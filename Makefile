@@ -17,6 +17,7 @@ $(DEPS_STAMP): setup.cfg pyproject.toml
 
 # (Re)install the project itself so the console script and the twistd plugin match the tree.
 install: $(DEPS_STAMP)
+	rm -rf build  # a stale build/ would hide a package left out of setup.cfg
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall .
 
 # init is idempotent: it creates what an older demo lacks and otherwise changes nothing.

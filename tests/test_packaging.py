@@ -57,6 +57,27 @@ class Installed(SynchronousTestCase):
         self.assertFalse((REPO / "twisted" / "plugins" / "__init__.py").exists())
         self.assertFalse((REPO / "twisted" / "__init__.py").exists())
 
+    def test_distribution_ships_every_module_and_migration(self) -> None:
+        """A subpackage left out of setup.cfg passes every test run from the source tree and
+        breaks the installed service; this compares the two."""
+        files = {str(f) for f in importlib.metadata.files("mdmappliance") or []}
+        source = {
+            str(path.relative_to(REPO))
+            for pattern in ("mdmappliance/**/*.py", "mdmappliance/migrations/*.sql")
+            for path in REPO.glob(pattern)
+        }
+        self.assertEqual(source - files, set(), "run `make install` after adding a module")
+        elsewhere = Path(self.mktemp()).absolute()
+        elsewhere.mkdir()
+        result = subprocess.run(
+            [sys.executable, "-I", "-c", "import mdmappliance.service, mdmappliance.cli"],
+            capture_output=True,
+            text=True,
+            cwd=str(elsewhere),
+            timeout=120,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+
     def test_console_script(self) -> None:
         script = Path(sys.executable).parent / "mdmappliance"
         result = subprocess.run(
