@@ -201,7 +201,13 @@ class InProcessAppliance:
 
         self.config = load_config(config_path)
         self.service = make_service(self.config, global_reactor())
-        self.service.startService()
+        try:
+            self.service.startService()
+        except Exception:
+            # e.g. a port taken between free_port() and listen: stop what did start (the
+            # store's thread would otherwise keep trial from exiting).
+            self.service.stopService()
+            raise
         self.store = self.service.getServiceNamed("store")
         self.base_url = f"https://127.0.0.1:{self.config.device.port}"
 
