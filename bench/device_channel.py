@@ -64,7 +64,14 @@ async def cycle(device: SimulatedDevice, timed: Timed, bare: bool) -> None:
     # The reply is the next queued command (sent, not yet answered): the next cycle's Idle
     # gets it again with the same UUID, as after a device loses a reply.
     await timed.put(
-        device, {"UDID": device.udid, "Status": "Acknowledged", "CommandUUID": command_uuid}
+        device,
+        # A ProfileList answer as a device sends it (an empty list keeps the bench lean).
+        {
+            "UDID": device.udid,
+            "Status": "Acknowledged",
+            "CommandUUID": command_uuid,
+            "ProfileList": [],
+        },
     )
 
 

@@ -185,13 +185,16 @@ def bind_identity(conn: sqlite3.Connection, udid: str, identity: DeviceIdentity)
 
 def touch(conn: sqlite3.Connection, enrollment_id: int) -> None:
     """Record that this enrollment was just heard from (an inactive one is active again)."""
-    conn.execute(
-        "UPDATE enrollments SET last_seen = ? WHERE id = ?", (utc_timestamp(), enrollment_id)
+    now = utc_timestamp()
+    active = conn.execute(
+        "UPDATE enrollments SET last_seen = ? WHERE id = ? AND inactive_since IS NULL",
+        (now, enrollment_id),
     )
+    if active.rowcount:
+        return  # the common case: one statement
     woke = conn.execute(
-        "UPDATE enrollments SET inactive_since = NULL WHERE id = ? AND inactive_since IS NOT "
-        "NULL RETURNING udid",
-        (enrollment_id,),
+        "UPDATE enrollments SET last_seen = ?, inactive_since = NULL WHERE id = ? RETURNING udid",
+        (now, enrollment_id),
     ).fetchone()
     if woke is not None:
         record_event(

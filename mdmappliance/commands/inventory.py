@@ -31,12 +31,9 @@ def apply_result(
     result: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Read the result of ``command_uuid``; store its summary, inventory and facts."""
-    (request_type,) = conn.execute(
-        "SELECT request_type FROM commands WHERE uuid = ?", (command_uuid,)
+    request_type, sealed = conn.execute(
+        "SELECT request_type, sealed FROM commands WHERE uuid = ?", (command_uuid,)
     ).fetchone()
-    stored = command_payload(conn, command_uuid)
-    assert stored is not None
-    payload, sealed = stored
     status = result.get("Status")
     summary: dict[str, Any] = {}
     if result.get("ErrorChain"):
@@ -45,7 +42,9 @@ def apply_result(
     parse = spec.parse if spec is not None and not sealed else None
     wanted = status == "Acknowledged" or (status == "Error" and spec and spec.parse_errors)
     if parse is not None and wanted:
-        command = plistlib.loads(payload).get("Command", {})
+        stored = command_payload(conn, command_uuid)  # only read when an answer is parsed
+        assert stored is not None
+        command = plistlib.loads(stored[0]).get("Command", {})
         try:
             outcome = parse(result, command)
         except ResultInvalid as e:
