@@ -108,10 +108,6 @@ def _members(conn: sqlite3.Connection, ids: str, kind: Kind) -> list[tuple[int, 
     ).fetchall()
 
 
-def _who(udid: str, user_id: str) -> str:
-    return f"{udid} user {user_id}" if user_id else udid
-
-
 def send_command(
     conn: sqlite3.Connection,
     enrollment_ids: Sequence[int],
@@ -168,7 +164,8 @@ def send_command(
         if fitted.command is None:
             for enrollment_id, udid, user_id in _members(conn, ids, kind):
                 result.refused[enrollment_id] = fitted.refusal or "refused"
-                problems.append(f"{_who(udid, user_id)}: {fitted.refusal}")
+                who = Target(enrollment_id, udid, user_id).describe()
+                problems.append(f"{who}: {fitted.refusal}")
         else:
             accepted.append((kind, fitted))
             count += members
