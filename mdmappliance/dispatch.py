@@ -290,7 +290,14 @@ def handle_report(
     outcome = record_report(conn, target.id, report)
     if outcome.result_id is not None and report.command_uuid is not None:
         apply_result(
-            conn, target.id, channel.udid, outcome.result_id, report.command_uuid, report.body
+            conn,
+            target.id,
+            channel.udid,
+            outcome.result_id,
+            report.command_uuid,
+            report.body,
+            request_type=outcome.request_type,
+            sealed=outcome.sealed,
         )
     if report.status in FINAL_STATUSES and finish_retirement(
         conn, channel.udid, report.command_uuid

@@ -191,8 +191,11 @@ class ReportOutcome:
 
     matched: bool
     not_now: str | None = None
-    #: The command_results row of a newly recorded final result (to read its answer).
+    #: The command_results row of a newly recorded final result (to read its answer), and
+    #: what the command was.
     result_id: int | None = None
+    request_type: str = ""
+    sealed: bool = False
 
 
 def record_report(conn: sqlite3.Connection, enrollment_id: int, report: Report) -> ReportOutcome:
@@ -200,7 +203,8 @@ def record_report(conn: sqlite3.Connection, enrollment_id: int, report: Report) 
     if report.status == "Idle" or report.command_uuid is None:
         return ReportOutcome(matched=True)
     row = conn.execute(
-        "SELECT id, enrollment_id, state FROM commands WHERE uuid = ?", (report.command_uuid,)
+        "SELECT id, enrollment_id, state, request_type, sealed FROM commands WHERE uuid = ?",
+        (report.command_uuid,),
     ).fetchone()
     if row is None or row[1] != enrollment_id:
         record_event(
@@ -215,7 +219,7 @@ def record_report(conn: sqlite3.Connection, enrollment_id: int, report: Report) 
             },
         )
         return ReportOutcome(matched=False)
-    command_id, _, state = row
+    command_id, _, state, request_type, sealed = row
     now = utc_timestamp()
     if report.status == "NotNow":
         if state in FINAL:
@@ -251,7 +255,9 @@ def record_report(conn: sqlite3.Connection, enrollment_id: int, report: Report) 
         subject=str(enrollment_id),
         detail={"command_uuid": report.command_uuid, "status": report.status},
     )
-    return ReportOutcome(matched=True, result_id=result_id)
+    return ReportOutcome(
+        matched=True, result_id=result_id, request_type=request_type, sealed=bool(sealed)
+    )
 
 
 def _store_result(conn: sqlite3.Connection, command_id: int, report: Report, now: str) -> int:

@@ -29,11 +29,12 @@ def apply_result(
     result_id: int,
     command_uuid: str,
     result: Mapping[str, Any],
+    *,
+    request_type: str,
+    sealed: bool,
 ) -> dict[str, Any]:
-    """Read the result of ``command_uuid``; store its summary, inventory and facts."""
-    request_type, sealed = conn.execute(
-        "SELECT request_type, sealed FROM commands WHERE uuid = ?", (command_uuid,)
-    ).fetchone()
+    """Read the result of ``command_uuid`` (a ``request_type`` command; ``sealed`` ones
+    carry secrets and are not parsed); store its summary, inventory and facts."""
     status = result.get("Status")
     summary: dict[str, Any] = {}
     if result.get("ErrorChain"):
