@@ -210,6 +210,40 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+OPERATION_IDS = {
+    ("get", "/v1/health"): "health",
+    ("get", "/metrics"): "metrics",
+    ("get", "/openapi.json"): "openapi",
+    ("get", "/v1/devices"): "listDevices",
+    ("get", "/v1/devices/{udid}"): "getDevice",
+    ("get", "/v1/devices/{udid}/commands"): "listDeviceCommands",
+    ("post", "/v1/devices/{udid}/revoke"): "revokeDevice",
+    ("post", "/v1/devices/{udid}/retire"): "retireDevice",
+    ("post", "/v1/commands"): "sendCommand",
+    ("get", "/v1/commands/{command_uuid}"): "getCommand",
+    ("delete", "/v1/commands/{command_uuid}"): "cancelCommand",
+    ("post", "/v1/push"): "push",
+    ("get", "/v1/events"): "listEvents",
+    ("post", "/v1/enrollment-tokens"): "createEnrollmentToken",
+    ("get", "/v1/enrollment-tokens"): "listEnrollmentTokens",
+    ("delete", "/v1/enrollment-tokens/{link_id}"): "revokeEnrollmentToken",
+}
+
+
+def _link(
+    paths: dict[str, Any],
+    path: str,
+    method: str,
+    status: str,
+    links: dict[str, tuple[str, dict[str, str]]],
+) -> None:
+    """OpenAPI links: where an answer's ids lead (fuzzers follow them to real resources)."""
+    paths[path][method]["responses"][status]["links"] = {
+        name: {"operationId": operation, "parameters": parameters}
+        for name, (operation, parameters) in links.items()
+    }
+
+
 def document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/v1/health": {
@@ -410,6 +444,41 @@ def document() -> dict[str, Any]:
             )
         },
     }
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            operation["operationId"] = OPERATION_IDS[(method, path)]
+    _link(
+        paths,
+        "/v1/devices",
+        "get",
+        "200",
+        {
+            "device": ("getDevice", {"udid": "$response.body#/devices/0/udid"}),
+            "deviceCommands": ("listDeviceCommands", {"udid": "$response.body#/devices/0/udid"}),
+        },
+    )
+    _link(
+        paths,
+        "/v1/commands",
+        "post",
+        "201",
+        {
+            "command": ("getCommand", {"command_uuid": "$response.body#/commands/0/command_uuid"}),
+            "cancel": (
+                "cancelCommand",
+                {"command_uuid": "$response.body#/commands/0/command_uuid"},
+            ),
+        },
+    )
+    _link(
+        paths,
+        "/v1/devices/{udid}/commands",
+        "get",
+        "200",
+        {
+            "command": ("getCommand", {"command_uuid": "$response.body#/commands/0/uuid"}),
+        },
+    )
     return {
         "openapi": "3.0.3",
         "info": {
