@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -123,28 +122,12 @@ def admin_listener(
     port: int,
     api_keys: dict[str, Any],
     grace: float,
-    link_url: Callable[[str], str] = lambda token: token,
-    link_lifetime: datetime.timedelta = datetime.timedelta(days=7),
-    profile_identifier: str = "mdmappliance.enrollment",
-    push: PushService | None = None,
-    sender: CommandSender | None = None,
-    webhook_urls: tuple[str, ...] = (),
-    metrics: Metrics | None = None,
     tls: CertificateOptions | None = None,
+    **api_options: Any,
 ) -> ListenerService:
-    """The admin API at ``bind``:``port`` (0 picks a free port), plain HTTP or ``tls``."""
-    api = AdminAPI(
-        store=store,
-        clock=reactor,
-        started_at=reactor.seconds(),
-        link_url=link_url,
-        link_lifetime=link_lifetime,
-        profile_identifier=profile_identifier,
-        push=push,
-        sender=sender,
-        webhook_urls=webhook_urls,
-        metrics=metrics,
-    )
+    """The admin API at ``bind``:``port`` (0 picks a free port), plain HTTP or ``tls``;
+    ``api_options`` go to ``AdminAPI`` as they are."""
+    api = AdminAPI(store=store, clock=reactor, started_at=reactor.seconds(), **api_options)
     site = DrainingSite(
         api.resource(api_keys),
         max_body_bytes=1024 * 1024,

@@ -216,11 +216,18 @@ class Receiver(Service):
                 await deferLater(self.clock, self.poll_interval, lambda: None)
                 continue
             for delivery in batch:
-                error = await self._post(delivery)
-                if not self.running:
-                    return
-                await self.store.transaction(record_delivery, self.url, delivery.event_id, error)
-                if error is not None:
+                # The same event again until it is taken: nothing after it goes first, and
+                # the batch's bodies are not rebuilt for each retry.
+                while True:
+                    error = await self._post(delivery)
+                    if not self.running:
+                        return
+                    await self.store.transaction(
+                        record_delivery, self.url, delivery.event_id, error
+                    )
+                    if error is None:
+                        failures = 0
+                        break
                     failures += 1
                     delay = min(MAX_DELAY, self.retry_base * 2 ** min(failures - 1, 16))
                     delay *= 0.5 + self.jitter()
@@ -232,8 +239,6 @@ class Receiver(Service):
                         delay=delay,
                     )
                     await deferLater(self.clock, delay, lambda: None)
-                    break  # fetch again: the same event comes first
-                failures = 0
 
     async def _post(self, delivery: Delivery) -> str | None:
         """None when the receiver took it (2xx), else what went wrong."""
