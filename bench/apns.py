@@ -18,11 +18,11 @@ from pathlib import Path
 
 from twisted.internet import defer, task
 
-from mdmappliance.apns import APNsClient, Push
-from mdmappliance.events import utc_timestamp
-from mdmappliance.pusher import Pusher
-from mdmappliance.service import global_reactor
-from mdmappliance.store import Store
+from mdmappliance.apns.client import APNsClient, Push
+from mdmappliance.apns.pusher import Pusher
+from mdmappliance.app.service import global_reactor
+from mdmappliance.core.timestamps import utc_timestamp
+from mdmappliance.store.engine import Store
 from tests.pushcerts import make_push_pki
 from tests.support import subprocess_env
 

@@ -9,10 +9,10 @@ import sqlite3
 import time
 from pathlib import Path
 
+from mdmappliance.app.service import global_reactor
 from mdmappliance.commands.send import send_command
-from mdmappliance.events import utc_timestamp
-from mdmappliance.service import global_reactor
-from mdmappliance.store import Store
+from mdmappliance.core.timestamps import utc_timestamp
+from mdmappliance.store.engine import Store
 
 SIZES = (10_000, 100_000)
 COMMAND = {"RequestType": "DeviceInformation", "Queries": ["SerialNumber", "OSVersion", "WiFiMAC"]}

@@ -26,11 +26,11 @@ from typing import Any
 
 from twisted.internet import defer
 
+from mdmappliance.cli.installation import InitRequest, initialize
+from mdmappliance.commands.queue import enqueue
 from mdmappliance.config import Config
-from mdmappliance.enrollments import get_enrollment
-from mdmappliance.installation import InitRequest, initialize
-from mdmappliance.queue import enqueue
-from mdmappliance.store import in_transaction
+from mdmappliance.device.binding import get_enrollment
+from mdmappliance.store.engine import in_transaction
 from tests.simulator import SimulatedDevice
 from tests.support import free_port, subprocess_env
 

@@ -26,9 +26,9 @@ from twisted.web.client import HTTPConnectionPool
 from bench.apns import bench_apns
 from bench.commands import bench_commands
 from bench.device_channel import bench_device_channel
-from mdmappliance.events import record_event
-from mdmappliance.service import admin_listener, global_reactor
-from mdmappliance.store import Store
+from mdmappliance.app.service import admin_listener, global_reactor
+from mdmappliance.store.engine import Store
+from mdmappliance.store.events import record_event
 
 reactor = global_reactor()
 

@@ -21,14 +21,14 @@ from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
-from mdmappliance.config import load_config
-from mdmappliance.service import (
+from mdmappliance.app.service import (
     channel_policy,
     device_endpoint,
     device_tls_options,
     global_reactor,
 )
-from mdmappliance.store import Store
+from mdmappliance.config import load_config
+from mdmappliance.store.engine import Store
 
 
 class Bare(Resource):

@@ -1,5 +1,5 @@
 """``python -m mdmappliance`` runs the same CLI as the console script."""
 
-from mdmappliance.cli import main
+from mdmappliance.cli.main import main
 
 raise SystemExit(main())

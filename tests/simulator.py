@@ -29,10 +29,10 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from mdmappliance import pki
-from mdmappliance.cms import verify_signed_data
-from mdmappliance.digest import md5_hex, parse_digest
-from mdmappliance.service import global_reactor
-from mdmappliance.trust import TrustStore
+from mdmappliance.app.service import global_reactor
+from mdmappliance.device.digest import md5_hex, parse_digest
+from mdmappliance.pki.cms import verify_signed_data
+from mdmappliance.pki.trust import TrustStore
 
 reactor = global_reactor()
 TOPIC = "com.apple.mgmt.External.test-topic"

@@ -17,9 +17,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from mdmappliance.cli.installation import InitRequest, initialize
 from mdmappliance.config import load_config, render_config
-from mdmappliance.installation import InitRequest, initialize
-from mdmappliance.schema import load_migrations
+from mdmappliance.store.migrate import load_migrations
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -197,7 +197,7 @@ class InProcessAppliance:
         return appliance
 
     def _start(self, config_path: Path) -> None:
-        from mdmappliance.service import global_reactor, make_service
+        from mdmappliance.app.service import global_reactor, make_service
 
         self.config = load_config(config_path)
         self.service = make_service(self.config, global_reactor())
@@ -227,7 +227,7 @@ class InProcessAppliance:
         (the profile's identity, topic and URLs). It has not checked in yet; close it."""
         import datetime
 
-        from mdmappliance.enrollment import create_link
+        from mdmappliance.enrollment.links import create_link
         from tests.simulator import SimulatedDevice
 
         token, _ = await self.store.transaction(create_link, datetime.timedelta(days=1), "", "t")

@@ -11,8 +11,8 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from mdmappliance._version import __version__
-from mdmappliance.service import admin_listener, global_reactor
-from mdmappliance.store import Store
+from mdmappliance.app.service import admin_listener, global_reactor
+from mdmappliance.store.engine import Store
 from tests.support import SCHEMA_VERSION
 
 reactor = global_reactor()

@@ -16,11 +16,11 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from mdmappliance.apns import APNsClient, APNsProtocol, Push
-from mdmappliance.events import utc_timestamp
-from mdmappliance.pusher import Pusher
-from mdmappliance.service import global_reactor
-from mdmappliance.store import Store
+from mdmappliance.apns.client import APNsClient, APNsProtocol, Push
+from mdmappliance.apns.pusher import Pusher
+from mdmappliance.app.service import global_reactor
+from mdmappliance.core.timestamps import utc_timestamp
+from mdmappliance.store.engine import Store
 from tests.apns_server import FakeAPNs, Reply
 from tests.pushcerts import make_push_pki
 from tests.support import query
@@ -326,8 +326,8 @@ class ExpiryWarnings(SynchronousTestCase):
         from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 
         from mdmappliance import pki
-        from mdmappliance.pushcert import PushCertificate
-        from mdmappliance.pusher import PushService
+        from mdmappliance.apns.pusher import PushService
+        from mdmappliance.pki.pushcert import PushCertificate
         from tests.pushcerts import push_certificate
 
         pair = push_certificate(pki.create_ca("Test Apple Push CA"), days=30.5)

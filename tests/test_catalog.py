@@ -10,17 +10,12 @@ from typing import Any, ClassVar
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdmappliance.commands import rights
-from mdmappliance.commands.base import (
-    BuildContext,
-    CommandInvalid,
-    Platform,
-    ResultInvalid,
-    Target,
-)
+from mdmappliance.commands.base import BuildContext, Target
 from mdmappliance.commands.catalog import CATALOG, fit, prepare
-from mdmappliance.commands.information import platform_of
+from mdmappliance.commands.errors import CommandInvalid, ResultInvalid
 from mdmappliance.commands.settings import ITEMS
-from mdmappliance.errorcodes import ERROR_CODES, describe_chain, describe_error, meaning
+from mdmappliance.mdm.errorcodes import ERROR_CODES, describe_chain, describe_error, meaning
+from mdmappliance.mdm.platforms import Platform, platform_of
 from tests.device_model import DeviceModel
 from tests.support import testdata
 

@@ -14,12 +14,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.trial.unittest import TestCase
 
 from mdmappliance import pki
+from mdmappliance.app.service import command_sender
 from mdmappliance.commands import rights
-from mdmappliance.commands.base import CommandInvalid
+from mdmappliance.commands.errors import CommandInvalid, CommandRejected
 from mdmappliance.commands.inventory import command_status, inventory_of
 from mdmappliance.commands.send import resolve_udids
-from mdmappliance.queue import CommandRejected
-from mdmappliance.service import command_sender
 from tests.device_model import DeviceModel
 from tests.simulator import SimulatedDevice
 from tests.support import InProcessAppliance, query

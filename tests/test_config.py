@@ -11,13 +11,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
-from mdmappliance.config import (
-    SECTIONS,
-    load_config,
-    render_config,
-    render_example,
-)
-from mdmappliance.errors import ConfigError
+from mdmappliance.config import SECTIONS, load_config, render_config, render_example
+from mdmappliance.config.errors import ConfigError
 from tests.support import REPO, make_installation, run_cli, subprocess_env, twistd
 
 

@@ -10,9 +10,9 @@ from typing import Any
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseNeverReceived
 
-from mdmappliance.enrollments import get_enrollment
-from mdmappliance.escrow import Escrow, read_key
-from mdmappliance.queue import enqueue
+from mdmappliance.commands.queue import enqueue
+from mdmappliance.device.binding import get_enrollment
+from mdmappliance.pki.escrow import Escrow, read_key
 from tests.simulator import SimulatedDevice
 from tests.support import TESTDATA, InProcessAppliance, query, testdata
 
@@ -334,7 +334,7 @@ class Identity(DeviceChannelCase):
         self.assertEqual(query(self.db, "SELECT count(*) FROM enrollments"), [(0,)])
 
     async def test_only_a_renewal_rebinds_a_managed_device(self) -> None:
-        from mdmappliance.enrollment import record_issued
+        from mdmappliance.enrollment.links import record_issued
 
         device = self.device()
         await device.enroll()
@@ -552,7 +552,7 @@ class UserChannels(DeviceChannelCase):
 
 class LocalNetworkUsers(DeviceChannelCase):
     def config_sections(self) -> dict[str, dict[str, Any]]:
-        from mdmappliance.digest import md5_hex
+        from mdmappliance.device.digest import md5_hex
 
         users = Path(self.mktemp()).absolute()
         users.write_text(f"cjoe:mdmappliance:{md5_hex('cjoe:mdmappliance:s3cret')}\n")
@@ -640,7 +640,8 @@ class ProxyMode(DeviceChannelCase):
 
 class Details(DeviceChannelCase):
     async def test_cancel_and_enqueue_by_udid(self) -> None:
-        from mdmappliance.queue import CommandRejected, cancel, enqueue_for_device
+        from mdmappliance.commands.errors import CommandRejected
+        from mdmappliance.commands.queue import cancel, enqueue_for_device
 
         device = self.device()
         await device.enroll()
@@ -699,7 +700,7 @@ class Details(DeviceChannelCase):
         from twisted.internet.protocol import Protocol
         from zope.interface import implementer
 
-        from mdmappliance.service import global_reactor
+        from mdmappliance.app.service import global_reactor
 
         @implementer(IHandshakeListener)
         class Handshake(Protocol):

@@ -12,10 +12,10 @@ from typing import Any
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
+from mdmappliance.commands.queue import enqueue
 from mdmappliance.config import Config, load_config
-from mdmappliance.enrollments import get_enrollment
-from mdmappliance.queue import enqueue
-from mdmappliance.store import in_transaction
+from mdmappliance.device.binding import get_enrollment
+from mdmappliance.store.engine import in_transaction
 from tests.simulator import SimulatedDevice
 from tests.support import RunningAppliance, free_port, make_installation
 

@@ -14,11 +14,11 @@ from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from mdmappliance.enrollment import create_link, parse_duration, revoke_link
-from mdmappliance.identity import DeviceIdentity
-from mdmappliance.profiles import ProfileError, ProfileSigner, check_profile
-from mdmappliance.queue import enqueue_for_device
-from mdmappliance.service import global_reactor
+from mdmappliance.app.service import global_reactor, profile_signer
+from mdmappliance.commands.queue import enqueue_for_device
+from mdmappliance.enrollment.links import create_link, parse_duration, revoke_link
+from mdmappliance.pki.identity import DeviceIdentity
+from mdmappliance.pki.signing import ProfileError, check_profile
 from tests.simulator import (
     EnrollmentRefused,
     SimulatedDevice,
@@ -214,7 +214,7 @@ class Signer(SynchronousTestCase):
         from mdmappliance.config import load_config
 
         self.config = load_config(make_installation(Path(self.mktemp())))
-        self.signer = ProfileSigner.from_files(self.config)
+        self.signer = profile_signer(self.config)
 
     def test_signs_an_admin_profile_that_openssl_verifies(self) -> None:
         profile = testdata("zentral", "tests", "mdm", "testdata", "test.mobileconfig").read_bytes()
@@ -253,7 +253,7 @@ class Signer(SynchronousTestCase):
 class BadEnrollmentConfig(SynchronousTestCase):
     def config_error(self, **sections: dict[str, Any]) -> str:
         from mdmappliance.config import load_config
-        from mdmappliance.errors import ConfigError
+        from mdmappliance.config.errors import ConfigError
 
         path = make_installation(Path(self.mktemp()), sections=sections)
         with self.assertRaises(ConfigError) as caught:

@@ -16,7 +16,7 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from mdmappliance.cli import main
+from mdmappliance.cli.main import main
 from tests.device_model import DeviceModel
 from tests.simulator import SimulatedDevice
 from tests.support import InProcessAppliance, free_port, query
@@ -275,7 +275,7 @@ class NamedKeys(TestCase):
 
     def test_a_malformed_entry_is_a_config_error(self) -> None:
         from mdmappliance.config import load_config
-        from mdmappliance.errors import ConfigError
+        from mdmappliance.config.errors import ConfigError
         from tests.support import make_installation
 
         path = make_installation(
@@ -350,7 +350,7 @@ class AdminOverTLS(TestCase):
         self.assertEqual(status, 0, err)
         self.assertIn("0 device(s)", out)
         plain = appliance.config.admin_url().replace("https://", "http://")
-        from mdmappliance.cli_admin import AdminClient, APIError
+        from mdmappliance.cli.client import AdminClient, APIError
 
         client = AdminClient(plain, appliance.config.read_admin_api_key(), timeout=5)
         with self.assertRaises(APIError):

@@ -13,11 +13,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from twisted.trial.unittest import TestCase
 
 from mdmappliance import pki
+from mdmappliance.cli.errors import InitError
+from mdmappliance.cli.installation import InitRequest, InitResult, initialize
 from mdmappliance.config import load_config
-from mdmappliance.errors import InitError
-from mdmappliance.installation import InitRequest, InitResult, initialize
-from mdmappliance.settings import INSTALLATION_ID, get_setting
-from mdmappliance.store import Store
+from mdmappliance.store.engine import Store
+from mdmappliance.store.settings import INSTALLATION_ID, get_setting
 from tests.support import run_cli
 
 KEY_FILES = ("pki/ca.key", "pki/server.key", "admin-api-key")

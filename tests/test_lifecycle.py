@@ -12,9 +12,10 @@ from twisted.internet import task
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseNeverReceived
 
-from mdmappliance.lifecycle import RenewalJob, retire_device, revoke_device
-from mdmappliance.queue import enqueue_for_device
-from mdmappliance.service import global_reactor, profile_factory
+from mdmappliance.app.service import global_reactor, profile_factory
+from mdmappliance.commands.queue import enqueue_for_device
+from mdmappliance.enrollment.renewal import RenewalJob
+from mdmappliance.enrollment.retirement import retire_device, revoke_device
 from tests.simulator import SimulatedDevice
 from tests.support import InProcessAppliance, openssl_verify, query
 
@@ -176,11 +177,11 @@ class DeviceCommand(TestCase):
         import plistlib
 
         from mdmappliance.config import load_config
-        from mdmappliance.dispatch import ChannelPolicy, handle_message
-        from mdmappliance.escrow import Escrow, read_key
-        from mdmappliance.identity import DeviceIdentity
-        from mdmappliance.messages import parse_message, parse_plist
-        from mdmappliance.store import Store
+        from mdmappliance.device.checkin import ChannelPolicy, handle_message
+        from mdmappliance.mdm.messages import parse_message, parse_plist
+        from mdmappliance.pki.escrow import Escrow, read_key
+        from mdmappliance.pki.identity import DeviceIdentity
+        from mdmappliance.store.engine import Store
         from tests.simulator import TOPIC, issue_device_identity
         from tests.support import make_installation, run_cli
 

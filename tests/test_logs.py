@@ -8,7 +8,7 @@ import json
 from twisted.logger import Logger, LogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from mdmappliance.logs import make_observer
+from mdmappliance.app.logs import make_observer
 
 
 def emit(log_format: str, level: str) -> str:

@@ -10,9 +10,9 @@ from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
+from mdmappliance.admin.openapi import document
+from mdmappliance.app.service import command_sender
 from mdmappliance.commands.send import resolve_udids
-from mdmappliance.openapi import document
-from mdmappliance.service import command_sender
 from tests.device_model import DeviceModel
 from tests.support import InProcessAppliance, subprocess_env
 
@@ -26,7 +26,7 @@ class OpenAPI(TestCase):
     timeout = 300
 
     def test_every_route_is_described(self) -> None:
-        from mdmappliance.adminapi import AdminAPI
+        from mdmappliance.admin.api import AdminAPI
 
         routes = {
             rule.rule.replace("<string:", "{").replace("<int:", "{").replace(">", "}")

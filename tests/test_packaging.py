@@ -41,19 +41,19 @@ class Installed(SynchronousTestCase):
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         count, module, location, site_packages = result.stdout.splitlines()[0].split()
-        self.assertEqual((count, module), ("1", "mdmappliance.tap"))
+        self.assertEqual((count, module), ("1", "mdmappliance.app.tap"))
         self.assertTrue(
             location.startswith(site_packages + "/"),
             "the plugin must come from the installed package (run `make install`)",
         )
-        self.assertEqual(result.stdout.splitlines()[1], "mdmappliance.tap")
+        self.assertEqual(result.stdout.splitlines()[1], "mdmappliance.app.tap")
 
     def test_distribution_ships_the_plugin_but_no_package_init(self) -> None:
         files = {str(f) for f in importlib.metadata.files("mdmappliance") or []}
         self.assertIn("twisted/plugins/mdmappliance_plugin.py", files)
         self.assertNotIn("twisted/plugins/__init__.py", files)
         self.assertNotIn("twisted/__init__.py", files)
-        self.assertIn("mdmappliance/migrations/0001_foundation.sql", files)
+        self.assertIn("mdmappliance/store/migrations/0001_foundation.sql", files)
         self.assertFalse((REPO / "twisted" / "plugins" / "__init__.py").exists())
         self.assertFalse((REPO / "twisted" / "__init__.py").exists())
 
@@ -63,14 +63,14 @@ class Installed(SynchronousTestCase):
         files = {str(f) for f in importlib.metadata.files("mdmappliance") or []}
         source = {
             str(path.relative_to(REPO))
-            for pattern in ("mdmappliance/**/*.py", "mdmappliance/migrations/*.sql")
+            for pattern in ("mdmappliance/**/*.py", "mdmappliance/store/migrations/*.sql")
             for path in REPO.glob(pattern)
         }
         self.assertEqual(source - files, set(), "run `make install` after adding a module")
         elsewhere = Path(self.mktemp()).absolute()
         elsewhere.mkdir()
         result = subprocess.run(
-            [sys.executable, "-I", "-c", "import mdmappliance.service, mdmappliance.cli"],
+            [sys.executable, "-I", "-c", "import mdmappliance.app.service, mdmappliance.cli.main"],
             capture_output=True,
             text=True,
             cwd=str(elsewhere),

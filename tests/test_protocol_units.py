@@ -14,15 +14,22 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mdmappliance import pki
-from mdmappliance.cms import CMSError, verify_signed_data
-from mdmappliance.digest import DigestAuthority, md5_hex, parse_digest, read_users_file
-from mdmappliance.escrow import Escrow, EscrowError, new_key
-from mdmappliance.mdmerrors import BadMessage
-from mdmappliance.messages import Authenticate, CheckOut, TokenUpdate, parse_message, parse_plist
-from mdmappliance.service import global_reactor
-from mdmappliance.settings import get_setting, set_setting
-from mdmappliance.store import Store
-from mdmappliance.trust import TrustStore, UntrustedCertificate
+from mdmappliance.app.service import global_reactor
+from mdmappliance.device.digest import DigestAuthority, md5_hex, parse_digest
+from mdmappliance.mdm.errors import BadMessage
+from mdmappliance.mdm.messages import (
+    Authenticate,
+    CheckOut,
+    TokenUpdate,
+    parse_message,
+    parse_plist,
+)
+from mdmappliance.pki.cms import CMSError, verify_signed_data
+from mdmappliance.pki.escrow import Escrow, EscrowError, new_key
+from mdmappliance.pki.trust import TrustStore, UntrustedCertificate
+from mdmappliance.pki.users import read_users_file
+from mdmappliance.store.engine import Store
+from mdmappliance.store.settings import get_setting, set_setting
 from tests.simulator import detached_signature, digest_response
 from tests.support import testdata
 

@@ -14,10 +14,10 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from mdmappliance.apns.pusher import PushService
+from mdmappliance.app.service import command_sender
 from mdmappliance.commands.inventory import command_status
-from mdmappliance.inactivity import InactivityJob
-from mdmappliance.pusher import PushService
-from mdmappliance.service import command_sender
+from mdmappliance.device.inactivity import InactivityJob
 from tests.apns_server import FakeAPNs, Received, Reply
 from tests.device_model import DeviceModel
 from tests.pushcerts import make_push_pki

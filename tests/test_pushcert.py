@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mdmappliance import pki
-from mdmappliance.cli import main
+from mdmappliance.cli.main import main
 from mdmappliance.config import load_config
-from mdmappliance.pushcert import PushCertError, pem_64, read_push_certificate, topic_of
+from mdmappliance.pki.pushcert import PushCertError, pem_64, read_push_certificate, topic_of
 from tests.pushcerts import push_certificate
 from tests.support import make_installation, query, testdata
 

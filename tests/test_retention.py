@@ -12,10 +12,10 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from mdmappliance.events import utc_timestamp
-from mdmappliance.retention import RetentionJob
-from mdmappliance.service import global_reactor
-from mdmappliance.store import Store
+from mdmappliance.app.retention import RetentionJob
+from mdmappliance.app.service import global_reactor
+from mdmappliance.core.timestamps import utc_timestamp
+from mdmappliance.store.engine import Store
 from tests.support import query
 
 NOW = datetime.datetime.now(datetime.UTC)

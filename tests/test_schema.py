@@ -7,8 +7,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from mdmappliance.errors import DatabaseTooNew, MigrationFailed, StoreError
-from mdmappliance.schema import (
+from mdmappliance.store.errors import DatabaseTooNew, MigrationFailed, StoreError
+from mdmappliance.store.migrate import (
     APPLICATION_ID,
     Migration,
     MigrationReport,

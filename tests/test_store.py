@@ -9,11 +9,11 @@ from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
-from mdmappliance.errors import StoreClosed, StoreError
-from mdmappliance.events import events_after, record_event
-from mdmappliance.service import global_reactor
-from mdmappliance.settings import get_setting, set_setting
-from mdmappliance.store import Store
+from mdmappliance.app.service import global_reactor
+from mdmappliance.store.engine import Store
+from mdmappliance.store.errors import StoreClosed, StoreError
+from mdmappliance.store.events import events_after, record_event
+from mdmappliance.store.settings import get_setting, set_setting
 
 reactor = global_reactor()
 

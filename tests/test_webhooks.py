@@ -8,8 +8,8 @@ from typing import Any
 from twisted.internet import reactor, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from mdmappliance.service import command_sender
-from mdmappliance.webhooks import KINDS, sign, verify
+from mdmappliance.admin.webhooks import KINDS, sign, verify
+from mdmappliance.app.service import command_sender
 from tests.device_model import DeviceModel
 from tests.simulator import SimulatedDevice
 from tests.support import InProcessAppliance, query

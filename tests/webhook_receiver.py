@@ -13,7 +13,7 @@ from twisted.internet import reactor
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from mdmappliance.webhooks import SIGNATURE_HEADER, verify
+from mdmappliance.admin.webhooks import SIGNATURE_HEADER, verify
 
 
 @dataclass

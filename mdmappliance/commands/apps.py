@@ -14,8 +14,6 @@ from mdmappliance.commands.base import (
     InventoryUpdate,
     MacSupport,
     Outcome,
-    Platform,
-    ResultInvalid,
     Target,
     by_identifier,
     dicts,
@@ -24,6 +22,8 @@ from mdmappliance.commands.base import (
     https_url,
     json_safe,
 )
+from mdmappliance.commands.errors import ResultInvalid
+from mdmappliance.mdm.platforms import Platform
 
 MANAGEMENT_FLAGS = 1 | 4  # 1: remove with the MDM profile; 4: no backup of app data
 APP_SOURCES = ("Identifier", "iTunesStoreID", "ManifestURL")

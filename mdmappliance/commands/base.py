@@ -17,22 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from mdmappliance.queue import CommandRejected
+from mdmappliance.commands.errors import ResultInvalid
+from mdmappliance.mdm.platforms import Platform
 
 MAX_STRING = 4096
 MAX_DATA = 8 * 1024 * 1024
-
-
-class CommandInvalid(CommandRejected):
-    """The command breaks the spec's rules: one message per problem, each naming its key."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
-class ResultInvalid(ValueError):
-    """A device's answer does not have the shape the spec gives it."""
 
 
 @dataclass(frozen=True)
@@ -238,12 +227,6 @@ def _kind(value: Any) -> str:
     names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
     names.update({bytes: "data", list: "an array", dict: "a dictionary"})
     return names.get(type(value), type(value).__name__)
-
-
-class Platform(enum.StrEnum):
-    IOS = "ios"
-    MACOS = "macos"
-    TVOS = "tvos"
 
 
 class MacSupport(enum.Enum):

@@ -20,22 +20,22 @@ from mdmappliance.commands import (
     lock,
     mirroring,
     profiles,
+    programs,
     provisioning,
     restrictions,
     rights,
     settings,
-    vpp,
 )
 from mdmappliance.commands.base import (
     BuildContext,
     Checker,
-    CommandInvalid,
     CommandSpec,
     Fitted,
     MacSupport,
-    Platform,
     Target,
 )
+from mdmappliance.commands.errors import CommandInvalid
+from mdmappliance.mdm.platforms import Platform
 
 CATALOG: dict[str, CommandSpec] = {
     spec.request_type: spec
@@ -50,7 +50,7 @@ CATALOG: dict[str, CommandSpec] = {
         apps,
         appconfig,
         settings,
-        vpp,
+        programs,
     )
     for spec in family.SPECS
 }

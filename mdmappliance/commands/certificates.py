@@ -9,15 +9,9 @@ from typing import Any
 from cryptography import x509
 
 from mdmappliance.commands import rights
-from mdmappliance.commands.base import (
-    CommandSpec,
-    InventoryUpdate,
-    Outcome,
-    ResultInvalid,
-    dicts,
-    no_keys,
-)
-from mdmappliance.events import utc_timestamp
+from mdmappliance.commands.base import CommandSpec, InventoryUpdate, Outcome, dicts, no_keys
+from mdmappliance.commands.errors import ResultInvalid
+from mdmappliance.core.timestamps import utc_timestamp
 
 
 def describe_certificate(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,14 +18,14 @@ from mdmappliance.commands.base import (
     InventoryUpdate,
     MacSupport,
     Outcome,
-    Platform,
-    ResultInvalid,
     Target,
     expect,
     json_safe,
     no_keys,
 )
-from mdmappliance.messages import DEVICE_FACTS
+from mdmappliance.commands.errors import ResultInvalid
+from mdmappliance.mdm.messages import DEVICE_FACTS
+from mdmappliance.mdm.platforms import Platform
 
 STRING, NUMBER, BOOL, STRINGS = "string", "number", "boolean", "array of strings"
 
@@ -105,18 +105,6 @@ COLUMNS = {
     "IsSupervised": "supervised",
     "IsActivationLockEnabled": "activation_lock",
 }
-
-
-def platform_of(product_name: str | None, model_name: str | None = None) -> Platform | None:
-    """The platform a device's ProductName (or ModelName) names, or None if unknown."""
-    for name in (product_name or "", model_name or ""):
-        if name.startswith(("iPhone", "iPad", "iPod", "Watch")):
-            return Platform.IOS
-        if name.startswith("AppleTV") or name == "Apple TV":
-            return Platform.TVOS
-        if name.startswith(("Mac", "iMac", "VirtualMac", "Xserve")):
-            return Platform.MACOS
-    return None
 
 
 def build_device_information(checker: Checker) -> None:

@@ -14,12 +14,15 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from mdmappliance.commands.base import InventoryUpdate, Outcome, ResultInvalid
+from mdmappliance.commands.base import InventoryUpdate, Outcome
 from mdmappliance.commands.catalog import CATALOG
-from mdmappliance.commands.information import COLUMNS, platform_of
-from mdmappliance.errorcodes import describe_chain
-from mdmappliance.events import record_event, utc_timestamp
-from mdmappliance.queue import command_payload
+from mdmappliance.commands.errors import ResultInvalid
+from mdmappliance.commands.information import COLUMNS
+from mdmappliance.commands.queue import command_payload
+from mdmappliance.core.timestamps import utc_timestamp
+from mdmappliance.mdm.errorcodes import describe_chain
+from mdmappliance.mdm.platforms import platform_of
+from mdmappliance.store.events import record_event
 
 
 def apply_result(

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from mdmappliance.commands import rights
-from mdmappliance.commands.base import Checker, CommandSpec, Fitted, MacSupport, Platform, Target
+from mdmappliance.commands.base import Checker, CommandSpec, Fitted, MacSupport, Target
+from mdmappliance.mdm.platforms import Platform
 
 
 def _pin(value: str) -> str | None:

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mdmappliance.commands.base import (
-    Checker,
-    CommandSpec,
-    MacSupport,
-    no_keys,
-    one_answer,
-)
+from mdmappliance.commands.base import Checker, CommandSpec, MacSupport, no_keys, one_answer
 
 MIRRORING_RESULTS = ("Prompting", "DestinationNotFound", "Cancelled", "Unknown")
 HARDWARE_ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5,7}$")

@@ -7,7 +7,6 @@ from typing import Any
 
 from asn1crypto import cms as acms
 
-from mdmappliance.cms import CMSError, verify_signed_data
 from mdmappliance.commands import rights
 from mdmappliance.commands.base import (
     BuildContext,
@@ -19,7 +18,8 @@ from mdmappliance.commands.base import (
     json_safe,
     no_keys,
 )
-from mdmappliance.profiles import ProfileError, check_profile
+from mdmappliance.pki.cms import CMSError, verify_signed_data
+from mdmappliance.pki.signing import ProfileError, check_profile
 
 
 def _profile_problem(payload: bytes) -> tuple[str | None, str | None]:

@@ -13,11 +13,11 @@ from mdmappliance.commands.base import (
     InventoryUpdate,
     MacSupport,
     Outcome,
-    ResultInvalid,
     dicts,
     json_safe,
     no_keys,
 )
+from mdmappliance.commands.errors import ResultInvalid
 
 UUID_FORM = re.compile(r"^[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}$")
 

@@ -13,9 +13,9 @@ from mdmappliance.commands.base import (
     InventoryUpdate,
     MacSupport,
     Outcome,
-    ResultInvalid,
     json_safe,
 )
+from mdmappliance.commands.errors import ResultInvalid
 
 
 def build(checker: Checker) -> None:

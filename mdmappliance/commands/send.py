@@ -19,11 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from mdmappliance.commands.base import BuildContext, CommandInvalid, Fitted, Platform, Target
+from mdmappliance.commands.base import BuildContext, Fitted, Target
 from mdmappliance.commands.catalog import Prepared, fit, prepare
-from mdmappliance.escrow import Escrow
-from mdmappliance.events import record_event, utc_timestamp
-from mdmappliance.queue import CommandRejected
+from mdmappliance.commands.errors import CommandInvalid, CommandRejected
+from mdmappliance.core.timestamps import utc_timestamp
+from mdmappliance.mdm.platforms import Platform
+from mdmappliance.pki.escrow import Escrow
+from mdmappliance.store.events import record_event
 
 PLACEHOLDER = "@@COMMAND-UUID@@"
 MAX_REPORTED = 50

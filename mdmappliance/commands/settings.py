@@ -19,12 +19,12 @@ from mdmappliance.commands.base import (
     Fitted,
     MacSupport,
     Outcome,
-    Platform,
-    ResultInvalid,
     Target,
     dicts,
 )
-from mdmappliance.errorcodes import describe_chain
+from mdmappliance.commands.errors import ResultInvalid
+from mdmappliance.mdm.errorcodes import describe_chain
+from mdmappliance.mdm.platforms import Platform
 
 PNG = b"\x89PNG\r\n\x1a\n"
 JPEG = b"\xff\xd8\xff"

@@ -4,7 +4,7 @@ from twisted.application.service import ServiceMaker
 
 mdmappliance = ServiceMaker(
     "mdmappliance",
-    "mdmappliance.tap",
+    "mdmappliance.app.tap",
     "Apple MDM server appliance (device check-in, commands, admin API)",
     "mdmappliance",
 )

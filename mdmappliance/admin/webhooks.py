@@ -1,0 +1,272 @@
+"""Webhooks: each check-in message and each command result, POSTed as signed JSON.
+
+The append-only event log is the outbox. Every receiver URL has a cursor in the database
+(``webhook_cursors``): the last event it acknowledged with a 2xx. Deliveries go in event
+order (so in order per enrollment), one at a time per URL; a failure is retried with
+exponential backoff and jitter, without end, and nothing after it is sent before it. A
+restart resumes at the cursor, so an event may arrive twice (the one in flight) but is never
+lost; receivers deduplicate by the event's ``id``.
+
+Signature: header ``X-Mdmappliance-Signature: t=<unix seconds>,v1=<hex>``, where ``<hex>``
+is HMAC-SHA256 with the shared secret over ``"<t>." + body``. A receiver recomputes it,
+compares in constant time, and rejects old timestamps to stop replays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import random
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import treq
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from mdmappliance.admin.queries import command_detail
+from mdmappliance.core.timestamps import utc_timestamp
+from mdmappliance.store.engine import Store
+from mdmappliance.store.settings import INSTALLATION_ID, get_setting
+
+log = Logger()
+
+SIGNATURE_HEADER = "X-Mdmappliance-Signature"
+#: What receivers get: every check-in message and every command result.
+KINDS = (
+    "checkin.authenticate",
+    "checkin.token_update",
+    "checkin.checkout",
+    "checkin.user_authenticate",
+    "command.result",
+)
+BATCH = 100
+MAX_DELAY = 300.0
+
+
+def sign(secret: bytes, body: bytes, timestamp: int) -> str:
+    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify(secret: bytes, body: bytes, header: str, now: float, tolerance: float = 300) -> bool:
+    """What a receiver does (and the tests do): check the signature and its age."""
+    parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    try:
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
+    return abs(now - timestamp) <= tolerance and hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    event_id: int
+    body: bytes
+
+
+def pending(conn: sqlite3.Connection, url: str, limit: int = BATCH) -> list[Delivery]:
+    """The next events for ``url`` after its cursor, as the JSON bodies to send."""
+    row = conn.execute("SELECT last_event_id FROM webhook_cursors WHERE url = ?", (url,)).fetchone()
+    after = row[0] if row else 0
+    installation = get_setting(conn, INSTALLATION_ID) or "mdmappliance"
+    placeholders = ",".join("?" * len(KINDS))
+    rows = conn.execute(
+        f"SELECT id, at, kind, actor, subject, detail FROM events WHERE id > ? "
+        f"AND kind IN ({placeholders}) ORDER BY id LIMIT ?",
+        (after, *KINDS, limit),
+    ).fetchall()
+    return [Delivery(r[0], _body(conn, installation, r)) for r in rows]
+
+
+def _body(conn: sqlite3.Connection, installation: str, row: tuple[Any, ...]) -> bytes:
+    event_id, at, kind, actor, subject, detail_text = row
+    detail = json.loads(detail_text)
+    enrollment: dict[str, Any] = {"udid": actor.removeprefix("device:") if actor else subject}
+    if kind.startswith("checkin."):
+        enrollment["user_id"] = detail.get("user_id", "")
+        payload = detail
+    else:
+        command = command_detail(conn, detail.get("command_uuid", "")) or {}
+        enrollment["user_id"] = command.get("user_id", "")
+        enrollment["udid"] = command.get("udid", enrollment["udid"])
+        payload = {
+            "command_uuid": detail.get("command_uuid"),
+            "request_type": command.get("request_type"),
+            "status": detail.get("status"),
+            "result": command.get("result"),
+        }
+    document = {
+        "id": f"{installation}-{event_id}",
+        "type": kind,
+        "at": at,
+        "enrollment": enrollment,
+        "payload": payload,
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def record_delivery(
+    conn: sqlite3.Connection, url: str, event_id: int | None, error: str | None
+) -> None:
+    """Move the cursor past a delivered event, or count a failure."""
+    now = utc_timestamp()
+    conn.execute(
+        "INSERT INTO webhook_cursors (url, last_event_id, updated_at) VALUES (?, 0, ?) "
+        "ON CONFLICT (url) DO NOTHING",
+        (url, now),
+    )
+    if error is None:
+        conn.execute(
+            "UPDATE webhook_cursors SET last_event_id = max(last_event_id, ?), "
+            "delivered = delivered + 1, last_error = NULL, updated_at = ? WHERE url = ?",
+            (event_id, now, url),
+        )
+    else:
+        conn.execute(
+            "UPDATE webhook_cursors SET failures = failures + 1, last_error = ?, updated_at = ? "
+            "WHERE url = ?",
+            (error[:500], now, url),
+        )
+
+
+def backlog(conn: sqlite3.Connection, urls: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per URL: events waiting, delivered, failures, last error (for /metrics and health)."""
+    placeholders = ",".join("?" * len(KINDS))
+    found = {}
+    for url in urls:
+        row = conn.execute(
+            "SELECT last_event_id, delivered, failures, last_error FROM webhook_cursors "
+            "WHERE url = ?",
+            (url,),
+        ).fetchone() or (0, 0, 0, None)
+        waiting = conn.execute(
+            f"SELECT count(*) FROM events WHERE id > ? AND kind IN ({placeholders})",
+            (row[0], *KINDS),
+        ).fetchone()[0]
+        found[url] = {
+            "pending": waiting,
+            "delivered": row[1],
+            "failures": row[2],
+            "last_error": row[3],
+        }
+    return found
+
+
+class Receiver(Service):
+    """Delivers to one URL, in event order, forever."""
+
+    def __init__(
+        self,
+        store: Store,
+        url: str,
+        secret: bytes,
+        clock: IReactorTime,
+        *,
+        http: Any = None,
+        poll_interval: float = 1.0,
+        timeout: float = 10.0,
+        retry_base: float = 1.0,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.url = url
+        self.secret = secret
+        self.clock = clock
+        self.pool = HTTPConnectionPool(clock, persistent=True)
+        self.http = http or treq.client.HTTPClient(Agent(clock, pool=self.pool))
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.retry_base = retry_base
+        self.jitter = jitter
+        self._loop: Deferred[None] | None = None
+        self._sleep: IDelayedCall | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop = Deferred.fromCoroutine(self._run())
+        self._loop.addErrback(self._stopped)
+
+    def _stopped(self, failure: Failure) -> None:
+        if not failure.check(CancelledError):
+            log.failure("webhook delivery to {url} stopped", failure, url=self.url)
+
+    def stopService(self) -> Deferred[None]:
+        """Stop at once; a delivery in flight is dropped and resent after the restart."""
+        super().stopService()
+        if self._loop is not None:
+            self._loop.cancel()
+        closed: Deferred[None] = self.pool.closeCachedConnections()
+        return closed
+
+    async def _run(self) -> None:
+        failures = 0
+        while self.running:
+            batch = await self.store.run(pending, self.url)
+            if not batch:
+                await deferLater(self.clock, self.poll_interval, lambda: None)
+                continue
+            for delivery in batch:
+                # The same event again until it is taken: nothing after it goes first, and
+                # the batch's bodies are not rebuilt for each retry.
+                while True:
+                    error = await self._post(delivery)
+                    if not self.running:
+                        return
+                    await self.store.transaction(
+                        record_delivery, self.url, delivery.event_id, error
+                    )
+                    if error is None:
+                        failures = 0
+                        break
+                    failures += 1
+                    delay = min(MAX_DELAY, self.retry_base * 2 ** min(failures - 1, 16))
+                    delay *= 0.5 + self.jitter()
+                    log.warn(
+                        "webhook {url}: {error}; retrying event {event} in {delay:.1f}s",
+                        url=self.url,
+                        error=error,
+                        event=delivery.event_id,
+                        delay=delay,
+                    )
+                    await deferLater(self.clock, delay, lambda: None)
+
+    async def _post(self, delivery: Delivery) -> str | None:
+        """None when the receiver took it (2xx), else what went wrong."""
+        signature = sign(self.secret, delivery.body, int(self.clock.seconds()))
+        headers: dict[bytes | str, bytes | str] = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: signature,
+        }
+        try:
+            response = await self.http.post(
+                self.url,
+                data=delivery.body,
+                headers=headers,
+                timeout=self.timeout,
+            )
+            await response.content()
+        except Exception as e:
+            return f"{type(e).__name__}: {e}"
+        if 200 <= response.code < 300:
+            return None
+        return f"HTTP {response.code}"
+
+
+def webhook_service(
+    store: Store, urls: Sequence[str], secret: bytes, clock: IReactorTime, **options: Any
+) -> MultiService:
+    service = MultiService()
+    service.setName("webhooks")
+    for url in urls:
+        Receiver(store, url, secret, clock, **options).setServiceParent(service)
+    return service

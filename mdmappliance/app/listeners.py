@@ -1,0 +1,266 @@
+"""HTTP listeners that stop gracefully: refuse new connections, let requests in flight
+finish within a bounded grace period, then close what is left.
+
+Every listener of the appliance (admin, and later device and enrollment) is a
+``ListenerService`` around a ``DrainingSite``.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, cast
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IListeningPort,
+    IReactorTime,
+    IStreamServerEndpoint,
+    ITCPTransport,
+)
+from twisted.logger import Logger, LogLevel
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.web.resource import IResource
+from twisted.web.server import Request, Site
+
+from mdmappliance.admin.metrics import Metrics
+from mdmappliance.core.errors import ApplianceError
+
+log = Logger()
+access_log = Logger(namespace="mdmappliance.access")
+
+
+class ListenError(ApplianceError):
+    """A listener could not bind its address."""
+
+
+class _TrackedRequest(Request):
+    """A request that tells its site when it starts and when it is done, and that refuses a
+    body larger than the site's ``max_body_bytes`` with 413 before reading the rest of it.
+
+    The body is kept in memory (it is bounded), never spooled to a temporary file.
+    """
+
+    site: DrainingSite
+
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(channel, *args, **kwargs)
+        site = channel.site
+        self._limit: int | None = site.max_body_bytes
+        self.too_large = False
+        site.request_started(self)
+        self.notifyFinish().addBoth(lambda _: site.request_finished(self))
+
+    def gotLength(self, length: int | None) -> None:
+        if self._limit is None:
+            super().gotLength(length)
+            return
+        self.content = io.BytesIO()
+        if length is not None and length > self._limit:
+            self._refuse_too_large()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.too_large:
+            return
+        content = cast(io.BytesIO, self.content)
+        if self._limit is not None and content.tell() + len(data) > self._limit:
+            self._refuse_too_large()
+            return
+        content.write(data)
+
+    def _refuse_too_large(self) -> None:
+        """Answer at once and hang up, as twisted.web does for malformed requests."""
+        self.too_large = True
+        self.content = io.BytesIO()
+        body = f"request body larger than {self._limit} bytes\n".encode()
+        transport = self.channel.transport
+        assert transport is not None
+        transport.write(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain\r\n"
+            b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        transport.loseConnection()
+
+    def process(self) -> None:
+        if not self.too_large:
+            super().process()
+
+
+class DrainingSite(Site):
+    """A Site that knows its connections and requests in flight, so it can drain."""
+
+    requestFactory = _TrackedRequest
+
+    def __init__(
+        self,
+        resource: IResource,
+        *,
+        max_body_bytes: int | None = None,
+        access_log_level: LogLevel = LogLevel.info,
+        metrics: Metrics | None = None,
+        metrics_name: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(resource, **kwargs)
+        self.metrics = metrics
+        self.metrics_name = metrics_name
+        self.max_body_bytes = max_body_bytes
+        self.access_log_level = access_log_level
+        self.in_flight: set[Request] = set()
+        self.draining = False
+        self._idle_waiters: list[Deferred[None]] = []
+
+    def log(self, request: Request) -> None:  # type: ignore[override]
+        """One structured access-log event per request, at this site's level (and a count
+        for /metrics)."""
+        if self.metrics is not None:
+            self.metrics.count_request(
+                self.metrics_name, request.path.decode("ascii", "replace"), request.code
+            )
+        access_log.emit(
+            self.access_log_level,
+            "{peer} {method} {path} {code} {length}",
+            peer=getattr(request.getClientAddress(), "host", "-"),
+            method=request.method.decode("ascii", "replace"),
+            path=request.uri.decode("ascii", "replace"),
+            code=request.code,
+            length=request.sentLength,
+        )
+
+    def request_started(self, request: Request) -> None:
+        self.in_flight.add(request)
+        if self.draining:
+            _close_after_response(request)
+
+    def request_finished(self, request: Request) -> None:
+        self.in_flight.discard(request)
+        if not self.in_flight:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def when_idle(self) -> Deferred[None]:
+        """Fires when no request is in flight."""
+        if not self.in_flight:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._idle_waiters.append(waiter)
+        return waiter
+
+
+def _close_after_response(request: Request) -> None:
+    """Make this request the last on its connection."""
+    request.channel.persistent = False
+    if not request.startedWriting:
+        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+
+
+class ListenerService(Service):
+    """Listen on an endpoint with a DrainingSite; on stop, drain within ``grace`` seconds."""
+
+    def __init__(
+        self,
+        name: str,
+        endpoint: IStreamServerEndpoint,
+        site: DrainingSite,
+        *,
+        clock: IReactorTime,
+        grace: float,
+        describe: str,
+    ) -> None:
+        self.name = name
+        self.endpoint = endpoint
+        self.site = site
+        self.clock = clock
+        self.grace = grace
+        self.describe = describe
+        self.connections = WrappingFactory(site)
+        self.connections.noisy = False
+        site.noisy = False
+        self.port: IListeningPort | None = None
+
+    def privilegedStartService(self) -> None:
+        """Bind now, so a busy port stops start-up with a clear message."""
+        super().privilegedStartService()
+        listening = self.endpoint.listen(self.connections)
+        failures: list[Any] = []
+        listening.addCallbacks(self._listening, failures.append)
+        if failures:
+            error = failures[0].value
+            if isinstance(error, CannotListenError):
+                reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
+                raise ListenError(
+                    f"{self.name} listener cannot listen on {self.describe}: {reason}"
+                )
+            failures[0].raiseException()
+
+    def _listening(self, port: IListeningPort) -> None:
+        self.port = port
+
+    @property
+    def bound_port(self) -> int:
+        """The TCP port actually bound (useful when configured as 0)."""
+        if self.port is None:
+            raise RuntimeError(f"{self.name} listener is not listening")
+        address: Any = self.port.getHost()
+        return int(address.port)
+
+    def startService(self) -> None:
+        if self.port is None:
+            self.privilegedStartService()
+        super().startService()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        port, self.port = self.port, None
+        if port is None:
+            return succeed(None)
+        closed: Deferred[Any] = maybeDeferred(port.stopListening)
+        both = gatherResults([closed, self._drain()], consumeErrors=True)
+        return both.addCallback(lambda _: None)
+
+    def _drain(self) -> Deferred[None]:
+        site = self.site
+        site.draining = True
+        for request in list(site.in_flight):
+            _close_after_response(request)
+        busy: set[object] = {request.channel.transport for request in site.in_flight}
+        for protocol in list(self._open()):
+            if protocol not in busy:
+                protocol.loseConnection()
+        if site.in_flight:
+            log.info(
+                "{listener}: waiting up to {grace}s for {count} request(s) in flight",
+                listener=self.name,
+                grace=self.grace,
+                count=len(site.in_flight),
+            )
+        done: Deferred[None] = Deferred()
+        timer: IDelayedCall = self.clock.callLater(self.grace, self._give_up, done)
+
+        def idle(_: None) -> None:
+            if timer.active():
+                timer.cancel()
+            if not done.called:
+                done.callback(None)
+
+        site.when_idle().addCallback(idle)
+        return done
+
+    def _give_up(self, done: Deferred[None]) -> None:
+        remaining = len(self.site.in_flight)
+        log.warn(
+            "{listener}: {count} request(s) still running after {grace}s; closing them",
+            listener=self.name,
+            count=remaining,
+            grace=self.grace,
+        )
+        for protocol in list(self._open()):
+            cast(ITCPTransport, protocol.transport).abortConnection()
+        if not done.called:
+            done.callback(None)
+
+    def _open(self) -> list[ProtocolWrapper]:
+        return list(self.connections.protocols)

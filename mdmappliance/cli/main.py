@@ -1,0 +1,298 @@
+"""The ``mdmappliance`` command.
+
+Failures an admin can act on print one line, ``mdmappliance: <what is wrong>``, and exit
+non-zero (2 for a bad config or bad arguments, 1 otherwise); tracebacks are for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mdmappliance._version import __version__
+from mdmappliance.cli import fleet, pushcert
+from mdmappliance.cli.client import APIError
+from mdmappliance.cli.offline import _cli_actor, offline_transaction
+from mdmappliance.config import LOG_FORMATS, load_config, render_example
+from mdmappliance.core.errors import ApplianceError
+from mdmappliance.core.timestamps import utc_timestamp
+
+PROG = "mdmappliance"
+DEFAULT_CONFIG = "/etc/mdmappliance/mdmappliance.toml"
+T = TypeVar("T")
+
+
+def fail(message: str, status: int) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return status
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from mdmappliance.app.service import urls
+    from mdmappliance.cli.installation import InitRequest, initialize
+
+    result = initialize(
+        InitRequest(
+            data_dir=Path(args.data_dir),
+            hostname=args.hostname,
+            config_path=Path(args.config) if args.config else None,
+            server_cert=Path(args.server_cert) if args.server_cert else None,
+            server_key=Path(args.server_key) if args.server_key else None,
+            admin_port=args.admin_port,
+            device_port=args.device_port,
+            enrollment_port=args.enrollment_port,
+            force=args.force,
+        )
+    )
+    config = result.config
+    if not result.changed:
+        print(
+            f"Nothing to do: {config.appliance.data_dir} is already initialized; "
+            "nothing was changed."
+        )
+    for title, lines in (
+        ("Created", result.created),
+        ("Replaced", result.replaced),
+        ("Kept", result.kept if result.changed else []),
+    ):
+        for line in lines:
+            print(f"{title:9} {line}")
+    print()
+    print("Installation:")
+    rows = [
+        ("config file", str(config.path)),
+        ("admin API key", str(config.admin.api_key_file)),
+        ("CA certificate", str(config.pki.ca_cert)),
+        ("database", str(config.store.path)),
+    ]
+    rows += [(name, url) for name, url in urls(config).items()]
+    for name, value in rows:
+        print(f"  {name:15} {value}")
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    print()
+    print(f"Start it with: {PROG} serve --config {config.path}")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    print(f"{config.path}: OK")
+    return 0
+
+
+def cmd_link_create(args: argparse.Namespace) -> int:
+    from mdmappliance.enrollment.links import create_link, parse_duration
+
+    config = load_config(args.config)
+    try:
+        lifetime = (
+            parse_duration(args.expires)
+            if args.expires
+            else datetime.timedelta(days=config.enrollment.link_days)
+        )
+    except ValueError as e:
+        return fail(f"--expires: {e}", 2)
+    token, link = offline_transaction(config, create_link, lifetime, args.note or "", _cli_actor())
+    url = config.enrollment_url(token)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "id": link.id,
+                    "token": token,
+                    "url": url,
+                    "expires_at": link.expires_at,
+                    "note": link.note,
+                }
+            )
+        )
+    else:
+        print(url)
+        print(f"link {link.id}, single use, expires {link.expires_at}")
+    return 0
+
+
+def cmd_link_list(args: argparse.Namespace) -> int:
+    from mdmappliance.enrollment.links import list_links
+
+    config = load_config(args.config)
+    links = offline_transaction(config, list_links)
+    now = utc_timestamp()
+    rows = [
+        {
+            "id": link.id,
+            "status": link.status(now),
+            "created_at": link.created_at,
+            "expires_at": link.expires_at,
+            "used_at": link.used_at,
+            "note": link.note,
+        }
+        for link in links
+    ]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'ID':>5}  {'STATUS':8}  {'EXPIRES':24}  NOTE")
+    for row in rows:
+        print(f"{row['id']:>5}  {row['status']:8}  {row['expires_at']:24}  {row['note']}")
+    return 0
+
+
+def cmd_link_revoke(args: argparse.Namespace) -> int:
+    from mdmappliance.enrollment.links import revoke_link
+
+    revoked = offline_transaction(load_config(args.config), revoke_link, args.id, _cli_actor())
+    if not revoked:
+        return fail(f"link {args.id} does not exist, or was already used or revoked", 1)
+    print(f"link {args.id} revoked")
+    return 0
+
+
+def cmd_device_revoke(args: argparse.Namespace) -> int:
+    from mdmappliance.enrollment.retirement import revoke_device
+
+    count = offline_transaction(load_config(args.config), revoke_device, args.udid, _cli_actor())
+    if not count:
+        return fail(f"no unrevoked identity is bound to {args.udid}", 1)
+    print(f"{args.udid}: {count} identity certificate(s) revoked; its requests are refused")
+    return 0
+
+
+def cmd_device_retire(args: argparse.Namespace) -> int:
+    from mdmappliance.commands.errors import CommandRejected
+    from mdmappliance.enrollment.retirement import retire_device
+
+    config = load_config(args.config)
+    identifier = config.profile_identifier()
+    try:
+        command_uuid = offline_transaction(
+            config, partial(retire_device, now=args.now), args.udid, identifier, _cli_actor()
+        )
+    except CommandRejected as e:
+        return fail(str(e), 1)
+    if command_uuid:
+        print(
+            f"{args.udid}: RemoveProfile queued ({command_uuid}); the device is retired "
+            "when it answers, and gets 401 from then on"
+        )
+    else:
+        print(f"{args.udid}: retired; it gets 401 from now on")
+    return 0
+
+
+def cmd_config_example(args: argparse.Namespace) -> int:
+    sys.stdout.write(render_example())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mdmappliance.app.serve import serve
+
+    return serve(Path(args.config), log_format=args.log_format)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="A self-hosted Apple MDM server (see README.md)."
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = sub.add_parser("init", help="create a complete installation in a data directory")
+    init.add_argument("--data-dir", required=True, help="where the appliance keeps its state")
+    init.add_argument("--hostname", required=True, help="the name devices reach it by")
+    init.add_argument(
+        "--config", help="where to write the config (default DATA_DIR/mdmappliance.toml)"
+    )
+    init.add_argument("--server-cert", help="your own TLS server certificate (PEM or DER)")
+    init.add_argument("--server-key", help="the private key of --server-cert")
+    init.add_argument("--admin-port", type=int, help="admin API port (default 9180)")
+    init.add_argument("--device-port", type=int, help="device listener port (default 443)")
+    init.add_argument("--enrollment-port", type=int, help="enrollment listener port (default 8444)")
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="replace existing keys and certificates (the old ones are kept aside)",
+    )
+    init.set_defaults(func=cmd_init)
+
+    serve = sub.add_parser("serve", help="run the appliance in the foreground")
+    serve.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="override [log] format: text, or one JSON object per line",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    check.set_defaults(func=cmd_check_config)
+
+    example = sub.add_parser("config-example", help="print the documented example config")
+    example.set_defaults(func=cmd_config_example)
+
+    link = sub.add_parser("enroll-link", help="one-time enrollment links")
+    link_sub = link.add_subparsers(dest="link_command", required=True, metavar="ACTION")
+    create = link_sub.add_parser("create", help="make a new single-use link")
+    create.add_argument(
+        "--expires", help="lifetime like 30m, 12h, 7d (default [enrollment] link_days)"
+    )
+    create.add_argument("--note", help="a note for the list (whose device, ticket number)")
+    create.set_defaults(func=cmd_link_create)
+    listing = link_sub.add_parser("list", help="list links and their status")
+    listing.set_defaults(func=cmd_link_list)
+    revoke = link_sub.add_parser("revoke", help="revoke an unused link")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(func=cmd_link_revoke)
+    device = sub.add_parser("device", help="revoke or retire a device")
+    device_sub = device.add_subparsers(dest="device_command", required=True, metavar="ACTION")
+    revoke_device = device_sub.add_parser("revoke", help="refuse the device's identities")
+    revoke_device.add_argument("udid")
+    revoke_device.set_defaults(func=cmd_device_revoke)
+    retire = device_sub.add_parser(
+        "retire", help="remove the MDM profile (RemoveProfile), then answer 401"
+    )
+    retire.add_argument("udid")
+    retire.add_argument(
+        "--now",
+        action="store_true",
+        help="retire at once, without waiting for RemoveProfile's answer",
+    )
+    retire.set_defaults(func=cmd_device_retire)
+    for command in (revoke_device, retire):
+        command.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    for command in (create, listing, revoke):
+        command.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+        command.add_argument("--json", action="store_true", help="machine-readable output")
+    pushcert.add_parser(sub, DEFAULT_CONFIG)
+    fleet.add_parsers(sub, DEFAULT_CONFIG)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args: Any
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        status: int = (
+            args.func(args, extra) if getattr(args, "takes_extra", False) else args.func(args)
+        )
+    except ApplianceError as e:
+        return fail(str(e), e.exit_status)
+    except APIError as e:
+        return fail(str(e), 1)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    return status

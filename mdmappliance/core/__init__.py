@@ -1,0 +1,1 @@
+"""What every room uses: the administrator's error base, atomic files, timestamps, periodic jobs."""

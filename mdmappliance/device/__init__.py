@@ -1,0 +1,2 @@
+"""The device channel: check-in and command handling, identity binding and resolution,
+HTTP Digest for UserAuthenticate, inactive devices, and its routes."""

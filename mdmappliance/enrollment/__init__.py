@@ -1,0 +1,2 @@
+"""Enrollment: one-time links, the enrollment profile and its factory, identity renewal,
+revocation and retirement, and the enrollment routes."""

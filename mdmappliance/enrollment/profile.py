@@ -1,0 +1,144 @@
+"""Configuration profiles: the enrollment profile, and signing any profile (CMS SignedData).
+
+The enrollment profile holds only the basics ("Initial Profiles Should Contain Only The
+Basics"): the CA certificates of the server's chain, a PKCS#12 device identity, and the MDM
+payload. Profiles are signed with SHA-256, content attached, bytes as they are (no S/MIME
+LF→CRLF canonicalisation, which would change what the device reads).
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from mdmappliance import pki
+from mdmappliance.config import Config, check_access_rights
+from mdmappliance.pki.signing import ProfileError
+
+MDM_PAYLOAD = "com.apple.mdm"
+TOPIC_PREFIX = "com.apple.mgmt."
+
+
+@dataclass(frozen=True)
+class MDMSettings:
+    """What goes into the MDM payload, checked against the spec's rules."""
+
+    topic: str
+    server_url: str
+    checkin_url: str
+    access_rights: int
+    sign_message: bool
+    check_out_when_removed: bool
+    use_development_apns: bool
+
+    def check(self) -> None:
+        if not self.topic.startswith(TOPIC_PREFIX) or self.topic == TOPIC_PREFIX:
+            raise ProfileError(f"Topic must begin with {TOPIC_PREFIX!r}, got {self.topic!r}")
+        for name, url in (("ServerURL", self.server_url), ("CheckInURL", self.checkin_url)):
+            if not url.startswith("https://"):
+                raise ProfileError(f"{name} must begin with https://, got {url!r}")
+        try:
+            check_access_rights(self.access_rights)
+        except ValueError as e:
+            raise ProfileError(f"AccessRights {e}") from None
+
+    @classmethod
+    def from_config(cls, config: Config, topic: str) -> MDMSettings:
+        e = config.enrollment
+        return cls(
+            topic=topic,
+            server_url=e.server_url or config.device_url(config.device.server_path),
+            checkin_url=e.checkin_url or config.device_url(config.device.checkin_path),
+            access_rights=e.access_rights,
+            sign_message=e.sign_message,
+            check_out_when_removed=e.check_out_when_removed,
+            use_development_apns=e.use_development_apns,
+        )
+
+
+def _payload(kind: str, identifier: str, name: str, **content: Any) -> dict[str, Any]:
+    return {
+        "PayloadType": kind,
+        "PayloadVersion": 1,
+        "PayloadIdentifier": identifier,
+        "PayloadUUID": str(uuid.uuid4()).upper(),
+        "PayloadDisplayName": name,
+        **content,
+    }
+
+
+def pkcs12_identity(identity: pki.IssuedPair, password: str, name: str) -> bytes:
+    """The identity as PKCS#12 with the 3DES/SHA-1 encryption every Apple OS can read."""
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(50_000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())
+        .build(password.encode())
+    )
+    return pkcs12.serialize_key_and_certificates(
+        name.encode(),
+        identity.key,
+        identity.certificate,
+        None,
+        encryption,
+    )
+
+
+def enrollment_profile(
+    *,
+    identifier: str,
+    display_name: str,
+    organization: str,
+    settings: MDMSettings,
+    identity: pki.IssuedPair,
+    trust_chain: list[x509.Certificate],
+) -> dict[str, Any]:
+    """The enrollment profile as a dictionary (fresh UUIDs every time)."""
+    settings.check()
+    password = secrets.token_urlsafe(18)
+    payloads = [
+        _payload(
+            "com.apple.security.root",
+            f"{identifier}.ca.{n}",
+            cert.subject.rfc4514_string(),
+            PayloadContent=cert.public_bytes(serialization.Encoding.DER),
+        )
+        for n, cert in enumerate(trust_chain)
+    ]
+    identity_payload = _payload(
+        "com.apple.security.pkcs12",
+        f"{identifier}.identity",
+        "Device identity",
+        PayloadContent=pkcs12_identity(identity, password, "mdmappliance device identity"),
+        Password=password,
+    )
+    mdm = _payload(
+        MDM_PAYLOAD,
+        f"{identifier}.mdm",
+        "Mobile Device Management",
+        IdentityCertificateUUID=identity_payload["PayloadUUID"],
+        Topic=settings.topic,
+        ServerURL=settings.server_url,
+        CheckInURL=settings.checkin_url,
+        SignMessage=settings.sign_message,
+        CheckOutWhenRemoved=settings.check_out_when_removed,
+        AccessRights=settings.access_rights,
+        UseDevelopmentAPNS=settings.use_development_apns,
+    )
+    profile = _payload(
+        "Configuration",
+        identifier,
+        display_name,
+        PayloadContent=[*payloads, identity_payload, mdm],
+        PayloadScope="System",
+    )
+    if organization:
+        profile["PayloadOrganization"] = organization
+    return profile

@@ -1,0 +1,306 @@
+"""The embedded SQLite store: one connection, owned by one thread, behind Deferreds.
+
+SQLite commits wait for fsync; on the reactor thread that would stall every device. So the
+store owns a dedicated one-thread pool: every query runs there, in submission order, and
+callers get a Deferred. One connection means no lock contention inside the process and a
+simple rule for transactions: one ``transaction()`` call is one ``BEGIN IMMEDIATE`` ...
+``COMMIT``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from mdmappliance.store.errors import StoreClosed, StoreError
+from mdmappliance.store.migrate import (
+    Migration,
+    MigrationReport,
+    load_migrations,
+    migrate,
+    schema_version,
+)
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+log = Logger()
+
+
+class Store(Service):
+    """The appliance database as a service: opened and migrated at start, closed at stop."""
+
+    name = "store"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        reactor: IReactorFromThreads | None = None,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 5000,
+        backup_dir: Path | None = None,
+        migrations: tuple[Migration, ...] | None = None,
+    ) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
+        self.backup_dir = backup_dir if backup_dir is not None else path.parent / "backups"
+        self.migrations = migrations if migrations is not None else load_migrations()
+        self._reactor = reactor
+        self._conn: sqlite3.Connection | None = None
+        self._pool: ThreadPool | None = None
+        self._closing = False
+        self.migration_report: MigrationReport | None = None
+        self._lock = threading.Lock()
+        self._jobs: deque[_Job] = deque()
+        self._worker_busy = False
+
+    def open(self) -> MigrationReport:
+        """Connect, set the pragmas and migrate, synchronously (before the reactor runs).
+
+        Raises StoreError (or a subclass) with a message for the administrator.
+        """
+        if self.migration_report is not None:
+            return self.migration_report
+        try:
+            _create_private(self.path)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"cannot open database {self.path}: {e}") from e
+        try:
+            self._configure(conn)
+            report = migrate(conn, self.migrations, db_path=self.path, backup_dir=self.backup_dir)
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise StoreError(f"cannot use database {self.path}: {e}") from e
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self.migration_report = report
+        return report
+
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"cannot put {self.path} in WAL mode (got {mode})")
+        if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise StoreError(f"unknown synchronous mode {self.synchronous!r}")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+
+    def startService(self) -> None:
+        if self._reactor is None:
+            raise StoreError("the store needs a reactor to run as a service")
+        self.open()
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="mdmappliance-store")
+        self._pool.start()
+        self._closing = False
+        self._jobs.clear()
+        self._worker_busy = False
+        super().startService()
+
+    def run(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+    ) -> Deferred[T]:
+        """Run ``fn(connection, ...)`` on the store thread, outside any transaction."""
+        return self._submit(False, fn, args, kw)
+
+    def transaction(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+    ) -> Deferred[T]:
+        """Run ``fn(connection, ...)`` in one transaction: all of it commits, or none of it.
+
+        The Deferred fires once the work is durable (committed). Transactions that are waiting
+        together are committed together (group commit: one fsync for the lot), each inside its
+        own savepoint, so one that raises is rolled back alone.
+        """
+        return self._submit(True, fn, args, kw)
+
+    def _submit(
+        self, transactional: bool, fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]
+    ) -> Deferred[Any]:
+        if self._closing or self._pool is None or self._conn is None:
+            return fail(StoreClosed(f"the store {self.path} is not running"))
+        job = _Job(transactional, fn, args, kw, Deferred())
+        with self._lock:
+            self._jobs.append(job)
+            start = not self._worker_busy
+            self._worker_busy = True
+        if start:
+            self._pool.callInThread(self._work)
+        return job.deferred
+
+    def _work(self) -> None:
+        """On the store thread: run queued jobs in order, batching adjacent transactions."""
+        assert self._reactor is not None and self._conn is not None
+        conn, reactor = self._conn, self._reactor
+        while True:
+            with self._lock:
+                if not self._jobs:
+                    self._worker_busy = False
+                    return
+                batch = [self._jobs.popleft()]
+                if batch[0].transactional:
+                    while (
+                        self._jobs and self._jobs[0].transactional and len(batch) < MAX_GROUP_COMMIT
+                    ):
+                        batch.append(self._jobs.popleft())
+            try:
+                outcomes = (
+                    _run_group(conn, batch)
+                    if batch[0].transactional
+                    else [_run_one(conn, batch[0])]
+                )
+            except BaseException:
+                # A job broke the transaction itself (say, it committed or rolled back on its
+                # own): the batch fails as a whole, and the store carries on.
+                failure = Failure()
+                outcomes = [failure] * len(batch)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            # One wake-up of the reactor per batch, not per job.
+            reactor.callFromThread(_fire_all, [j.deferred for j in batch], outcomes)
+
+    def transaction_now(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        """``transaction`` on the calling thread, for offline commands (no service running)."""
+        if self._pool is not None or self._conn is None:
+            raise StoreClosed(f"the store {self.path} is not open for offline use")
+        return in_transaction(self._conn, fn, *args, **kw)
+
+    def close(self) -> None:
+        """Close a store opened for offline use."""
+        if self._pool is not None:
+            raise StoreError("close() is for offline use; stop the service instead")
+        if self._conn is not None:
+            self._close(self._conn)
+
+    def schema_version(self) -> Deferred[int]:
+        return self.run(schema_version)
+
+    def stopService(self) -> Deferred[None]:
+        """Refuse new work, let queued work finish, then close the file cleanly."""
+        super().stopService()
+        pool, conn = self._pool, self._conn
+        if pool is None or conn is None:
+            return succeed(None)
+        done: Deferred[None] = self._submit(False, self._close, (), {})
+        self._closing = True
+
+        def stop_pool(result: Any) -> Any:
+            pool.stop()
+            self._pool = None
+            return result
+
+        done.addBoth(stop_pool)
+        return done
+
+    def _close(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA optimize")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as e:
+            log.warn("store: checkpoint before close failed: {error}", error=str(e))
+        conn.close()
+        self._conn = None
+        self.migration_report = None
+
+
+def in_transaction(
+    conn: sqlite3.Connection,
+    fn: Callable[Concatenate[sqlite3.Connection, P], T],
+    /,
+    *args: P.args,
+    **kw: P.kwargs,
+) -> T:
+    """``BEGIN IMMEDIATE``, ``fn``, ``COMMIT``; ``ROLLBACK`` if ``fn`` raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn, *args, **kw)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file readable only by us (SQLite copies its mode to -wal/-shm)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+#: At most this many transactions share one commit.
+MAX_GROUP_COMMIT = 128
+
+
+@dataclass
+class _Job:
+    transactional: bool
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kw: dict[str, Any]
+    deferred: Deferred[Any]
+
+
+def _run_one(conn: sqlite3.Connection, job: _Job) -> Any:
+    try:
+        return job.fn(conn, *job.args, **job.kw)
+    except BaseException:
+        return Failure()
+
+
+def _run_group(conn: sqlite3.Connection, batch: list[_Job]) -> list[Any]:
+    """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` for the batch, a savepoint for each job."""
+    outcomes: list[Any] = []
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error:
+        failure = Failure()
+        return [failure] * len(batch)
+    for job in batch:
+        conn.execute("SAVEPOINT job")
+        try:
+            outcomes.append(job.fn(conn, *job.args, **job.kw))
+        except BaseException:
+            outcomes.append(Failure())
+            conn.execute("ROLLBACK TO job")
+        conn.execute("RELEASE job")
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        failure = Failure()
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return [failure] * len(batch)
+    return outcomes
+
+
+def _fire_all(deferreds: list[Deferred[Any]], outcomes: list[Any]) -> None:
+    for deferred, outcome in zip(deferreds, outcomes, strict=True):
+        if isinstance(outcome, Failure):
+            deferred.errback(outcome)
+        else:
+            deferred.callback(outcome)
