@@ -6,7 +6,7 @@ DEMO_DIR ?= var/demo
 DEPS_STAMP := $(VENV)/.deps-stamp
 SHELL := /bin/bash
 
-.PHONY: run test bench lint conf install clean
+.PHONY: run test bench lint conf schema install clean
 
 # The virtualenv with the project's dependencies and test tools; rebuilt when they change.
 $(DEPS_STAMP): setup.cfg pyproject.toml
@@ -37,10 +37,16 @@ lint: $(DEPS_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache  # the import rule of docs/architecture.md
 
 # Regenerate the documented example config from the schema in mdmappliance/config.py.
 conf: install
 	$(BIN)/mdmappliance config-example > conf/mdmappliance.toml
+
+# Rewrite the current schema (one readable file) from the numbered migrations.
+schema: $(DEPS_STAMP)
+	$(BIN)/python -c "from mdmappliance.store.migrate import main; main()" \
+	    > mdmappliance/store/schema.sql
 
 clean:
 	rm -rf $(VENV) build *.egg-info _trial_temp

@@ -9,7 +9,6 @@ own process), with the memory this process used. Target: at least 5,000 pushes/s
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from mdmappliance.apns.client import APNsClient, Push
 from mdmappliance.apns.pusher import Pusher
 from mdmappliance.app.service import global_reactor
 from mdmappliance.core.timestamps import utc_timestamp
-from mdmappliance.store.engine import Store
+from mdmappliance.store import Store, Tx
 from tests.pushcerts import make_push_pki
 from tests.support import subprocess_env
 
@@ -37,7 +36,8 @@ def rss_mib() -> float:
     return 0.0
 
 
-def _fleet(conn: sqlite3.Connection, count: int) -> None:
+def _fleet(tx: Tx, count: int) -> None:
+    conn = tx.conn
     now = utc_timestamp()
     conn.executemany(
         "INSERT INTO devices (udid, first_seen, updated_at) VALUES (?, ?, ?)",

@@ -5,20 +5,20 @@ Target: 100,000 targets in at most 1 s, checked once, written in one transaction
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 from mdmappliance.app.service import global_reactor
 from mdmappliance.commands.send import send_command
 from mdmappliance.core.timestamps import utc_timestamp
-from mdmappliance.store.engine import Store
+from mdmappliance.store import Store, Tx
 
 SIZES = (10_000, 100_000)
 COMMAND = {"RequestType": "DeviceInformation", "Queries": ["SerialNumber", "OSVersion", "WiFiMAC"]}
 
 
-def _fleet(conn: sqlite3.Connection, count: int) -> list[int]:
+def _fleet(tx: Tx, count: int) -> list[int]:
+    conn = tx.conn
     now = utc_timestamp()
     udids = [f"BENCH-{n:012d}" for n in range(count)]
     conn.executemany(

@@ -9,7 +9,7 @@ same two PUTs with an empty 200, behind the same mTLS options.
 (a) keep-alive: messages per second over reused mTLS connections, N devices at once;
 (b) wake-ups: a new mTLS connection per cycle (what a push makes a device do).
 
-Also measured: the same endpoint routed through Klein instead of the raw Resource.
+Also measured: the device routes alone in a process (no admin listener, access log, metrics).
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ from twisted.internet import defer
 from mdmappliance.cli.installation import InitRequest, initialize
 from mdmappliance.commands.queue import enqueue
 from mdmappliance.config import Config
-from mdmappliance.device.binding import get_enrollment
-from mdmappliance.store.engine import in_transaction
+from mdmappliance.store import Tx, in_transaction
 from tests.simulator import SimulatedDevice
 from tests.support import free_port, subprocess_env
 
@@ -99,14 +98,14 @@ def queue_commands(config: Config, devices: list[SimulatedDevice], count: int) -
     conn = sqlite3.connect(config.store.path, isolation_level=None, timeout=30)
     try:
 
-        def add(conn: sqlite3.Connection) -> None:
+        def add(tx: Tx) -> None:
             for device in devices:
-                enrollment = get_enrollment(conn, device.udid)
+                enrollment = tx.enrollments.get(device.udid)
                 assert enrollment is not None
                 for _ in range(count):
-                    enqueue(conn, enrollment.id, {"RequestType": "ProfileList"})
+                    enqueue(tx, enrollment.id, {"RequestType": "ProfileList"})
 
-        in_transaction(conn, add)
+        in_transaction(Tx(conn), add)
     finally:
         conn.close()
 
@@ -167,7 +166,7 @@ async def bench_device_channel() -> None:
         ]
         figures: dict[str, dict[str, Any]] = {}
         servers = {
-            "mdmappliance serve (raw Resource)": [
+            "mdmappliance serve": [
                 sys.executable,
                 "-m",
                 "mdmappliance",
@@ -175,16 +174,10 @@ async def bench_device_channel() -> None:
                 "--config",
                 str(config.path),
             ],
-            "endpoint alone, raw Resource": [
+            "device routes alone": [
                 sys.executable,
                 str(REPO / "bench" / "servers.py"),
-                "raw",
-                str(config.path),
-            ],
-            "endpoint alone, routed by Klein": [
-                sys.executable,
-                str(REPO / "bench" / "servers.py"),
-                "klein",
+                "endpoint",
                 str(config.path),
             ],
             "bare twisted.web TLS responder": [

@@ -27,8 +27,7 @@ from bench.apns import bench_apns
 from bench.commands import bench_commands
 from bench.device_channel import bench_device_channel
 from mdmappliance.app.service import admin_listener, global_reactor
-from mdmappliance.store.engine import Store
-from mdmappliance.store.events import record_event
+from mdmappliance.store import Store, record_event
 
 reactor = global_reactor()
 

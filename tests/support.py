@@ -19,6 +19,9 @@ from typing import Any
 
 from mdmappliance.cli.installation import InitRequest, initialize
 from mdmappliance.config import load_config, render_config
+from mdmappliance.store import Tx
+from mdmappliance.store.enrollments import Enrollment
+from mdmappliance.store.events import Event
 from mdmappliance.store.migrate import load_migrations
 
 REPO = Path(__file__).resolve().parent.parent
@@ -285,3 +288,31 @@ def query(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
+
+
+# Store reads and writes the tests use often, as functions of a Tx (``store.run(get_setting,
+# key)``), so a test reads like the property it checks.
+def get_setting(tx: Tx, key: str) -> str | None:
+    return tx.settings.get(key)
+
+
+def set_setting(tx: Tx, key: str, value: str) -> None:
+    tx.settings.set(key, value)
+
+
+def events_after(tx: Tx, after_id: int = 0, limit: int = 100) -> list[Event]:
+    return tx.events.after(after_id, limit)
+
+
+def get_enrollment(tx: Tx, udid: str, user_id: str = "") -> Enrollment | None:
+    return tx.enrollments.get(udid, user_id)
+
+
+def inventory_of(tx: Tx, enrollment_id: int) -> dict[str, dict[str, Any]]:
+    return tx.inventory.of(enrollment_id)
+
+
+def sql(tx: Tx, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+    """A statement of the test's own on the store's connection (to set up a state the
+    appliance would take days to reach, or to look at one)."""
+    return tx.conn.execute(statement, args).fetchall()

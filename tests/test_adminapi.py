@@ -12,7 +12,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from mdmappliance._version import __version__
 from mdmappliance.app.service import admin_listener, global_reactor
-from mdmappliance.store.engine import Store
+from mdmappliance.store import Store
 from tests.support import SCHEMA_VERSION
 
 reactor = global_reactor()

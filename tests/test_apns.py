@@ -20,7 +20,7 @@ from mdmappliance.apns.client import APNsClient, APNsProtocol, Push
 from mdmappliance.apns.pusher import Pusher
 from mdmappliance.app.service import global_reactor
 from mdmappliance.core.timestamps import utc_timestamp
-from mdmappliance.store.engine import Store
+from mdmappliance.store import Store
 from tests.apns_server import FakeAPNs, Reply
 from tests.pushcerts import make_push_pki
 from tests.support import query
@@ -153,7 +153,8 @@ class Keepalive(SynchronousTestCase):
         self.assertTrue(transport.disconnecting, "no answer within ping_timeout: dropped")
 
 
-def add_enrollment(conn: Any, udid: str, token: bytes, updated: str) -> int:
+def add_enrollment(tx: Any, udid: str, token: bytes, updated: str) -> int:
+    conn = tx.conn
     now = utc_timestamp()
     conn.execute(
         "INSERT INTO devices (udid, first_seen, updated_at) VALUES (?, ?, ?)", (udid, now, now)
@@ -285,12 +286,12 @@ class Outcomes(APNsCase):
     async def test_only_enrollments_with_a_valid_token_are_pushed(self) -> None:
         ids = await self.enrollments(3)
         await self.store.transaction(
-            lambda conn: conn.execute(
+            lambda tx: tx.conn.execute(
                 "UPDATE enrollments SET token_valid = 0 WHERE id = ?", (ids[1],)
             )
         )
         await self.store.transaction(
-            lambda conn: conn.execute(
+            lambda tx: tx.conn.execute(
                 "UPDATE enrollments SET state = 'authenticated' WHERE id = ?", (ids[2],)
             )
         )

@@ -17,11 +17,11 @@ from mdmappliance import pki
 from mdmappliance.app.service import command_sender
 from mdmappliance.commands import rights
 from mdmappliance.commands.errors import CommandInvalid, CommandRejected
-from mdmappliance.commands.inventory import command_status, inventory_of
+from mdmappliance.commands.inventory import command_status
 from mdmappliance.commands.send import resolve_udids
 from tests.device_model import DeviceModel
 from tests.simulator import SimulatedDevice
-from tests.support import InProcessAppliance, query
+from tests.support import InProcessAppliance, inventory_of, query
 from tests.test_catalog import EXAMPLES, JPEG, PROFILE, SETTING_EXAMPLES, UUID
 
 #: The order a real rollout takes: look, install, configure, query, then lock and erase.
@@ -235,7 +235,7 @@ class CommandsEndToEnd(TestCase):
             await self.enrolled_iphone() for _ in range(2)
         ]
         await self.store.transaction(
-            lambda conn: conn.execute(
+            lambda tx: tx.conn.execute(
                 "UPDATE enrollments SET access_rights = ? WHERE id = ?",
                 (rights.ALL & ~rights.ERASE, second_id),
             )

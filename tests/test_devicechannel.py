@@ -11,10 +11,10 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseNeverReceived
 
 from mdmappliance.commands.queue import enqueue
-from mdmappliance.device.binding import get_enrollment
 from mdmappliance.pki.escrow import Escrow, read_key
+from mdmappliance.store import Tx
 from tests.simulator import SimulatedDevice
-from tests.support import TESTDATA, InProcessAppliance, query, testdata
+from tests.support import TESTDATA, InProcessAppliance, get_enrollment, query, sql, testdata
 
 
 def dump(path: Path) -> list[str]:
@@ -43,10 +43,10 @@ class DeviceChannelCase(TestCase):
     async def enqueue(
         self, device: SimulatedDevice, command: dict[str, Any], user_id: str = "", **kw: Any
     ) -> str:
-        def add(conn: sqlite3.Connection) -> str:
-            enrollment = get_enrollment(conn, device.udid, user_id)
+        def add(tx: Tx) -> str:
+            enrollment = get_enrollment(tx, device.udid, user_id)
             assert enrollment is not None
-            return enqueue(conn, enrollment.id, command, **kw)
+            return enqueue(tx, enrollment.id, command, **kw)
 
         result: str = await self.appliance.store.transaction(add)
         return result
@@ -666,9 +666,7 @@ class Details(DeviceChannelCase):
     async def test_last_seen_is_recorded(self) -> None:
         device = self.device()
         await device.enroll()
-        await self.appliance.store.run(
-            lambda conn: conn.execute("UPDATE enrollments SET last_seen = '2000-01-01'")
-        )
+        await self.appliance.store.run(sql, "UPDATE enrollments SET last_seen = '2000-01-01'")
         await device.report("Idle")
         (seen,) = query(self.db, "SELECT last_seen FROM enrollments")[0]
         self.assertGreater(seen, "2026")
@@ -676,9 +674,7 @@ class Details(DeviceChannelCase):
     async def test_retired_enrollment_gets_401(self) -> None:
         device = self.device()
         await device.enroll()
-        await self.appliance.store.transaction(
-            lambda conn: conn.execute("UPDATE enrollments SET state = 'retired'")
-        )
+        await self.appliance.store.transaction(sql, "UPDATE enrollments SET state = 'retired'")
         self.assertEqual((await device.report("Idle")).code, 401)
         self.assertEqual((await device.token_update()).code, 401)
 

@@ -14,10 +14,9 @@ from twisted.trial.unittest import TestCase
 
 from mdmappliance.commands.queue import enqueue
 from mdmappliance.config import Config, load_config
-from mdmappliance.device.binding import get_enrollment
-from mdmappliance.store.engine import in_transaction
+from mdmappliance.store import Tx, in_transaction
 from tests.simulator import SimulatedDevice
-from tests.support import RunningAppliance, free_port, make_installation
+from tests.support import RunningAppliance, free_port, get_enrollment, make_installation
 
 DEVICES = 50
 COMMANDS_PER_DEVICE = 20
@@ -29,12 +28,12 @@ def enqueue_now(config: Config, udid: str, commands: list[dict[str, Any]]) -> li
     conn.execute("PRAGMA busy_timeout = 30000")
     try:
 
-        def add(conn: sqlite3.Connection) -> list[str]:
-            enrollment = get_enrollment(conn, udid)
+        def add(tx: Tx) -> list[str]:
+            enrollment = get_enrollment(tx, udid)
             assert enrollment is not None
-            return [enqueue(conn, enrollment.id, command) for command in commands]
+            return [enqueue(tx, enrollment.id, command) for command in commands]
 
-        return in_transaction(conn, add)
+        return in_transaction(Tx(conn), add)
     finally:
         conn.close()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import treq
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
@@ -305,33 +306,44 @@ class Metrics(FleetCase):
         self.assertEqual(response.code, 200)
         self.assertTrue(response.headers.getRawHeaders("content-type")[0].startswith("text/plain"))
         text = (await response.content()).decode()
+        # Read by Prometheus' own parser: label order in the text is not part of a series.
         samples = {
-            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line and not line.startswith("#")
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
         }
+
+        def sample(name: str, **labels: str) -> float:
+            return samples[(name, frozenset(labels.items()))]
+
         self.assertEqual(
-            samples[
-                'mdmappliance_http_requests_total{listener="admin",endpoint="/v1/commands",status="201"}'
-            ],
+            sample(
+                "mdmappliance_http_requests_total",
+                listener="admin",
+                endpoint="/v1/commands",
+                status="201",
+            ),
             2,
         )
         self.assertEqual(
-            samples[
-                'mdmappliance_http_requests_total{listener="admin",endpoint="/v1/devices/{udid}",status="404"}'
-            ],
+            sample(
+                "mdmappliance_http_requests_total",
+                listener="admin",
+                endpoint="/v1/devices/{udid}",
+                status="404",
+            ),
             1,
             "labelled by route, not by UDID",
         )
         self.assertGreaterEqual(
-            samples['mdmappliance_device_messages_total{type="Authenticate"}'], 1
+            sample("mdmappliance_device_messages_total", type="Authenticate"), 1
         )
         self.assertGreaterEqual(
-            samples['mdmappliance_device_messages_total{type="Status:NotNow"}'], 1
+            sample("mdmappliance_device_messages_total", type="Status:NotNow"), 1
         )
-        self.assertEqual(samples["mdmappliance_queue_depth"], 2)
-        self.assertEqual(samples['mdmappliance_commands{state="not_now"}'], 2)
-        self.assertEqual(samples['mdmappliance_enrollments{state="enrolled"}'], 1)
+        self.assertEqual(sample("mdmappliance_queue_depth"), 2)
+        self.assertEqual(sample("mdmappliance_commands", state="not_now"), 2)
+        self.assertEqual(sample("mdmappliance_enrollments", state="enrolled"), 1)
         for line in text.splitlines():
             if line.startswith("# TYPE"):
                 self.assertIn(line.split()[-1], ("counter", "gauge"))

@@ -16,9 +16,9 @@ from mdmappliance import pki
 from mdmappliance.cli.errors import InitError
 from mdmappliance.cli.installation import InitRequest, InitResult, initialize
 from mdmappliance.config import load_config
-from mdmappliance.store.engine import Store
-from mdmappliance.store.settings import INSTALLATION_ID, get_setting
-from tests.support import run_cli
+from mdmappliance.store import Store
+from mdmappliance.store.settings import INSTALLATION_ID
+from tests.support import get_setting, run_cli
 
 KEY_FILES = ("pki/ca.key", "pki/server.key", "admin-api-key")
 

@@ -173,27 +173,31 @@ class AdminRoutes(LifecycleCase):
 
 
 class DeviceCommand(TestCase):
-    def test_revoke_and_retire_from_the_command_line(self) -> None:
+    timeout = 120
+
+    async def test_revoke_and_retire_from_the_command_line(self) -> None:
         import plistlib
 
-        from mdmappliance.config import load_config
-        from mdmappliance.device.checkin import ChannelPolicy, handle_message
+        from twisted.internet.threads import deferToThread
+
+        from mdmappliance.device.handlers import handle_message
+        from mdmappliance.device.policy import ChannelPolicy
         from mdmappliance.mdm.messages import parse_message, parse_plist
         from mdmappliance.pki.escrow import Escrow, read_key
         from mdmappliance.pki.identity import DeviceIdentity
-        from mdmappliance.store.engine import Store
         from tests.simulator import TOPIC, issue_device_identity
-        from tests.support import make_installation, run_cli
+        from tests.support import run_cli
 
-        config_path = make_installation(Path(self.mktemp()))
-        config = load_config(config_path)
+        # The fleet commands go through the admin API: a running appliance answers them.
+        appliance = InProcessAppliance(Path(self.mktemp()))
+        self.addCleanup(appliance.stop)
+        config = appliance.config
+        config_path = config.path
         udid = "CLI-DEVICE-0001"
         identity = DeviceIdentity.of(
             issue_device_identity(config.pki.ca_cert, config.pki.ca_key, udid).certificate, "tls"
         )
         policy = ChannelPolicy(escrow=Escrow(read_key(config.device.unlock_key_file)))
-        store = Store(config.store.path)
-        store.open()
         for message in (
             {"MessageType": "Authenticate", "UDID": udid, "Topic": TOPIC},
             {
@@ -205,24 +209,26 @@ class DeviceCommand(TestCase):
             },
         ):
             body = plistlib.dumps(message)
-            store.transaction_now(
+            await appliance.store.transaction(
                 handle_message,
                 parse_message(parse_plist(body, 32), body, checkin_only=True),
                 identity,
                 policy,
                 (),
             )
-        store.close()
 
-        retired = run_cli("device", "retire", udid, "--config", str(config_path))
+        def cli(*args: str) -> Any:
+            return deferToThread(run_cli, *args)
+
+        retired = await cli("device", "retire", udid, "--config", str(config_path))
         self.assertEqual(retired.returncode, 0, retired.stderr)
         self.assertIn("RemoveProfile queued", retired.stdout)
-        revoked = run_cli("device", "revoke", udid, "--config", str(config_path))
+        revoked = await cli("device", "revoke", udid, "--config", str(config_path))
         self.assertEqual(revoked.returncode, 0, revoked.stderr)
         self.assertIn("1 identity certificate(s) revoked", revoked.stdout)
-        again = run_cli("device", "revoke", udid, "--config", str(config_path))
+        again = await cli("device", "revoke", udid, "--config", str(config_path))
         self.assertEqual(again.returncode, 1)
         self.assertEqual(len(again.stderr.strip().splitlines()), 1)
-        unknown = run_cli("device", "retire", "NO-SUCH-DEVICE", "--config", str(config_path))
+        unknown = await cli("device", "retire", "NO-SUCH-DEVICE", "--config", str(config_path))
         self.assertEqual(unknown.returncode, 1)
         self.assertIn("no enrollment for NO-SUCH-DEVICE", unknown.stderr)

@@ -63,7 +63,11 @@ class Installed(SynchronousTestCase):
         files = {str(f) for f in importlib.metadata.files("mdmappliance") or []}
         source = {
             str(path.relative_to(REPO))
-            for pattern in ("mdmappliance/**/*.py", "mdmappliance/store/migrations/*.sql")
+            for pattern in (
+                "mdmappliance/**/*.py",
+                "mdmappliance/store/*.sql",
+                "mdmappliance/store/migrations/*.sql",
+            )
             for path in REPO.glob(pattern)
         }
         self.assertEqual(source - files, set(), "run `make install` after adding a module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import sqlite3
 from pathlib import Path
 
 from cryptography import x509
@@ -28,10 +27,9 @@ from mdmappliance.pki.cms import CMSError, verify_signed_data
 from mdmappliance.pki.escrow import Escrow, EscrowError, new_key
 from mdmappliance.pki.trust import TrustStore, UntrustedCertificate
 from mdmappliance.pki.users import read_users_file
-from mdmappliance.store.engine import Store
-from mdmappliance.store.settings import get_setting, set_setting
+from mdmappliance.store import Store, Tx
 from tests.simulator import detached_signature, digest_response
-from tests.support import testdata
+from tests.support import get_setting, set_setting, testdata
 
 NOW = datetime.datetime.now(datetime.UTC)
 
@@ -188,8 +186,8 @@ class GroupCommit(TestCase):
         store.startService()
         self.addCleanup(store.stopService)
 
-        def write(conn: sqlite3.Connection, n: int) -> int:
-            set_setting(conn, f"k{n}", str(n))
+        def write(tx: Tx, n: int) -> int:
+            set_setting(tx, f"k{n}", str(n))
             if n == 7:
                 raise ValueError("job 7 fails")
             return n
@@ -209,9 +207,9 @@ class GroupCommit(TestCase):
         store.startService()
         self.addCleanup(store.stopService)
 
-        def rogue(conn: sqlite3.Connection) -> None:
-            set_setting(conn, "rogue", "1")
-            conn.execute("ROLLBACK")
+        def rogue(tx: Tx) -> None:
+            set_setting(tx, "rogue", "1")
+            tx.conn.execute("ROLLBACK")
 
         batch = [store.transaction(set_setting, "before", "1"), store.transaction(rogue)]
         results = await defer.DeferredList(batch, consumeErrors=True)

@@ -15,7 +15,7 @@ from twisted.trial.unittest import TestCase
 from mdmappliance.app.retention import RetentionJob
 from mdmappliance.app.service import global_reactor
 from mdmappliance.core.timestamps import utc_timestamp
-from mdmappliance.store.engine import Store
+from mdmappliance.store import Store
 from tests.support import query
 
 NOW = datetime.datetime.now(datetime.UTC)
@@ -23,7 +23,8 @@ OLD = utc_timestamp(NOW - datetime.timedelta(days=200))
 RECENT = utc_timestamp(NOW - datetime.timedelta(days=1))
 
 
-def seed(conn: Any) -> None:
+def seed(tx: Any) -> None:
+    conn = tx.conn
     conn.execute(
         "INSERT INTO devices (udid, first_seen, updated_at) VALUES ('U-1', ?, ?)", (OLD, OLD)
     )

@@ -14,6 +14,8 @@ from mdmappliance.store.migrate import (
     MigrationReport,
     load_migrations,
     migrate,
+    current_schema_text,
+    render_schema,
     schema_version,
     split_statements,
 )
@@ -209,3 +211,27 @@ class Migrate(SynchronousTestCase):
         with self.assertRaises(StoreError) as caught:
             self.migrate(MIGRATIONS)
         self.assertIn("belongs to another application", str(caught.exception))
+
+
+class CurrentSchema(SynchronousTestCase):
+    """``store/schema.sql`` is the schema every migration together makes, in one file."""
+
+    def test_the_migrations_make_exactly_the_current_schema(self) -> None:
+        db = Path(self.mktemp())
+        conn = connect(db)
+        try:
+            migrate(conn, MIGRATIONS, db_path=db, backup_dir=Path(self.mktemp()))
+            self.assertEqual(
+                render_schema(conn), current_schema_text(), "run `make schema` and commit it"
+            )
+        finally:
+            conn.close()
+        from_file = Path(self.mktemp())
+        conn = connect(from_file)
+        try:
+            for statement in split_statements(current_schema_text()):
+                conn.execute(statement)
+        finally:
+            conn.close()
+        self.assertEqual(schema_of(from_file), schema_of(db), "the file holds the whole schema")
+        self.assertIn(f"(version {len(MIGRATIONS)})", current_schema_text().splitlines()[0])

@@ -10,10 +10,9 @@ from pathlib import Path
 from twisted.trial.unittest import TestCase
 
 from mdmappliance.app.service import global_reactor
-from mdmappliance.store.engine import Store
+from mdmappliance.store import Store, Tx, record_event
 from mdmappliance.store.errors import StoreClosed, StoreError
-from mdmappliance.store.events import events_after, record_event
-from mdmappliance.store.settings import get_setting, set_setting
+from tests.support import events_after, get_setting, set_setting
 
 reactor = global_reactor()
 
@@ -33,9 +32,9 @@ class StoreService(TestCase):
     async def test_pragmas(self) -> None:
         store = self.start(synchronous="NORMAL", busy_timeout_ms=1234)
 
-        def pragmas(conn: sqlite3.Connection) -> tuple[object, ...]:
+        def pragmas(tx: Tx) -> tuple[object, ...]:
             return tuple(
-                conn.execute(f"PRAGMA {name}").fetchone()[0]
+                tx.conn.execute(f"PRAGMA {name}").fetchone()[0]
                 for name in ("journal_mode", "foreign_keys", "synchronous", "busy_timeout")
             )
 
@@ -52,7 +51,7 @@ class StoreService(TestCase):
         store = self.start()
         main = threading.get_ident()
 
-        def ident(conn: sqlite3.Connection) -> int:
+        def ident(tx: Tx) -> int:
             return threading.get_ident()
 
         idents = {await store.run(ident) for _ in range(5)}
@@ -63,9 +62,9 @@ class StoreService(TestCase):
         store = self.start()
         await store.transaction(set_setting, "a", "1")
 
-        def half_then_fail(conn: sqlite3.Connection) -> None:
-            set_setting(conn, "b", "2")
-            record_event(conn, "test.half")
+        def half_then_fail(tx: Tx) -> None:
+            set_setting(tx, "b", "2")
+            record_event(tx, "test.half")
             raise RuntimeError("boom")
 
         with self.assertRaises(RuntimeError):
@@ -85,8 +84,8 @@ class StoreService(TestCase):
         self.assertEqual(events[1].subject, "UDID-1")
         self.assertEqual([e.id for e in await store.run(events_after, first)], [events[1].id])
 
-        def tamper(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE events SET kind = 'forged' WHERE id = ?", (first,))
+        def tamper(tx: Tx) -> None:
+            tx.conn.execute("UPDATE events SET kind = 'forged' WHERE id = ?", (first,))
 
         with self.assertRaises(sqlite3.IntegrityError) as caught:
             await store.transaction(tamper)

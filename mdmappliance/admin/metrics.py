@@ -1,17 +1,31 @@
-"""Prometheus metrics: counters kept in memory since start (requests, check-ins) and gauges
-read from the store and the push and webhook services at scrape time.
+"""Prometheus metrics through ``prometheus_client``: counters kept in memory since start
+(requests, device messages) and gauges read from the store and the push and webhook services
+at scrape time.
 
-Endpoints are labelled by route, never by raw path: UDIDs and UUIDs in paths, or a scanner's
-random URLs, would otherwise make a label per device.
+Each appliance has its own registry (tests run several in one process). Endpoints are
+labelled by route, never by raw path: UDIDs and UUIDs in paths, or a scanner's random URLs,
+would otherwise make a label per device.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
-from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from mdmappliance.store import Tx
+from mdmappliance.store.commands import PENDING
+
+# The exposition stays what it was before prometheus_client: no *_created series.
+disable_created_metrics()
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 ROUTES = (
     (re.compile(r"^/v1/devices/[^/]+/commands$"), "/v1/devices/{udid}/commands"),
     (re.compile(r"^/v1/devices/[^/]+/(revoke|retire)$"), r"/v1/devices/{udid}/\1"),
@@ -34,11 +48,39 @@ KNOWN = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What a scrape reads besides the counters: the store's gauges, the push service's
+    status (None without a push certificate), and the webhook backlog by URL."""
+
+    gauges: dict[str, dict[str, int]]
+    push: dict[str, Any] | None
+    webhooks: dict[str, dict[str, Any]]
+
+
+def store_gauges(tx: Tx) -> dict[str, dict[str, int]]:
+    """Commands and enrollments by state, from the database."""
+    return {"commands": tx.commands.count_by_state(), "enrollments": tx.fleet.enrollment_counts()}
+
+
 class Metrics:
     def __init__(self) -> None:
-        self.requests: Counter[tuple[str, str, int]] = Counter()
-        self.messages: Counter[str] = Counter()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "mdmappliance_http_requests",
+            "HTTP requests answered, by listener, endpoint and status.",
+            ("listener", "endpoint", "status"),
+            registry=self.registry,
+        )
+        self.messages = Counter(
+            "mdmappliance_device_messages",
+            "Device messages, by check-in MessageType or report Status.",
+            ("type",),
+            registry=self.registry,
+        )
         self.known = set(KNOWN)
+        self._scrape = _ScrapeTime()
+        self.registry.register(self._scrape)
 
     def endpoint(self, path: str) -> str:
         if path in self.known:
@@ -49,125 +91,87 @@ class Metrics:
         return "other"
 
     def count_request(self, listener: str, path: str, status: int) -> None:
-        self.requests[(listener, self.endpoint(path), status)] += 1
+        self.requests.labels(listener, self.endpoint(path), str(status)).inc()
+
+    def count_message(self, kind: str) -> None:
+        self.messages.labels(kind).inc()
+
+    def render(self, snapshot: Snapshot) -> bytes:
+        """The Prometheus text exposition format (version 0.0.4)."""
+        self._scrape.snapshot = snapshot
+        try:
+            return generate_latest(self.registry)
+        finally:
+            self._scrape.snapshot = None
 
 
-def store_gauges(conn: sqlite3.Connection) -> dict[str, Any]:
-    """Queue depth and commands by state, from the database."""
-    by_state = dict(conn.execute("SELECT state, count(*) FROM commands GROUP BY state").fetchall())
-    enrollments = dict(
-        conn.execute(
-            "SELECT CASE WHEN inactive_since IS NOT NULL AND state = 'enrolled' THEN 'inactive' "
-            "ELSE state END, count(*) FROM enrollments GROUP BY 1"
-        ).fetchall()
-    )
-    return {"commands": by_state, "enrollments": enrollments}
+class _ScrapeTime(Collector):
+    """The gauges of the snapshot being rendered."""
 
+    def __init__(self) -> None:
+        self.snapshot: Snapshot | None = None
 
-def _escape(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _line(name: str, labels: dict[str, Any], value: float) -> str:
-    inner = ",".join(f'{key}="{_escape(v)}"' for key, v in labels.items())
-    return f"{name}{{{inner}}} {value}" if inner else f"{name} {value}"
-
-
-def render(
-    metrics: Metrics,
-    gauges: dict[str, Any],
-    push: dict[str, Any] | None,
-    webhooks: dict[str, dict[str, Any]],
-) -> str:
-    """The Prometheus text exposition format (version 0.0.4)."""
-    out: list[str] = []
-
-    def family(name: str, kind: str, help_text: str, samples: list[str]) -> None:
-        out.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples])
-
-    family(
-        "mdmappliance_http_requests_total",
-        "counter",
-        "HTTP requests answered, by listener, endpoint and status.",
-        [
-            _line(
-                "mdmappliance_http_requests_total",
-                {"listener": listener, "endpoint": endpoint, "status": status},
-                count,
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        commands = snapshot.gauges["commands"]
+        yield _gauge(
+            "mdmappliance_queue_depth",
+            "Commands without a result yet.",
+            {(): sum(commands.get(state, 0) for state in PENDING)},
+        )
+        yield _gauge(
+            "mdmappliance_commands",
+            "Commands in the database, by state.",
+            {(state,): count for state, count in sorted(commands.items())},
+            ("state",),
+        )
+        yield _gauge(
+            "mdmappliance_enrollments",
+            "Enrollments (device and user channels), by state.",
+            {(state,): n for state, n in sorted(snapshot.gauges["enrollments"].items())},
+            ("state",),
+        )
+        push = snapshot.push
+        if push is not None:
+            pushes = CounterMetricFamily(
+                "mdmappliance_pushes", "APNs answers, by HTTP status.", labels=("status",)
             )
-            for (listener, endpoint, status), count in sorted(metrics.requests.items())
-        ],
-    )
-    family(
-        "mdmappliance_device_messages_total",
-        "counter",
-        "Device messages, by check-in MessageType or report Status.",
-        [
-            _line("mdmappliance_device_messages_total", {"type": kind}, count)
-            for kind, count in sorted(metrics.messages.items())
-        ],
-    )
-    commands = gauges["commands"]
-    pending = sum(commands.get(s, 0) for s in ("queued", "sent", "not_now"))
-    family(
-        "mdmappliance_queue_depth",
-        "gauge",
-        "Commands without a result yet.",
-        [_line("mdmappliance_queue_depth", {}, pending)],
-    )
-    family(
-        "mdmappliance_commands",
-        "gauge",
-        "Commands in the database, by state.",
-        [_line("mdmappliance_commands", {"state": s}, n) for s, n in sorted(commands.items())],
-    )
-    family(
-        "mdmappliance_enrollments",
-        "gauge",
-        "Enrollments (device and user channels), by state.",
-        [
-            _line("mdmappliance_enrollments", {"state": s}, n)
-            for s, n in sorted(gauges["enrollments"].items())
-        ],
-    )
-    if push is not None:
-        family(
-            "mdmappliance_pushes_total",
-            "counter",
-            "APNs answers, by HTTP status.",
-            [
-                _line("mdmappliance_pushes_total", {"status": status}, count)
-                for status, count in sorted(push.get("pushes_by_status", {}).items())
-            ],
+            for status, count in sorted(push.get("pushes_by_status", {}).items()):
+                pushes.add_metric((str(status),), count)
+            yield pushes
+            yield _gauge(
+                "mdmappliance_push_certificate_days_left",
+                "Days until the push certificate expires.",
+                {(): push.get("certificate_days_left", 0)},
+            )
+            yield _gauge(
+                "mdmappliance_push_blocked",
+                "1 when APNs refused the push certificate and every push has stopped.",
+                {(): 1 if push.get("alert") else 0},
+            )
+        webhooks = sorted(snapshot.webhooks.items())
+        yield _gauge(
+            "mdmappliance_webhook_pending",
+            "Events not yet delivered, by receiver.",
+            {(url,): state["pending"] for url, state in webhooks},
+            ("url",),
         )
-        family(
-            "mdmappliance_push_certificate_days_left",
-            "gauge",
-            "Days until the push certificate expires.",
-            [
-                _line(
-                    "mdmappliance_push_certificate_days_left",
-                    {},
-                    push.get("certificate_days_left", 0),
-                )
-            ],
-        )
-        family(
-            "mdmappliance_push_blocked",
-            "gauge",
-            "1 when APNs refused the push certificate and every push has stopped.",
-            [_line("mdmappliance_push_blocked", {}, 1 if push.get("alert") else 0)],
-        )
-    for metric, key, help_text in (
-        ("mdmappliance_webhook_pending", "pending", "Events not yet delivered, by receiver."),
-        ("mdmappliance_webhook_delivered_total", "delivered", "Deliveries acknowledged."),
-        ("mdmappliance_webhook_failures_total", "failures", "Failed delivery attempts."),
-    ):
-        kind = "gauge" if key == "pending" else "counter"
-        family(
-            metric,
-            kind,
-            help_text,
-            [_line(metric, {"url": url}, state[key]) for url, state in sorted(webhooks.items())],
-        )
-    return "\n".join(out) + "\n"
+        for name, key, help_text in (
+            ("mdmappliance_webhook_delivered", "delivered", "Deliveries acknowledged."),
+            ("mdmappliance_webhook_failures", "failures", "Failed delivery attempts."),
+        ):
+            family = CounterMetricFamily(name, help_text, labels=("url",))
+            for url, state in webhooks:
+                family.add_metric((url,), state[key])
+            yield family
+
+
+def _gauge(
+    name: str, help_text: str, samples: dict[tuple[str, ...], float], labels: tuple[str, ...] = ()
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_text, labels=labels)
+    for values, value in samples.items():
+        family.add_metric(values, value)
+    return family

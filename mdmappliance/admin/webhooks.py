@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import random
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +33,9 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from mdmappliance.admin.queries import command_detail
 from mdmappliance.core.timestamps import utc_timestamp
-from mdmappliance.store.engine import Store
-from mdmappliance.store.settings import INSTALLATION_ID, get_setting
+from mdmappliance.store import Store, Tx
+from mdmappliance.store.events import Event
+from mdmappliance.store.settings import INSTALLATION_ID
 
 log = Logger()
 
@@ -74,29 +74,25 @@ class Delivery:
     body: bytes
 
 
-def pending(conn: sqlite3.Connection, url: str, limit: int = BATCH) -> list[Delivery]:
+def pending(tx: Tx, url: str, limit: int = BATCH) -> list[Delivery]:
     """The next events for ``url`` after its cursor, as the JSON bodies to send."""
-    row = conn.execute("SELECT last_event_id FROM webhook_cursors WHERE url = ?", (url,)).fetchone()
-    after = row[0] if row else 0
-    installation = get_setting(conn, INSTALLATION_ID) or "mdmappliance"
-    placeholders = ",".join("?" * len(KINDS))
-    rows = conn.execute(
-        f"SELECT id, at, kind, actor, subject, detail FROM events WHERE id > ? "
-        f"AND kind IN ({placeholders}) ORDER BY id LIMIT ?",
-        (after, *KINDS, limit),
-    ).fetchall()
-    return [Delivery(r[0], _body(conn, installation, r)) for r in rows]
+    after = tx.webhooks.cursor(url).last_event_id
+    installation = tx.settings.get(INSTALLATION_ID) or "mdmappliance"
+    return [
+        Delivery(event.id, _body(tx, installation, event))
+        for event in tx.events.after(after, limit, kinds=KINDS)
+    ]
 
 
-def _body(conn: sqlite3.Connection, installation: str, row: tuple[Any, ...]) -> bytes:
-    event_id, at, kind, actor, subject, detail_text = row
-    detail = json.loads(detail_text)
+def _body(tx: Tx, installation: str, event: Event) -> bytes:
+    detail = event.detail
+    actor, subject = event.actor, event.subject
     enrollment: dict[str, Any] = {"udid": actor.removeprefix("device:") if actor else subject}
-    if kind.startswith("checkin."):
+    if event.kind.startswith("checkin."):
         enrollment["user_id"] = detail.get("user_id", "")
         payload = detail
     else:
-        command = command_detail(conn, detail.get("command_uuid", "")) or {}
+        command = command_detail(tx, detail.get("command_uuid", "")) or {}
         enrollment["user_id"] = command.get("user_id", "")
         enrollment["udid"] = command.get("udid", enrollment["udid"])
         payload = {
@@ -106,58 +102,30 @@ def _body(conn: sqlite3.Connection, installation: str, row: tuple[Any, ...]) -> 
             "result": command.get("result"),
         }
     document = {
-        "id": f"{installation}-{event_id}",
-        "type": kind,
-        "at": at,
+        "id": f"{installation}-{event.id}",
+        "type": event.kind,
+        "at": event.at,
         "enrollment": enrollment,
         "payload": payload,
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
-def record_delivery(
-    conn: sqlite3.Connection, url: str, event_id: int | None, error: str | None
-) -> None:
+def record_delivery(tx: Tx, url: str, event_id: int | None, error: str | None) -> None:
     """Move the cursor past a delivered event, or count a failure."""
-    now = utc_timestamp()
-    conn.execute(
-        "INSERT INTO webhook_cursors (url, last_event_id, updated_at) VALUES (?, 0, ?) "
-        "ON CONFLICT (url) DO NOTHING",
-        (url, now),
-    )
-    if error is None:
-        conn.execute(
-            "UPDATE webhook_cursors SET last_event_id = max(last_event_id, ?), "
-            "delivered = delivered + 1, last_error = NULL, updated_at = ? WHERE url = ?",
-            (event_id, now, url),
-        )
-    else:
-        conn.execute(
-            "UPDATE webhook_cursors SET failures = failures + 1, last_error = ?, updated_at = ? "
-            "WHERE url = ?",
-            (error[:500], now, url),
-        )
+    tx.webhooks.record(url, event_id, error, utc_timestamp())
 
 
-def backlog(conn: sqlite3.Connection, urls: Sequence[str]) -> dict[str, dict[str, Any]]:
+def backlog(tx: Tx, urls: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per URL: events waiting, delivered, failures, last error (for /metrics and health)."""
-    placeholders = ",".join("?" * len(KINDS))
     found = {}
     for url in urls:
-        row = conn.execute(
-            "SELECT last_event_id, delivered, failures, last_error FROM webhook_cursors "
-            "WHERE url = ?",
-            (url,),
-        ).fetchone() or (0, 0, 0, None)
-        waiting = conn.execute(
-            f"SELECT count(*) FROM events WHERE id > ? AND kind IN ({placeholders})",
-            (row[0], *KINDS),
-        ).fetchone()[0]
+        cursor = tx.webhooks.cursor(url)
         found[url] = {
-            "pending": waiting,
-            "delivered": row[1],
-            "failures": row[2],
-            "last_error": row[3],
+            "pending": tx.events.count_after(cursor.last_event_id, KINDS),
+            "delivered": cursor.delivered,
+            "failures": cursor.failures,
+            "last_error": cursor.last_error,
         }
     return found
 

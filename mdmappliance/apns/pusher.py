@@ -15,9 +15,7 @@ backoff and jitter, a bounded number of times.
 from __future__ import annotations
 
 import datetime
-import json
 import random
-import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -31,8 +29,8 @@ from twisted.logger import Logger
 from mdmappliance.apns.client import ConnectionGone, Push, PushAnswer
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.pki.pushcert import WARN_DAYS, PushCertificate
-from mdmappliance.store.engine import Store
-from mdmappliance.store.events import record_event
+from mdmappliance.store import Store, Tx
+from mdmappliance.store.pushes import PushRecord, PushTarget
 
 log = Logger()
 
@@ -47,15 +45,6 @@ class PushTransport(Protocol):
 
 
 @dataclass(frozen=True)
-class PushTarget:
-    enrollment_id: int
-    udid: str
-    token: bytes
-    push_magic: str
-    token_updated_at: str | None
-
-
-@dataclass(frozen=True)
 class PushOutcome:
     """What to record for one enrollment after one attempt."""
 
@@ -64,26 +53,6 @@ class PushOutcome:
     reason: str | None = None
     apns_id: str | None = None
     invalidate: bool = False
-
-
-def pushable(conn: sqlite3.Connection, enrollment_ids: list[int]) -> list[PushTarget]:
-    """The enrollments of ``enrollment_ids`` that may be pushed now."""
-    rows = conn.execute(
-        "SELECT id, udid, push_token, push_magic, token_updated_at FROM enrollments "
-        "WHERE id IN (SELECT value FROM json_each(?)) AND state = 'enrolled' "
-        "AND token_valid = 1 AND push_token IS NOT NULL AND push_magic IS NOT NULL ORDER BY id",
-        (json.dumps(enrollment_ids),),
-    ).fetchall()
-    return [PushTarget(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows]
-
-
-def pushable_page(conn: sqlite3.Connection, after_id: int, limit: int) -> list[int]:
-    rows = conn.execute(
-        "SELECT id FROM enrollments WHERE id > ? AND state = 'enrolled' AND token_valid = 1 "
-        "AND push_token IS NOT NULL AND push_magic IS NOT NULL ORDER BY id LIMIT ?",
-        (after_id, limit),
-    ).fetchall()
-    return [row[0] for row in rows]
 
 
 def _millis(timestamp: str | None) -> int | None:
@@ -112,25 +81,30 @@ def judge(target: PushTarget, answer: PushAnswer) -> PushOutcome:
     return PushOutcome(target, "rejected", f"{answer.status} {answer.reason}", answer.apns_id)
 
 
-def record_outcomes(conn: sqlite3.Connection, outcomes: list[PushOutcome]) -> None:
-    now = utc_timestamp()
-    conn.executemany(
-        "UPDATE enrollments SET push_status = ?, push_reason = ?, push_at = ?, "
-        "apns_id = coalesce(?, apns_id), token_valid = CASE WHEN ? THEN 0 ELSE token_valid END "
-        "WHERE id = ?",
+def record_outcomes(tx: Tx, outcomes: list[PushOutcome]) -> None:
+    """Each answer on its enrollment; the ones that need attention as events too."""
+    tx.pushes.record(
         [
-            (o.status, o.reason, now, o.apns_id, o.invalidate, o.target.enrollment_id)
+            PushRecord(o.target.enrollment_id, o.status, o.reason, o.apns_id, o.invalidate)
             for o in outcomes
         ],
+        utc_timestamp(),
     )
     for o in outcomes:
         if o.invalidate or o.status in ("rejected", "failed"):
-            record_event(
-                conn,
+            tx.events.record(
                 f"push.{o.status}",
                 subject=o.target.udid,
                 detail={"enrollment_id": o.target.enrollment_id, "reason": o.reason},
             )
+
+
+def _pushable_page(tx: Tx, after_id: int, limit: int) -> list[int]:
+    return tx.pushes.page(after_id, limit)
+
+
+def _push_targets(tx: Tx, enrollment_ids: list[int]) -> list[PushTarget]:
+    return tx.pushes.targets(enrollment_ids)
 
 
 class Pusher:
@@ -196,7 +170,7 @@ class Pusher:
         """Push every pushable enrollment, a page at a time (never all of them in memory)."""
         after, count = 0, 0
         while not self.blocked:
-            page = await self.store.run(pushable_page, after, self.chunk)
+            page = await self.store.run(_pushable_page, after, self.chunk)
             if not page:
                 return count
             await self._push_chunk({enrollment_id: 0 for enrollment_id in page})
@@ -216,7 +190,7 @@ class Pusher:
 
     # Pushing
     async def _push_chunk(self, attempts: dict[int, int]) -> None:
-        targets = await self.store.run(pushable, list(attempts))
+        targets = await self.store.run(_push_targets, list(attempts))
         results = await gatherResults(
             [Deferred.fromCoroutine(self._attempt(t, attempts[t.enrollment_id])) for t in targets]
         )

@@ -108,6 +108,8 @@ class DrainingSite(Site):
         self.metrics_name = metrics_name
         self.max_body_bytes = max_body_bytes
         self.access_log_level = access_log_level
+        #: The object whose routes ``resource`` serves (the device or enrollment routes).
+        self.routes: Any = None
         self.in_flight: set[Request] = set()
         self.draining = False
         self._idle_waiters: list[Deferred[None]] = []

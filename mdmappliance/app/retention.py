@@ -10,7 +10,6 @@ acknowledged, and events a queued command points at.
 from __future__ import annotations
 
 import datetime
-import sqlite3
 from collections.abc import Sequence
 
 from twisted.internet.interfaces import IReactorTime
@@ -20,56 +19,26 @@ from twisted.logger import Logger
 from mdmappliance.commands.queue import expire_due
 from mdmappliance.core.periodic import PeriodicJob
 from mdmappliance.core.timestamps import utc_timestamp
-from mdmappliance.store.engine import Store
+from mdmappliance.store import Store, Tx
+from mdmappliance.store.events import NO_LIMIT_ID
 
 log = Logger()
 
 
-def expire_batch(conn: sqlite3.Connection, now: str, limit: int) -> int:
-    return expire_due(conn, now, limit=limit, by="retention")
+def expire_batch(tx: Tx, now: str, limit: int) -> int:
+    return expire_due(tx, now, limit=limit, by="retention")
 
 
-def prune_commands(conn: sqlite3.Connection, cutoff: str, limit: int) -> int:
+def prune_commands(tx: Tx, cutoff: str, limit: int) -> int:
     """Answered (or expired, or canceled) commands last changed before ``cutoff``, with
     their results; how many commands."""
-    ids = [
-        row[0]
-        for row in conn.execute(
-            "SELECT id FROM commands WHERE state NOT IN ('queued', 'sent', 'not_now') "
-            "AND updated_at < ? ORDER BY id LIMIT ?",
-            (cutoff, limit),
-        )
-    ]
-    if not ids:
-        return 0
-    marks = ",".join("?" * len(ids))
-    conn.execute(f"DELETE FROM command_results WHERE command_id IN ({marks})", ids)
-    conn.execute(f"DELETE FROM commands WHERE id IN ({marks})", ids)
-    conn.execute(
-        "DELETE FROM command_bodies WHERE id NOT IN "
-        "(SELECT body_id FROM commands WHERE body_id IS NOT NULL)"
-    )
-    return len(ids)
+    return tx.commands.prune_answered(cutoff, limit)
 
 
-def prune_events(
-    conn: sqlite3.Connection, cutoff: str, webhook_urls: Sequence[str], limit: int
-) -> int:
+def prune_events(tx: Tx, cutoff: str, webhook_urls: Sequence[str], limit: int) -> int:
     """Events older than ``cutoff`` that every receiver has and no command points at."""
-    keep_from = None
-    for url in webhook_urls:
-        row = conn.execute(
-            "SELECT last_event_id FROM webhook_cursors WHERE url = ?", (url,)
-        ).fetchone()
-        delivered = row[0] if row else 0
-        keep_from = delivered if keep_from is None else min(keep_from, delivered)
-    cursor = conn.execute(
-        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? AND id <= ? "
-        "AND id NOT IN (SELECT batch_event_id FROM commands WHERE batch_event_id IS NOT NULL) "
-        "ORDER BY id LIMIT ?)",
-        (cutoff, keep_from if keep_from is not None else 2**62, limit),
-    )
-    return cursor.rowcount
+    delivered = tx.webhooks.delivered_up_to(webhook_urls)
+    return tx.events.prune(cutoff, NO_LIMIT_ID if delivered is None else delivered, limit)
 
 
 class RetentionJob(PeriodicJob):

@@ -15,7 +15,7 @@ from mdmappliance.app.logs import start_logging
 from mdmappliance.app.service import global_reactor, make_service, urls
 from mdmappliance.config import load_config
 from mdmappliance.core.errors import ApplianceError
-from mdmappliance.store.engine import Store
+from mdmappliance.store import Store
 
 log = Logger()
 

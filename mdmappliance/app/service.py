@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from mdmappliance import pki
 from mdmappliance._version import __version__
 from mdmappliance.admin.api import AdminAPI
+from mdmappliance.admin.context import AdminContext
 from mdmappliance.admin.metrics import Metrics
 from mdmappliance.admin.webhooks import webhook_service
 from mdmappliance.apns.client import APNsClient
@@ -43,10 +44,10 @@ from mdmappliance.commands.base import BuildContext
 from mdmappliance.commands.send import CommandSender
 from mdmappliance.config import Config
 from mdmappliance.core.periodic import timer_service
-from mdmappliance.device.checkin import ChannelPolicy
 from mdmappliance.device.digest import DigestAuthority
 from mdmappliance.device.identity import IdentityResolver
 from mdmappliance.device.inactivity import InactivityJob, inactivity_service
+from mdmappliance.device.policy import ChannelPolicy
 from mdmappliance.device.routes import DeviceEndpoint, utc_now
 from mdmappliance.enrollment.factory import ProfileFactory
 from mdmappliance.enrollment.profile import MDMSettings
@@ -57,8 +58,7 @@ from mdmappliance.pki.pushcert import read_push_certificate
 from mdmappliance.pki.signing import ProfileSigner
 from mdmappliance.pki.trust import TrustStore
 from mdmappliance.pki.users import read_users_file
-from mdmappliance.store.engine import Store
-from mdmappliance.store.events import record_event
+from mdmappliance.store import Store, record_event
 
 log = Logger()
 
@@ -129,8 +129,10 @@ def admin_listener(
     **api_options: Any,
 ) -> ListenerService:
     """The admin API at ``bind``:``port`` (0 picks a free port), plain HTTP or ``tls``;
-    ``api_options`` go to ``AdminAPI`` as they are."""
-    api = AdminAPI(store=store, clock=reactor, started_at=reactor.seconds(), **api_options)
+    ``api_options`` go to the routes' ``AdminContext`` as they are."""
+    api = AdminAPI(
+        AdminContext(store=store, clock=reactor, started_at=reactor.seconds(), **api_options)
+    )
     site = DrainingSite(
         api.resource(api_keys),
         max_body_bytes=1024 * 1024,
@@ -212,12 +214,14 @@ def enrollment_listener(
     metrics: Metrics | None = None,
 ) -> ListenerService:
     e = config.enrollment
+    routes = EnrollmentEndpoint(store=store, factory=factory)
     site = DrainingSite(
-        EnrollmentEndpoint(store=store, factory=factory),
+        routes.resource(),
         max_body_bytes=64 * 1024,
         metrics=metrics,
         metrics_name="enrollment",
     )
+    site.routes = routes
     site.displayTracebacks = False
     endpoint = SSL4ServerEndpoint(
         reactor, e.port, server_tls_options(config, None), interface=e.bind
@@ -266,22 +270,24 @@ def device_endpoint(
         checkin_path=config.device.checkin_path,
         server_path=config.device.server_path,
         max_plist_depth=config.device.max_plist_depth,
-        clock=reactor,
-        metrics=metrics,
+        count_message=metrics.count_message if metrics is not None else None,
     )
 
 
-def _device_site(endpoint: DeviceEndpoint, config: Config, name: str) -> DrainingSite:
+def _device_site(
+    endpoint: DeviceEndpoint, config: Config, name: str, metrics: Metrics | None
+) -> DrainingSite:
     # Device traffic is high-volume and already in the event log: access lines at debug.
     site = DrainingSite(
-        endpoint,
+        endpoint.resource(),
         max_body_bytes=config.device.max_body_bytes,
         access_log_level=LogLevel.debug,
-        metrics=endpoint.metrics,
+        metrics=metrics,
         metrics_name=name,
     )
-    if endpoint.metrics is not None:
-        endpoint.metrics.known.update((config.device.checkin_path, config.device.server_path))
+    site.routes = endpoint
+    if metrics is not None:
+        metrics.known.update(endpoint.paths)
     site.displayTracebacks = False
     return site
 
@@ -293,7 +299,7 @@ def device_listeners(
     policy = channel_policy(config, reactor)
     d = config.device
     site = _device_site(
-        device_endpoint(config, reactor, store, policy, metrics=metrics), config, "device"
+        device_endpoint(config, reactor, store, policy, metrics=metrics), config, "device", metrics
     )
     tls_endpoint = SSL4ServerEndpoint(reactor, d.port, device_tls_options(config), interface=d.bind)
     listeners = [
@@ -314,7 +320,7 @@ def device_listeners(
             ListenerService(
                 "proxy",
                 endpoint_type(reactor, p.port, interface=p.bind),
-                _device_site(proxied, config, "proxy"),
+                _device_site(proxied, config, "proxy", metrics),
                 clock=reactor,
                 grace=config.appliance.shutdown_grace,
                 describe=f"{p.bind}:{p.port}",
@@ -327,13 +333,7 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
     """Build the tree and open (and migrate) the database; raises ApplianceError on trouble."""
     top = ApplianceService()
     metrics = Metrics()
-    store = Store(
-        config.store.path,
-        reactor=reactor,
-        synchronous=config.store.synchronous,
-        busy_timeout_ms=config.store.busy_timeout_ms,
-        backup_dir=config.store.backup_dir,
-    )
+    store = Store.configured(config.store, reactor)
     report = store.open()
     if report.upgraded:
         log.info(

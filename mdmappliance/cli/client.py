@@ -12,7 +12,12 @@ from typing import Any
 
 
 class APIError(Exception):
-    """One line for the admin: what the API (or the connection to it) said."""
+    """One line for the admin: what the API (or the connection to it) said; ``status`` is the
+    API's HTTP status (None when it did not answer)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class AdminClient:
@@ -53,7 +58,7 @@ class AdminClient:
             ) as response:
                 return json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as e:
-            raise APIError(_error_line(e.code, e.read())) from None
+            raise APIError(_error_line(e.code, e.read()), e.code) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise APIError(

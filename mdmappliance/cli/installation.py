@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import secrets
-import sqlite3
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,9 +29,8 @@ from mdmappliance.config import (
 from mdmappliance.core.files import PUBLIC_MODE, SECRET_MODE, write_atomic
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.pki import escrow
-from mdmappliance.store.engine import Store
-from mdmappliance.store.events import record_event
-from mdmappliance.store.settings import INITIALIZED_AT, INSTALLATION_ID, get_setting, set_setting
+from mdmappliance.store import Store, Tx
+from mdmappliance.store.settings import INITIALIZED_AT, INSTALLATION_ID
 
 CONFIG_NAME = "mdmappliance.toml"
 CONFIG_MODE = 0o640
@@ -257,12 +255,7 @@ def initialize(request: InitRequest) -> InitResult:
 
 
 def _initialize_database(config: Config, hostname: str, inst: _Installer) -> None:
-    store = Store(
-        config.store.path,
-        synchronous=config.store.synchronous,
-        busy_timeout_ms=config.store.busy_timeout_ms,
-        backup_dir=config.store.backup_dir,
-    )
+    store = Store.configured(config.store)
     existed = config.store.path.exists()
     report = store.open()
     try:
@@ -281,9 +274,9 @@ def _initialize_database(config: Config, hostname: str, inst: _Installer) -> Non
         inst.kept.append(f"{label} (schema {report.to_version})")
 
 
-def _record_installation(conn: sqlite3.Connection, hostname: str) -> None:
-    if get_setting(conn, INSTALLATION_ID) is not None:
+def _record_installation(tx: Tx, hostname: str) -> None:
+    if tx.settings.get(INSTALLATION_ID) is not None:
         return
-    set_setting(conn, INSTALLATION_ID, str(uuid.uuid4()))
-    set_setting(conn, INITIALIZED_AT, utc_timestamp())
-    record_event(conn, "appliance.initialized", detail={"hostname": hostname})
+    tx.settings.set(INSTALLATION_ID, str(uuid.uuid4()))
+    tx.settings.set(INITIALIZED_AT, utc_timestamp())
+    tx.events.record("appliance.initialized", detail={"hostname": hostname})

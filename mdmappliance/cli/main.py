@@ -7,21 +7,16 @@ non-zero (2 for a bad config or bad arguments, 1 otherwise); tracebacks are for 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import sys
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from mdmappliance._version import __version__
-from mdmappliance.cli import fleet, pushcert
+from mdmappliance.cli import fleet, lifecycle, pushcert
 from mdmappliance.cli.client import APIError
-from mdmappliance.cli.offline import _cli_actor, offline_transaction
 from mdmappliance.config import LOG_FORMATS, load_config, render_example
 from mdmappliance.core.errors import ApplianceError
-from mdmappliance.core.timestamps import utc_timestamp
 
 PROG = "mdmappliance"
 DEFAULT_CONFIG = "/etc/mdmappliance/mdmappliance.toml"
@@ -89,106 +84,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_link_create(args: argparse.Namespace) -> int:
-    from mdmappliance.enrollment.links import create_link, parse_duration
-
-    config = load_config(args.config)
-    try:
-        lifetime = (
-            parse_duration(args.expires)
-            if args.expires
-            else datetime.timedelta(days=config.enrollment.link_days)
-        )
-    except ValueError as e:
-        return fail(f"--expires: {e}", 2)
-    token, link = offline_transaction(config, create_link, lifetime, args.note or "", _cli_actor())
-    url = config.enrollment_url(token)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "id": link.id,
-                    "token": token,
-                    "url": url,
-                    "expires_at": link.expires_at,
-                    "note": link.note,
-                }
-            )
-        )
-    else:
-        print(url)
-        print(f"link {link.id}, single use, expires {link.expires_at}")
-    return 0
-
-
-def cmd_link_list(args: argparse.Namespace) -> int:
-    from mdmappliance.enrollment.links import list_links
-
-    config = load_config(args.config)
-    links = offline_transaction(config, list_links)
-    now = utc_timestamp()
-    rows = [
-        {
-            "id": link.id,
-            "status": link.status(now),
-            "created_at": link.created_at,
-            "expires_at": link.expires_at,
-            "used_at": link.used_at,
-            "note": link.note,
-        }
-        for link in links
-    ]
-    if args.json:
-        print(json.dumps(rows))
-        return 0
-    print(f"{'ID':>5}  {'STATUS':8}  {'EXPIRES':24}  NOTE")
-    for row in rows:
-        print(f"{row['id']:>5}  {row['status']:8}  {row['expires_at']:24}  {row['note']}")
-    return 0
-
-
-def cmd_link_revoke(args: argparse.Namespace) -> int:
-    from mdmappliance.enrollment.links import revoke_link
-
-    revoked = offline_transaction(load_config(args.config), revoke_link, args.id, _cli_actor())
-    if not revoked:
-        return fail(f"link {args.id} does not exist, or was already used or revoked", 1)
-    print(f"link {args.id} revoked")
-    return 0
-
-
-def cmd_device_revoke(args: argparse.Namespace) -> int:
-    from mdmappliance.enrollment.retirement import revoke_device
-
-    count = offline_transaction(load_config(args.config), revoke_device, args.udid, _cli_actor())
-    if not count:
-        return fail(f"no unrevoked identity is bound to {args.udid}", 1)
-    print(f"{args.udid}: {count} identity certificate(s) revoked; its requests are refused")
-    return 0
-
-
-def cmd_device_retire(args: argparse.Namespace) -> int:
-    from mdmappliance.commands.errors import CommandRejected
-    from mdmappliance.enrollment.retirement import retire_device
-
-    config = load_config(args.config)
-    identifier = config.profile_identifier()
-    try:
-        command_uuid = offline_transaction(
-            config, partial(retire_device, now=args.now), args.udid, identifier, _cli_actor()
-        )
-    except CommandRejected as e:
-        return fail(str(e), 1)
-    if command_uuid:
-        print(
-            f"{args.udid}: RemoveProfile queued ({command_uuid}); the device is retired "
-            "when it answers, and gets 401 from then on"
-        )
-    else:
-        print(f"{args.udid}: retired; it gets 401 from now on")
-    return 0
-
-
 def cmd_config_example(args: argparse.Namespace) -> int:
     sys.stdout.write(render_example())
     return 0
@@ -241,39 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     example = sub.add_parser("config-example", help="print the documented example config")
     example.set_defaults(func=cmd_config_example)
 
-    link = sub.add_parser("enroll-link", help="one-time enrollment links")
-    link_sub = link.add_subparsers(dest="link_command", required=True, metavar="ACTION")
-    create = link_sub.add_parser("create", help="make a new single-use link")
-    create.add_argument(
-        "--expires", help="lifetime like 30m, 12h, 7d (default [enrollment] link_days)"
-    )
-    create.add_argument("--note", help="a note for the list (whose device, ticket number)")
-    create.set_defaults(func=cmd_link_create)
-    listing = link_sub.add_parser("list", help="list links and their status")
-    listing.set_defaults(func=cmd_link_list)
-    revoke = link_sub.add_parser("revoke", help="revoke an unused link")
-    revoke.add_argument("id", type=int)
-    revoke.set_defaults(func=cmd_link_revoke)
-    device = sub.add_parser("device", help="revoke or retire a device")
-    device_sub = device.add_subparsers(dest="device_command", required=True, metavar="ACTION")
-    revoke_device = device_sub.add_parser("revoke", help="refuse the device's identities")
-    revoke_device.add_argument("udid")
-    revoke_device.set_defaults(func=cmd_device_revoke)
-    retire = device_sub.add_parser(
-        "retire", help="remove the MDM profile (RemoveProfile), then answer 401"
-    )
-    retire.add_argument("udid")
-    retire.add_argument(
-        "--now",
-        action="store_true",
-        help="retire at once, without waiting for RemoveProfile's answer",
-    )
-    retire.set_defaults(func=cmd_device_retire)
-    for command in (revoke_device, retire):
-        command.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
-    for command in (create, listing, revoke):
-        command.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
-        command.add_argument("--json", action="store_true", help="machine-readable output")
+    lifecycle.add_parsers(sub, DEFAULT_CONFIG)
     pushcert.add_parser(sub, DEFAULT_CONFIG)
     fleet.add_parsers(sub, DEFAULT_CONFIG)
     return parser

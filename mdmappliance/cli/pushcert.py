@@ -17,10 +17,10 @@ from mdmappliance.pki.pushcert import (
     load_push_identity,
     make_csr,
     read_push_certificate,
-    topics_in_use,
     vendor_sign,
     write_push_identity,
 )
+from mdmappliance.store import Tx
 
 PROG = "mdmappliance"
 
@@ -31,9 +31,8 @@ def _fail(message: str) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from mdmappliance.cli.offline import _cli_actor, offline_store
+    from mdmappliance.cli.offline import cli_actor, offline_store
     from mdmappliance.config import load_config
-    from mdmappliance.store.events import record_event
 
     config = load_config(args.config)
     password = Path(args.password_file).read_bytes().strip() if args.password_file else None
@@ -42,7 +41,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             Path(args.cert), Path(args.key) if args.key else None, password
         )
         with offline_store(config) as store:
-            in_use = store.transaction_now(topics_in_use)
+            in_use = store.transaction_now(lambda tx: tx.enrollments.topics_in_use())
             plan = check_import(certificate, key, in_use, force=args.force)
             if config.device.topic and config.device.topic != plan.topic:
                 raise PushCertError(
@@ -50,7 +49,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     f"certificate's {plan.topic!r}; empty it to use the certificate's topic"
                 )
             write_push_identity(plan, config.apns.cert_file, config.apns.key_file)
-            store.transaction_now(_record_import, plan, _cli_actor(), record_event)
+            store.transaction_now(_record_import, plan, cli_actor())
     except (PushCertError, OSError) as e:
         return _fail(str(e))
     for warning in plan.warnings:
@@ -62,9 +61,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_import(conn: Any, plan: ImportPlan, actor: str, record_event: Any) -> None:
-    record_event(
-        conn,
+def _record_import(tx: Tx, plan: ImportPlan, actor: str) -> None:
+    tx.events.record(
         "pushcert.imported",
         actor=actor,
         detail={

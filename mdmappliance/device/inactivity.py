@@ -9,7 +9,6 @@ is marked inactive with an event. Its next contact makes it active again (``enro
 from __future__ import annotations
 
 import datetime
-import sqlite3
 
 from twisted.application.internet import TimerService
 from twisted.internet.interfaces import IReactorTime
@@ -18,40 +17,29 @@ from twisted.logger import Logger
 from mdmappliance.apns.pusher import Pusher
 from mdmappliance.core.periodic import PeriodicJob, timer_service
 from mdmappliance.core.timestamps import utc_timestamp
-from mdmappliance.store.engine import Store
-from mdmappliance.store.events import record_event
+from mdmappliance.store import Store, Tx
 
 log = Logger()
 PAGE = 1000
 
 
-def quiet_enrollments(conn: sqlite3.Connection, seen_before: str, after_id: int) -> list[int]:
-    """Enrolled channels with a valid token, silent since ``seen_before`` and not pushed
-    since then either; a page at a time."""
-    rows = conn.execute(
-        "SELECT id FROM enrollments WHERE state = 'enrolled' AND token_valid = 1 "
-        "AND last_seen < ? AND (push_at IS NULL OR push_at < ?) AND id > ? ORDER BY id LIMIT ?",
-        (seen_before, seen_before, after_id, PAGE),
-    ).fetchall()
-    return [row[0] for row in rows]
-
-
-def mark_inactive(conn: sqlite3.Connection, seen_before: str) -> int:
-    rows = conn.execute(
-        "SELECT id, udid, user_id, last_seen FROM enrollments WHERE state = 'enrolled' "
-        "AND inactive_since IS NULL AND last_seen < ? LIMIT ?",
-        (seen_before, PAGE),
-    ).fetchall()
+def mark_inactive(tx: Tx, seen_before: str) -> int:
+    """Mark (a page of) the enrolled channels silent since ``seen_before`` inactive, with
+    an event each; how many."""
     now = utc_timestamp()
-    for enrollment_id, udid, user_id, last_seen in rows:
-        conn.execute("UPDATE enrollments SET inactive_since = ? WHERE id = ?", (now, enrollment_id))
-        record_event(
-            conn,
+    stale = tx.enrollments.stale(seen_before, PAGE)
+    for quiet in stale:
+        tx.enrollments.mark_inactive(quiet.enrollment_id, now)
+        tx.events.record(
             "enrollment.inactive",
-            subject=udid,
-            detail={"enrollment_id": enrollment_id, "user_id": user_id, "last_seen": last_seen},
+            subject=quiet.udid,
+            detail={
+                "enrollment_id": quiet.enrollment_id,
+                "user_id": quiet.user_id,
+                "last_seen": quiet.last_seen,
+            },
         )
-    return len(rows)
+    return len(stale)
 
 
 class InactivityJob(PeriodicJob):
@@ -79,7 +67,7 @@ class InactivityJob(PeriodicJob):
         pushed = 0
         if self.pusher is not None and not self.pusher.blocked:
             cutoff, after = utc_timestamp(now - self.push_after), 0
-            while page := await self.store.run(quiet_enrollments, cutoff, after):
+            while page := await self.store.run(_quiet, cutoff, after):
                 self.pusher.request(page)
                 pushed += len(page)
                 after = page[-1]
@@ -94,6 +82,10 @@ class InactivityJob(PeriodicJob):
                 marked=marked,
             )
         return pushed, marked
+
+
+def _quiet(tx: Tx, seen_before: str, after_id: int) -> list[int]:
+    return tx.enrollments.quiet(seen_before, after_id, PAGE)
 
 
 def inactivity_service(job: InactivityJob, interval: float, clock: IReactorTime) -> TimerService:

@@ -1,42 +1,49 @@
-"""The device endpoint: CheckInURL and ServerURL, PUT with XML plist bodies.
-
-A raw twisted.web Resource rather than a Klein route: these are the two hot paths of the
-appliance, and routing buys nothing for two fixed paths (``make bench`` measures both).
+"""The device routes (Klein): CheckInURL and ServerURL, PUT with XML plist bodies.
 
 Per request: identity (TLS certificate, Mdm-Signature or trusted proxy header) → parse and
-validate the plist → one store transaction (``dispatch.handle_message``) → reply: a plist,
-or 200 with a zero-length body. Refusals map to their status in one place, ``_refuse``.
+validate the plist → one store transaction (``handlers.handle_message``) → reply: a plist,
+or 200 with a zero-length body. Refusals map to their status in one place, ``_refused``.
+The body limit (413 before the body is read) is the listener's (``app.listeners``).
 """
 
 from __future__ import annotations
 
 import datetime
 import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.interfaces import IReactorTime
+from klein import Klein
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from werkzeug import exceptions as routing
 
-from mdmappliance.admin.metrics import Metrics
-from mdmappliance.device.checkin import ChannelPolicy, Handled, handle_message
+from mdmappliance.device.handlers import handle_message
 from mdmappliance.device.identity import IdentityResolver
+from mdmappliance.device.policy import ChannelPolicy, Handled
 from mdmappliance.mdm.errors import MDMError, MethodNotAllowed, NotFound
 from mdmappliance.mdm.messages import message_kind, parse_message, parse_plist
 from mdmappliance.pki.identity import DeviceIdentity
-from mdmappliance.store.engine import Store
-from mdmappliance.store.events import record_event
+from mdmappliance.store import Store, record_event
 
 log = Logger()
 
 PLIST_TYPE = b"application/xml; charset=UTF-8"
 
 
-class DeviceEndpoint(Resource):
-    isLeaf = True
+@dataclass
+class _Seen:
+    """What a request had shown before it was refused, for the log and the audit event."""
 
+    identity: DeviceIdentity | None = None
+    payload: dict[str, Any] | None = None
+
+
+class DeviceEndpoint:
     def __init__(
         self,
         *,
@@ -46,81 +53,93 @@ class DeviceEndpoint(Resource):
         checkin_path: str,
         server_path: str,
         max_plist_depth: int,
-        clock: IReactorTime,
-        metrics: Metrics | None = None,
+        count_message: Callable[[str], None] | None = None,
     ) -> None:
-        super().__init__()
-        self.metrics = metrics
         self.store = store
         self.resolver = resolver
         self.policy = policy
-        self.checkin_path = checkin_path.encode()
-        self.server_path = server_path.encode()
         self.max_plist_depth = max_plist_depth
-        self.clock = clock
+        self.count_message = count_message
+        self.paths = (checkin_path, server_path)
         #: CommandUUIDs a device answered NotNow to, per connection: not offered again on it.
         self._not_now: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+        self._seen: weakref.WeakKeyDictionary[IRequest, _Seen] = weakref.WeakKeyDictionary()
+        self.app = Klein()
+        self._routes(checkin_path, server_path)
 
-    def render(self, request: Request) -> Any:
-        try:
-            if request.path not in (self.checkin_path, self.server_path):
-                raise NotFound(f"no device endpoint at {request.path.decode(errors='replace')}")
-            if request.method != b"PUT":
-                raise MethodNotAllowed(f"method {request.method.decode()} is not PUT")
-            body = request.content.read() if request.content is not None else b""
-            identity = self.resolver.resolve(request, body)
-            payload = parse_plist(body, self.max_plist_depth)
-            checkin_only = request.path == self.checkin_path != self.server_path
-            message = parse_message(payload, body, checkin_only=checkin_only)
-            if self.metrics is not None:
-                self.metrics.messages[message_kind(message)] += 1
-        except MDMError as e:
-            self._refuse(request, e, None, None)
-            return NOT_DONE_YET
-        except Exception:
-            log.failure("device request failed before reaching the store")
-            _finish(request, 500, b"internal error\n")
-            return NOT_DONE_YET
-        connection = request.channel
+    def resource(self) -> IResource:
+        return self.app.resource()
+
+    def _routes(self, checkin_path: str, server_path: str) -> None:
+        app = self.app
+
+        @app.route(server_path, methods=["PUT"])
+        def server(request: IRequest) -> Any:
+            return self._handle(request, checkin_only=False)
+
+        if checkin_path != server_path:
+
+            @app.route(checkin_path, methods=["PUT"])
+            def checkin(request: IRequest) -> Any:
+                return self._handle(request, checkin_only=True)
+
+        @app.handle_errors(routing.NotFound)
+        def not_found(request: IRequest, failure: Failure) -> bytes:
+            path = request.path.decode(errors="replace")
+            return self._refused(request, NotFound(f"no device endpoint at {path}"))
+
+        @app.handle_errors(routing.MethodNotAllowed)
+        def not_put(request: IRequest, failure: Failure) -> bytes:
+            method = request.method.decode(errors="replace")
+            return self._refused(request, MethodNotAllowed(f"method {method} is not PUT"))
+
+        @app.handle_errors(MDMError)
+        def refused(request: IRequest, failure: Failure) -> bytes:
+            error = failure.value
+            assert isinstance(error, MDMError)
+            return self._refused(request, error)
+
+        @app.handle_errors(Exception)
+        def failed(request: IRequest, failure: Failure) -> bytes:
+            log.failure("device request failed", failure)
+            return _text(request, 500, b"internal error\n")
+
+    def _handle(self, request: IRequest, *, checkin_only: bool) -> Deferred[bytes]:
+        seen = self._seen[request] = _Seen()
+        body = request.content.read() if request.content is not None else b""
+        identity = seen.identity = self.resolver.resolve(request, body)
+        payload = seen.payload = parse_plist(body, self.max_plist_depth)
+        message = parse_message(payload, body, checkin_only=checkin_only)
+        if self.count_message is not None:
+            self.count_message(message_kind(message))
+        connection = request.channel  # type: ignore[attr-defined]
         skip = frozenset(self._not_now.get(connection, ()))
         done = self.store.transaction(handle_message, message, identity, self.policy, skip)
-        finished: list[bool] = []
-        request.notifyFinish().addBoth(lambda _: finished.append(True))
+        # Klein cancels what a route returns when the device hangs up; the transaction
+        # carries on regardless, so the route returns its own Deferred.
+        reply: Deferred[bytes] = Deferred()
 
-        def reply(handled: Handled) -> None:
-            if handled.not_now:
-                self._not_now.setdefault(connection, set()).add(handled.not_now)
-            if finished:
-                return  # the device hung up; its result is stored, the reply is moot
-            request.setResponseCode(200)
-            if handled.body:
-                request.setHeader(b"content-type", PLIST_TYPE)
-            request.setHeader(b"content-length", str(len(handled.body)).encode())
-            request.write(handled.body)
-            request.finish()
-
-        def failed(failure: Failure) -> None:
-            if failure.check(MDMError):
-                error = failure.value
-                assert isinstance(error, MDMError)
-                self._refuse(request, error, identity, payload, hung_up=bool(finished))
+        def settled(result: Handled | Failure) -> None:
+            if isinstance(result, Failure):
+                if not reply.called:
+                    reply.errback(result)
+                elif result.check(MDMError):
+                    self._refused(request, result.value, hung_up=True)  # type: ignore[arg-type]
+                else:
+                    log.failure("device request failed after the device hung up", result)
                 return
-            log.failure("device request failed", failure)
-            if not finished:
-                _finish(request, 500, b"internal error\n")
+            if result.not_now:
+                self._not_now.setdefault(connection, set()).add(result.not_now)
+            if not reply.called:  # else the device hung up: its result is stored, the reply moot
+                reply.callback(_plist_reply(request, result.body))
 
-        done.addCallbacks(reply, failed)
-        return NOT_DONE_YET
+        done.addBoth(settled)
+        return reply
 
-    def _refuse(
-        self,
-        request: Request,
-        error: MDMError,
-        identity: DeviceIdentity | None,
-        payload: dict[str, Any] | None,
-        hung_up: bool = False,
-    ) -> None:
-        udid = payload.get("UDID") if payload else None
+    def _refused(self, request: IRequest, error: MDMError, hung_up: bool = False) -> bytes:
+        """Log a refusal (and audit the ones that are security events); the reply body."""
+        seen = self._seen.get(request) or _Seen()
+        udid = seen.payload.get("UDID") if seen.payload else None
         peer = getattr(request.getClientAddress(), "host", "?")
         log.warn(
             "device request refused with {status}: {reason} (peer {peer}, UDID {udid})",
@@ -135,7 +154,7 @@ class DeviceEndpoint(Resource):
                 "reason": str(error),
                 "peer": peer,
                 "udid": str(udid) if udid else None,
-                "certificate_sha256": identity.sha256 if identity else None,
+                "certificate_sha256": seen.identity.sha256 if seen.identity else None,
             }
             self.store.transaction(
                 record_event,
@@ -144,17 +163,26 @@ class DeviceEndpoint(Resource):
                 subject=str(udid) if isinstance(udid, str) else None,
                 detail=detail,
             ).addErrback(lambda f: log.failure("could not audit a refusal", f))
-        if not hung_up:
-            body = b"" if error.status == 401 else (str(error) + "\n").encode()
-            _finish(request, error.status, body)
+        if hung_up:
+            return b""
+        # 401 makes the device remove its MDM profile; it gets no reason to show.
+        return _text(request, error.status, b"" if error.status == 401 else f"{error}\n".encode())
 
 
-def _finish(request: Request, status: int, body: bytes) -> None:
+def _plist_reply(request: IRequest, body: bytes) -> bytes:
+    """200 with the reply plist, or with a zero-length body when there is nothing to send."""
+    request.setResponseCode(200)
+    if body:
+        request.setHeader(b"content-type", PLIST_TYPE)
+    request.setHeader(b"content-length", str(len(body)).encode())
+    return body
+
+
+def _text(request: IRequest, status: int, body: bytes) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
     request.setHeader(b"content-length", str(len(body)).encode())
-    request.write(body)
-    request.finish()
+    return body
 
 
 def utc_now() -> datetime.datetime:

@@ -12,14 +12,13 @@ import datetime
 import hashlib
 import re
 import secrets
-import sqlite3
-from dataclasses import dataclass
 
 from cryptography import x509
 
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.pki.identity import DeviceIdentity
-from mdmappliance.store.events import record_event
+from mdmappliance.store import Tx
+from mdmappliance.store.links import IssuedIdentity, Link
 
 TOKEN_FORM = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([mhd])$")
@@ -46,41 +45,15 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
-@dataclass(frozen=True)
-class Link:
-    id: int
-    note: str
-    created_by: str
-    created_at: str
-    expires_at: str
-    used_at: str | None
-    revoked_at: str | None
-
-    def status(self, now: str) -> str:
-        if self.revoked_at:
-            return "revoked"
-        if self.used_at:
-            return "used"
-        if self.expires_at <= now:
-            return "expired"
-        return "unused"
-
-
 def create_link(
-    conn: sqlite3.Connection, lifetime: datetime.timedelta, note: str = "", actor: str = "admin"
+    tx: Tx, lifetime: datetime.timedelta, note: str = "", actor: str = "admin"
 ) -> tuple[str, Link]:
     """A new link: the token (shown once) and its record."""
     token = secrets.token_urlsafe(24)
     now = datetime.datetime.now(datetime.UTC)
     created, expires = utc_timestamp(now), utc_timestamp(now + lifetime)
-    cursor = conn.execute(
-        "INSERT INTO enrollment_tokens (token_sha256, note, created_by, created_at, expires_at) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (token_hash(token), note, actor, created, expires),
-    )
-    link_id = int(cursor.lastrowid or 0)
-    record_event(
-        conn,
+    link_id = tx.links.create(token_hash(token), note, actor, created, expires)
+    tx.events.record(
         "enrollment_link.created",
         actor=actor,
         subject=str(link_id),
@@ -89,47 +62,35 @@ def create_link(
     return token, Link(link_id, note, actor, created, expires, None, None)
 
 
-def list_links(conn: sqlite3.Connection) -> list[Link]:
-    rows = conn.execute(
-        "SELECT id, note, created_by, created_at, expires_at, used_at, revoked_at "
-        "FROM enrollment_tokens ORDER BY id"
-    ).fetchall()
-    return [Link(*row) for row in rows]
+def list_links(tx: Tx) -> list[Link]:
+    return tx.links.all()
 
 
-def revoke_link(conn: sqlite3.Connection, link_id: int, actor: str = "admin") -> bool:
-    cursor = conn.execute(
-        "UPDATE enrollment_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL "
-        "AND used_at IS NULL",
-        (utc_timestamp(), link_id),
-    )
-    if cursor.rowcount:
-        record_event(conn, "enrollment_link.revoked", actor=actor, subject=str(link_id))
-    return bool(cursor.rowcount)
+def revoke_link(tx: Tx, link_id: int, actor: str = "admin") -> bool:
+    revoked = tx.links.revoke(link_id, utc_timestamp())
+    if revoked:
+        tx.events.record("enrollment_link.revoked", actor=actor, subject=str(link_id))
+    return revoked
 
 
-def check_link(conn: sqlite3.Connection, token: str) -> int:
+def check_link(tx: Tx, token: str) -> int:
     """The link's id if it can be used now, else LinkRefused with a human message."""
     if not TOKEN_FORM.match(token):
         raise LinkRefused("This enrollment link is not valid.")
-    row = conn.execute(
-        "SELECT id, expires_at, used_at, revoked_at FROM enrollment_tokens WHERE token_sha256 = ?",
-        (token_hash(token),),
-    ).fetchone()
-    if row is None:
+    link = tx.links.find(token_hash(token))
+    if link is None:
         raise LinkRefused("This enrollment link is not valid.")
-    link_id, expires_at, used_at, revoked_at = row
-    if revoked_at:
+    if link.revoked_at:
         raise LinkRefused("This enrollment link was revoked; ask your IT team for a new one.")
-    if used_at:
+    if link.used_at:
         raise LinkRefused("This enrollment link was already used; ask your IT team for a new one.")
-    if expires_at <= utc_timestamp():
+    if link.expires_at <= utc_timestamp():
         raise LinkRefused("This enrollment link has expired; ask your IT team for a new one.")
-    return int(link_id)
+    return link.id
 
 
 def record_issued(
-    conn: sqlite3.Connection,
+    tx: Tx,
     certificate: x509.Certificate,
     *,
     token_id: int | None = None,
@@ -137,41 +98,36 @@ def record_issued(
     udid: str | None = None,
     access_rights: int | None = None,
 ) -> str:
+    """Remember an identity the appliance issued (through a link, or as a renewal)."""
     identity = DeviceIdentity.of(certificate, "issued")
-    conn.execute(
-        "INSERT INTO issued_identities (sha256, token_id, renews_sha256, udid, subject, serial, "
-        "not_after, issued_at, access_rights) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            identity.sha256,
-            token_id,
-            renews,
-            udid,
-            certificate.subject.rfc4514_string(),
-            format(certificate.serial_number, "x"),
-            utc_timestamp(certificate.not_valid_after_utc),
-            utc_timestamp(),
-            access_rights,
+    tx.links.record_issued(
+        IssuedIdentity(
+            sha256=identity.sha256,
+            subject=certificate.subject.rfc4514_string(),
+            serial=format(certificate.serial_number, "x"),
+            not_after=utc_timestamp(certificate.not_valid_after_utc),
+            token_id=token_id,
+            renews=renews,
+            udid=udid,
+            access_rights=access_rights,
         ),
+        utc_timestamp(),
     )
     return identity.sha256
 
 
 def consume_link(
-    conn: sqlite3.Connection,
+    tx: Tx,
     token: str,
     certificate: x509.Certificate,
     peer: str,
     access_rights: int | None = None,
 ) -> int:
     """Use the link for this identity (one transaction: both happen, or neither)."""
-    link_id = check_link(conn, token)
-    conn.execute(
-        "UPDATE enrollment_tokens SET used_at = ?, used_by = ? WHERE id = ?",
-        (utc_timestamp(), peer, link_id),
-    )
-    sha256 = record_issued(conn, certificate, token_id=link_id, access_rights=access_rights)
-    record_event(
-        conn,
+    link_id = check_link(tx, token)
+    tx.links.mark_used(link_id, utc_timestamp(), peer)
+    sha256 = record_issued(tx, certificate, token_id=link_id, access_rights=access_rights)
+    tx.events.record(
         "enrollment_link.used",
         actor=f"peer:{peer}",
         subject=str(link_id),

@@ -13,9 +13,7 @@
 from __future__ import annotations
 
 import datetime
-import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -30,38 +28,21 @@ from mdmappliance.core.periodic import PeriodicJob, timer_service
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.enrollment.factory import ProfileFactory
 from mdmappliance.enrollment.links import record_issued
-from mdmappliance.store.engine import Store
-from mdmappliance.store.events import record_event
+from mdmappliance.store import Store, Tx
+from mdmappliance.store.enrollments import DueIdentity
 
 log = Logger()
 RENEWAL_PRIORITY = 100
 
 
-@dataclass(frozen=True)
-class DueIdentity:
-    udid: str
-    enrollment_id: int
-    sha256: str
-    not_after: str
-
-
-def identities_due(conn: sqlite3.Connection, cutoff: str) -> list[DueIdentity]:
+def identities_due(tx: Tx, cutoff: str) -> list[DueIdentity]:
     """Bound, unrevoked identities of enrolled devices expiring before ``cutoff`` that have
-    no renewal queued yet."""
-    rows = conn.execute(
-        "SELECT i.udid, e.id, i.sha256, i.not_after FROM identities AS i "
-        "JOIN enrollments AS e ON e.udid = i.udid AND e.user_id = '' "
-        "WHERE i.current = 1 AND i.revoked_at IS NULL AND e.state = 'enrolled' "
-        "AND e.retire_command_uuid IS NULL AND i.not_after <= ? "
-        "AND NOT EXISTS (SELECT 1 FROM renewals AS r WHERE r.old_sha256 = i.sha256) "
-        "ORDER BY i.not_after LIMIT 100",
-        (cutoff,),
-    ).fetchall()
-    return [DueIdentity(*row) for row in rows]
+    no renewal queued yet (a hundred at a time)."""
+    return tx.enrollments.identities_due(cutoff)
 
 
 def queue_renewal(
-    conn: sqlite3.Connection,
+    tx: Tx,
     due: DueIdentity,
     certificate: Any,
     signed_profile: bytes,
@@ -69,22 +50,17 @@ def queue_renewal(
 ) -> str:
     """InstallProfile of the fresh enrollment profile, recorded as the renewal of ``due``."""
     new_sha256 = record_issued(
-        conn, certificate, renews=due.sha256, udid=due.udid, access_rights=access_rights
+        tx, certificate, renews=due.sha256, udid=due.udid, access_rights=access_rights
     )
     command_uuid = enqueue(
-        conn,
+        tx,
         due.enrollment_id,
         {"RequestType": "InstallProfile", "Payload": signed_profile},
         priority=RENEWAL_PRIORITY,
         actor="renewal",
     )
-    conn.execute(
-        "INSERT INTO renewals (old_sha256, new_sha256, udid, command_uuid, queued_at) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (due.sha256, new_sha256, due.udid, command_uuid, utc_timestamp()),
-    )
-    record_event(
-        conn,
+    tx.links.record_renewal(due.sha256, new_sha256, due.udid, command_uuid, utc_timestamp())
+    tx.events.record(
         "identity.renewal_queued",
         subject=due.udid,
         detail={

@@ -14,44 +14,77 @@ from __future__ import annotations
 
 from typing import Any
 
+from klein import Klein
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from werkzeug import exceptions as routing
 
 from mdmappliance import pki
 from mdmappliance.enrollment.factory import ProfileFactory
 from mdmappliance.enrollment.links import LinkRefused, check_link, consume_link
-from mdmappliance.store.engine import Store
+from mdmappliance.store import Store
 
 log = Logger()
 
 PROFILE_TYPE = b"application/x-apple-aspen-config"
-PREFIX = b"/enroll/"
 
 
-class EnrollmentEndpoint(Resource):
-    isLeaf = True
-
+class EnrollmentEndpoint:
     def __init__(self, *, store: Store, factory: ProfileFactory) -> None:
-        super().__init__()
         self.store = store
         self.factory = factory
+        self.app = Klein()
+        self._routes()
 
-    def render_GET(self, request: Request) -> Any:
-        path = request.path
-        if not path.startswith(PREFIX) or path.count(b"/") != 2:
+    def resource(self) -> IResource:
+        return self.app.resource()
+
+    def _routes(self) -> None:
+        app = self.app
+
+        @app.route("/enroll/", methods=["GET"], defaults={"token": ""})
+        @app.route("/enroll/<string:token>", methods=["GET"])
+        def enroll(request: IRequest, token: str) -> Any:
+            return self._enroll(request, token)
+
+        @app.handle_errors(routing.NotFound)
+        def not_found(request: IRequest, failure: Failure) -> bytes:
             return _text(request, 404, "No enrollment here.")
-        token = path[len(PREFIX) :].decode("ascii", "replace")
-        peer = getattr(request.getClientAddress(), "host", "?")
+
+        @app.handle_errors(routing.MethodNotAllowed)
+        def not_allowed(request: IRequest, failure: Failure) -> bytes:
+            request.setHeader(b"allow", b"GET, HEAD")
+            return _text(request, 405, "Method not allowed.")
+
+        @app.handle_errors(LinkRefused)
+        def refused(request: IRequest, failure: Failure) -> bytes:
+            log.info(
+                "enrollment link refused for {peer}: {reason}",
+                peer=_peer(request),
+                reason=failure.getErrorMessage(),
+            )
+            return _text(request, 403, failure.getErrorMessage())
+
+        @app.handle_errors(Exception)
+        def failed(request: IRequest, failure: Failure) -> bytes:
+            log.failure("enrollment failed", failure)
+            return _text(request, 500, "Enrollment failed; ask your IT team.")
+
+    def _enroll(self, request: IRequest, token: str) -> Any:
+        peer = _peer(request)
         try:
             self.factory.settings().check()
         except ValueError as e:
             log.error("enrollment profile cannot be served: {problem}", problem=str(e))
             return _text(request, 503, "Enrollment is not available yet; ask your IT team.")
         finished: list[bool] = []
-        request.notifyFinish().addBoth(lambda _: finished.append(True))
+        request.notifyFinish().addBoth(  # type: ignore[attr-defined]
+            lambda _: finished.append(True)
+        )
         checked = self.store.run(check_link, token)
         made = checked.addCallback(
             lambda _: deferToThread(self.factory.make, f"mdmappliance device ({peer})")
@@ -73,42 +106,40 @@ class EnrollmentEndpoint(Resource):
             )
             return used.addCallback(lambda _: signed)
 
-        def reply(signed: bytes | None) -> None:
-            if finished or signed is None:
+        # Klein cancels what a route returns when the client hangs up; the work above
+        # carries on regardless (and decides what happens to the link), so the route returns
+        # its own Deferred.
+        reply: Deferred[bytes] = Deferred()
+
+        def settled(result: bytes | Failure | None) -> None:
+            if reply.called:
+                if isinstance(result, Failure) and not result.check(LinkRefused):
+                    log.failure("enrollment failed after the client hung up", result)
                 return
-            request.setResponseCode(200)
-            request.setHeader(b"content-type", PROFILE_TYPE)
-            request.setHeader(b"content-disposition", b'attachment; filename="enroll.mobileconfig"')
-            request.setHeader(b"content-length", str(len(signed)).encode())
-            request.write(signed)
-            request.finish()
+            if isinstance(result, Failure):
+                reply.errback(result)
+            elif result is not None:
+                reply.callback(_profile(request, result))
 
-        def failed(failure: Failure) -> None:
-            if failure.check(LinkRefused):
-                log.info(
-                    "enrollment link refused for {peer}: {reason}",
-                    peer=peer,
-                    reason=failure.getErrorMessage(),
-                )
-                status, message = 403, failure.getErrorMessage()
-            else:
-                log.failure("enrollment failed", failure)
-                status, message = 500, "Enrollment failed; ask your IT team."
-            if not finished:
-                _finish(request, status, message)
-
-        made.addCallback(consume).addCallbacks(reply, failed)
-        return NOT_DONE_YET
+        made.addCallback(consume).addBoth(settled)
+        return reply
 
 
-def _text(request: Request, status: int, message: str) -> bytes:
+def _peer(request: IRequest) -> str:
+    return getattr(request.getClientAddress(), "host", "?")
+
+
+def _profile(request: IRequest, signed: bytes) -> bytes:
+    request.setResponseCode(200)
+    request.setHeader(b"content-type", PROFILE_TYPE)
+    request.setHeader(b"content-disposition", b'attachment; filename="enroll.mobileconfig"')
+    request.setHeader(b"content-length", str(len(signed)).encode())
+    return signed
+
+
+def _text(request: IRequest, status: int, message: str) -> bytes:
+    body = (message + "\n").encode()
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-    return (message + "\n").encode()
-
-
-def _finish(request: Request, status: int, message: str) -> None:
-    body = _text(request, status, message)
     request.setHeader(b"content-length", str(len(body)).encode())
-    request.write(body)
-    request.finish()
+    return body

@@ -21,3 +21,7 @@ def platform_of(product_name: str | None, model_name: str | None = None) -> Plat
         if name.startswith(("Mac", "iMac", "VirtualMac", "Xserve")):
             return Platform.MACOS
     return None
+
+
+#: The platform names the API and the CLI accept and show.
+PLATFORMS = tuple(platform.value for platform in Platform)

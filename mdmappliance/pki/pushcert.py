@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import datetime
 import plistlib
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,15 +98,6 @@ def key_matches(certificate: x509.Certificate, key: pki.PrivateKey) -> bool:
     return certificate.public_key().public_bytes(der, spki) == key.public_key().public_bytes(
         der, spki
     )
-
-
-def topics_in_use(conn: sqlite3.Connection) -> list[str]:
-    """The topics current enrollments listen on (checked-out and retired ones excluded)."""
-    rows = conn.execute(
-        "SELECT DISTINCT topic FROM enrollments WHERE state IN ('authenticated', 'enrolled') "
-        "ORDER BY topic"
-    ).fetchall()
-    return [row[0] for row in rows]
 
 
 @dataclass(frozen=True)

@@ -5,5 +5,6 @@ one module per table family holds that family's SQL.
 """
 
 from mdmappliance.store.engine import Store, in_transaction
+from mdmappliance.store.tx import Tx, record_event
 
-__all__ = ["Store", "in_transaction"]
+__all__ = ["Store", "Tx", "in_transaction", "record_event"]

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from mdmappliance.config import StoreSection
 from mdmappliance.store.errors import StoreClosed, StoreError
 from mdmappliance.store.migrate import (
     Migration,
@@ -33,6 +34,7 @@ from mdmappliance.store.migrate import (
     migrate,
     schema_version,
 )
+from mdmappliance.store.tx import Tx
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -62,12 +64,24 @@ class Store(Service):
         self.migrations = migrations if migrations is not None else load_migrations()
         self._reactor = reactor
         self._conn: sqlite3.Connection | None = None
+        self._tx: Tx | None = None
         self._pool: ThreadPool | None = None
         self._closing = False
         self.migration_report: MigrationReport | None = None
         self._lock = threading.Lock()
         self._jobs: deque[_Job] = deque()
         self._worker_busy = False
+
+    @classmethod
+    def configured(cls, section: StoreSection, reactor: IReactorFromThreads | None = None) -> Store:
+        """The store as ``[store]`` describes it (no reactor: for offline use)."""
+        return cls(
+            section.path,
+            reactor=reactor,
+            synchronous=section.synchronous,
+            busy_timeout_ms=section.busy_timeout_ms,
+            backup_dir=section.backup_dir,
+        )
 
     def open(self) -> MigrationReport:
         """Connect, set the pragmas and migrate, synchronously (before the reactor runs).
@@ -93,6 +107,7 @@ class Store(Service):
             conn.close()
             raise
         self._conn = conn
+        self._tx = Tx(conn)
         self.migration_report = report
         return report
 
@@ -118,15 +133,15 @@ class Store(Service):
         super().startService()
 
     def run(
-        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+        self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs
     ) -> Deferred[T]:
-        """Run ``fn(connection, ...)`` on the store thread, outside any transaction."""
+        """Run ``fn(tx, ...)`` on the store thread, outside any transaction."""
         return self._submit(False, fn, args, kw)
 
     def transaction(
-        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+        self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs
     ) -> Deferred[T]:
-        """Run ``fn(connection, ...)`` in one transaction: all of it commits, or none of it.
+        """Run ``fn(tx, ...)`` in one transaction: all of it commits, or none of it.
 
         The Deferred fires once the work is durable (committed). Transactions that are waiting
         together are committed together (group commit: one fsync for the lot), each inside its
@@ -137,7 +152,7 @@ class Store(Service):
     def _submit(
         self, transactional: bool, fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]
     ) -> Deferred[Any]:
-        if self._closing or self._pool is None or self._conn is None:
+        if self._closing or self._pool is None or self._tx is None:
             return fail(StoreClosed(f"the store {self.path} is not running"))
         job = _Job(transactional, fn, args, kw, Deferred())
         with self._lock:
@@ -150,8 +165,8 @@ class Store(Service):
 
     def _work(self) -> None:
         """On the store thread: run queued jobs in order, batching adjacent transactions."""
-        assert self._reactor is not None and self._conn is not None
-        conn, reactor = self._conn, self._reactor
+        assert self._reactor is not None and self._tx is not None
+        tx, conn, reactor = self._tx, self._tx.conn, self._reactor
         while True:
             with self._lock:
                 if not self._jobs:
@@ -165,9 +180,7 @@ class Store(Service):
                         batch.append(self._jobs.popleft())
             try:
                 outcomes = (
-                    _run_group(conn, batch)
-                    if batch[0].transactional
-                    else [_run_one(conn, batch[0])]
+                    _run_group(tx, batch) if batch[0].transactional else [_run_one(tx, batch[0])]
                 )
             except BaseException:
                 # A job broke the transaction itself (say, it committed or rolled back on its
@@ -180,12 +193,12 @@ class Store(Service):
             reactor.callFromThread(_fire_all, [j.deferred for j in batch], outcomes)
 
     def transaction_now(
-        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+        self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs
     ) -> T:
         """``transaction`` on the calling thread, for offline commands (no service running)."""
-        if self._pool is not None or self._conn is None:
+        if self._pool is not None or self._tx is None:
             raise StoreClosed(f"the store {self.path} is not open for offline use")
-        return in_transaction(self._conn, fn, *args, **kw)
+        return in_transaction(self._tx, fn, *args, **kw)
 
     def close(self) -> None:
         """Close a store opened for offline use."""
@@ -195,7 +208,7 @@ class Store(Service):
             self._close(self._conn)
 
     def schema_version(self) -> Deferred[int]:
-        return self.run(schema_version)
+        return self.run(lambda tx: schema_version(tx.conn))
 
     def stopService(self) -> Deferred[None]:
         """Refuse new work, let queued work finish, then close the file cleanly."""
@@ -203,7 +216,7 @@ class Store(Service):
         pool, conn = self._pool, self._conn
         if pool is None or conn is None:
             return succeed(None)
-        done: Deferred[None] = self._submit(False, self._close, (), {})
+        done: Deferred[None] = self._submit(False, lambda tx: self._close(tx.conn), (), {})
         self._closing = True
 
         def stop_pool(result: Any) -> Any:
@@ -222,20 +235,22 @@ class Store(Service):
             log.warn("store: checkpoint before close failed: {error}", error=str(e))
         conn.close()
         self._conn = None
+        self._tx = None
         self.migration_report = None
 
 
 def in_transaction(
-    conn: sqlite3.Connection,
-    fn: Callable[Concatenate[sqlite3.Connection, P], T],
+    tx: Tx,
+    fn: Callable[Concatenate[Tx, P], T],
     /,
     *args: P.args,
     **kw: P.kwargs,
 ) -> T:
     """``BEGIN IMMEDIATE``, ``fn``, ``COMMIT``; ``ROLLBACK`` if ``fn`` raises."""
+    conn = tx.conn
     conn.execute("BEGIN IMMEDIATE")
     try:
-        result = fn(conn, *args, **kw)
+        result = fn(tx, *args, **kw)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
@@ -265,15 +280,16 @@ class _Job:
     deferred: Deferred[Any]
 
 
-def _run_one(conn: sqlite3.Connection, job: _Job) -> Any:
+def _run_one(tx: Tx, job: _Job) -> Any:
     try:
-        return job.fn(conn, *job.args, **job.kw)
+        return job.fn(tx, *job.args, **job.kw)
     except BaseException:
         return Failure()
 
 
-def _run_group(conn: sqlite3.Connection, batch: list[_Job]) -> list[Any]:
+def _run_group(tx: Tx, batch: list[_Job]) -> list[Any]:
     """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` for the batch, a savepoint for each job."""
+    conn = tx.conn
     outcomes: list[Any] = []
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -283,7 +299,7 @@ def _run_group(conn: sqlite3.Connection, batch: list[_Job]) -> list[Any]:
     for job in batch:
         conn.execute("SAVEPOINT job")
         try:
-            outcomes.append(job.fn(conn, *job.args, **job.kw))
+            outcomes.append(job.fn(tx, *job.args, **job.kw))
         except BaseException:
             outcomes.append(Failure())
             conn.execute("ROLLBACK TO job")

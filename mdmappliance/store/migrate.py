@@ -78,6 +78,30 @@ def load_migrations(directory: Traversable | Path | None = None) -> tuple[Migrat
     return tuple(found[v] for v in versions)
 
 
+CURRENT_SCHEMA = "schema.sql"
+
+
+def current_schema_text() -> str:
+    """The shipped ``schema.sql``: the schema every migration together makes, in one file."""
+    return resources.files("mdmappliance.store").joinpath(CURRENT_SCHEMA).read_text("utf-8")
+
+
+def render_schema(conn: sqlite3.Connection) -> str:
+    """The schema of ``conn`` as ``schema.sql`` holds it: every table, index and trigger in
+    the order they were made (``make schema`` writes it after a new migration)."""
+    rows = conn.execute(
+        "SELECT sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' AND sql IS NOT NULL "
+        "ORDER BY rowid"
+    ).fetchall()
+    header = (
+        "-- The current schema, as every migration in migrations/ together makes it (version "
+        f"{schema_version(conn)}).\n"
+        "-- Written by `make schema`; tests/test_schema.py checks the two agree. Read it to\n"
+        "-- learn the tables; change the schema only with a new numbered migration.\n"
+    )
+    return header + "".join(f"\n{row[0]};\n" for row in rows)
+
+
 def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
@@ -170,3 +194,10 @@ def migrate(
             f"{e.error}; nothing was changed, the database is still at version {current}"
         ) from e.error
     return MigrationReport(current, latest, backup)
+
+
+def main() -> None:
+    """Print the schema all migrations make (``make schema`` writes it to schema.sql)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    _apply(conn, load_migrations())
+    print(render_schema(conn), end="")

@@ -1,0 +1,66 @@
+"""Request and reply helpers shared by the admin routes: JSON bodies, query parameters,
+JSON replies, and who made a request (its API key's name)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.web.iweb import IRequest
+
+
+class BadQuery(ValueError):
+    """A query parameter the route cannot use; its message names the parameter (400)."""
+
+
+def json_body(request: IRequest) -> tuple[dict[str, Any], list[str]]:
+    """The request's JSON object body (empty allowed), and what is wrong with it."""
+    raw = request.content.read() if request.content is not None else b""
+    if not raw.strip():
+        return {}, []
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        return {}, [f"the body is not JSON: {e}"]
+    if not isinstance(body, dict):
+        return {}, ["the body must be a JSON object"]
+    return body, []
+
+
+def unknown_fields(body: dict[str, Any], known: set[str]) -> list[str]:
+    return [f"{key}: unknown field" for key in sorted(set(body) - known)]
+
+
+def arg(request: IRequest, name: str, choices: tuple[str, ...] | None = None) -> str | None:
+    values = (request.args or {}).get(name.encode(), [])
+    if not values:
+        return None
+    try:
+        value: str = values[-1].decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadQuery(f"{name}: not UTF-8") from None
+    if choices is not None and value not in choices:
+        raise BadQuery(f"{name}: must be one of {', '.join(choices)}")
+    return value
+
+
+def int_arg(request: IRequest, name: str, default: int, low: int, high: int) -> int:
+    value = arg(request, name)
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise BadQuery(f"{name}: must be an integer from {low} to {high}")
+    return int(value)
+
+
+def write_json(request: IRequest, status: int, body: dict[str, Any]) -> bytes:
+    """Set status and headers for a JSON reply and return its bytes."""
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(body, indent=None, sort_keys=True).encode("utf-8") + b"\n"
+
+
+def actor(request: IRequest) -> str:
+    """Who made a write, for the audit log: the API key's name."""
+    return f"api:{getattr(request, 'api_key_name', 'admin')}"

@@ -1,0 +1,38 @@
+"""What the device handlers need besides the store, and what they answer."""
+
+from __future__ import annotations
+
+import plistlib
+from dataclasses import dataclass
+
+from mdmappliance.device.digest import DigestAuthority
+from mdmappliance.pki.escrow import Escrow
+
+EMPTY = b""
+
+
+@dataclass(frozen=True)
+class ChannelPolicy:
+    """The escrow key, the push topic the server pushes on, and local network users."""
+
+    escrow: Escrow
+    topic: str = ""
+    digest: DigestAuthority | None = None
+
+
+@dataclass(frozen=True)
+class Handled:
+    """The reply body (a plist, or empty), and the CommandUUID the device answered NotNow to
+    (not offered again on this connection)."""
+
+    body: bytes
+    not_now: str | None = None
+
+
+def plist_reply(value: dict[str, str]) -> bytes:
+    return plistlib.dumps(value, fmt=plistlib.FMT_XML)
+
+
+def device_actor(udid: str) -> str:
+    """Who a device's own actions are recorded as, in the event log."""
+    return f"device:{udid}"

@@ -1,0 +1,178 @@
+-- The current schema, as every migration in migrations/ together makes it (version 6).
+-- Written by `make schema`; tests/test_schema.py checks the two agree. Read it to
+-- learn the tables; change the schema only with a new numbered migration.
+
+CREATE TABLE settings (
+    key         TEXT PRIMARY KEY NOT NULL,
+    value       TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    subject     TEXT,
+    detail      TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(detail))
+) STRICT;
+
+CREATE INDEX events_at ON events (at);
+
+CREATE INDEX events_subject ON events (subject, id) WHERE subject IS NOT NULL;
+
+CREATE TRIGGER events_append_only BEFORE UPDATE ON events
+BEGIN
+    SELECT RAISE(ABORT, 'events are append-only');
+END;
+
+CREATE TABLE devices (
+    udid            TEXT PRIMARY KEY NOT NULL,
+    serial_number   TEXT,
+    model           TEXT,
+    model_name      TEXT,
+    product_name    TEXT,
+    device_name     TEXT,
+    os_version      TEXT,
+    build_version   TEXT,
+    imei            TEXT,
+    meid            TEXT,
+    first_seen      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+, platform TEXT
+    CHECK (platform IS NULL OR platform IN ('ios', 'macos', 'tvos')), supervised INTEGER, activation_lock INTEGER, facts TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(facts)), facts_at TEXT) STRICT;
+
+CREATE TABLE enrollments (
+    id                      INTEGER PRIMARY KEY,
+    udid                    TEXT NOT NULL REFERENCES devices (udid),
+    user_id                 TEXT NOT NULL DEFAULT '',
+    user_short_name         TEXT,
+    user_long_name          TEXT,
+    topic                   TEXT NOT NULL,
+    state                   TEXT NOT NULL
+        CHECK (state IN ('authenticated', 'enrolled', 'checked_out', 'retired')),
+    push_token              BLOB,
+    push_magic              TEXT,
+    token_valid             INTEGER NOT NULL DEFAULT 0,
+    token_updated_at        TEXT,
+    unlock_token_sealed     BLOB,
+    auth_token_sha256       TEXT,
+    not_on_console          INTEGER,
+    awaiting_configuration  INTEGER,
+    created_at              TEXT NOT NULL,
+    updated_at              TEXT NOT NULL,
+    enrolled_at             TEXT,
+    checked_out_at          TEXT,
+    last_seen               TEXT, retire_command_uuid TEXT, access_rights INTEGER, push_status TEXT, push_reason TEXT, push_at TEXT, apns_id TEXT, inactive_since TEXT,
+    UNIQUE (udid, user_id)
+) STRICT;
+
+CREATE TABLE identities (
+    sha256      TEXT PRIMARY KEY NOT NULL,
+    udid        TEXT NOT NULL REFERENCES devices (udid),
+    subject     TEXT NOT NULL,
+    issuer      TEXT NOT NULL,
+    serial      TEXT NOT NULL,
+    not_before  TEXT NOT NULL,
+    not_after   TEXT NOT NULL,
+    bound_at    TEXT NOT NULL,
+    current     INTEGER NOT NULL DEFAULT 1 CHECK (current IN (0, 1))
+, revoked_at TEXT) STRICT;
+
+CREATE UNIQUE INDEX identities_current ON identities (udid) WHERE current = 1;
+
+CREATE TABLE commands (
+    id              INTEGER PRIMARY KEY,
+    uuid            TEXT NOT NULL UNIQUE,
+    enrollment_id   INTEGER NOT NULL REFERENCES enrollments (id),
+    request_type    TEXT NOT NULL,
+    payload         BLOB NOT NULL,
+    priority        INTEGER NOT NULL DEFAULT 0,
+    state           TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'not_now', 'acknowledged',
+                                                   'error', 'format_error', 'expired',
+                                                   'canceled')),
+    created_at      TEXT NOT NULL,
+    expires_at      TEXT,
+    sent_at         TEXT,
+    send_count      INTEGER NOT NULL DEFAULT 0,
+    not_now_count   INTEGER NOT NULL DEFAULT 0,
+    result_at       TEXT,
+    updated_at      TEXT NOT NULL
+, sealed INTEGER NOT NULL DEFAULT 0 CHECK (sealed IN (0, 1)), batch_event_id INTEGER REFERENCES events (id), body_id INTEGER REFERENCES command_bodies (id)) STRICT;
+
+CREATE INDEX commands_pending ON commands (enrollment_id, priority DESC, id)
+    WHERE state IN ('queued', 'sent', 'not_now');
+
+CREATE INDEX commands_expiring ON commands (enrollment_id, expires_at)
+    WHERE state IN ('queued', 'sent', 'not_now') AND expires_at IS NOT NULL;
+
+CREATE TABLE command_results (
+    id              INTEGER PRIMARY KEY,
+    command_id      INTEGER NOT NULL REFERENCES commands (id),
+    status          TEXT NOT NULL,
+    error_chain     TEXT CHECK (error_chain IS NULL OR json_valid(error_chain)),
+    raw             BLOB NOT NULL,
+    received_at     TEXT NOT NULL
+, summary TEXT
+    CHECK (summary IS NULL OR json_valid(summary))) STRICT;
+
+CREATE INDEX command_results_command ON command_results (command_id, id);
+
+CREATE TABLE enrollment_tokens (
+    id              INTEGER PRIMARY KEY,
+    token_sha256    TEXT NOT NULL UNIQUE,
+    note            TEXT NOT NULL DEFAULT '',
+    created_by      TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    expires_at      TEXT NOT NULL,
+    used_at         TEXT,
+    used_by         TEXT,
+    revoked_at      TEXT
+) STRICT;
+
+CREATE TABLE issued_identities (
+    sha256          TEXT PRIMARY KEY NOT NULL,
+    token_id        INTEGER REFERENCES enrollment_tokens (id),
+    renews_sha256   TEXT,
+    udid            TEXT,
+    subject         TEXT NOT NULL,
+    serial          TEXT NOT NULL,
+    not_after       TEXT NOT NULL,
+    issued_at       TEXT NOT NULL
+, access_rights INTEGER) STRICT;
+
+CREATE TABLE renewals (
+    old_sha256      TEXT PRIMARY KEY NOT NULL,
+    new_sha256      TEXT NOT NULL,
+    udid            TEXT NOT NULL,
+    command_uuid    TEXT NOT NULL,
+    queued_at       TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE command_bodies (
+    id      INTEGER PRIMARY KEY,
+    head    BLOB NOT NULL,
+    tail    BLOB NOT NULL
+) STRICT;
+
+CREATE TABLE inventory (
+    enrollment_id   INTEGER NOT NULL REFERENCES enrollments (id),
+    kind            TEXT NOT NULL,
+    data            TEXT NOT NULL CHECK (json_valid(data)),
+    command_uuid    TEXT NOT NULL,
+    reported_at     TEXT NOT NULL,
+    PRIMARY KEY (enrollment_id, kind)
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX commands_batch ON commands (batch_event_id) WHERE batch_event_id IS NOT NULL;
+
+CREATE INDEX enrollments_last_seen ON enrollments (last_seen) WHERE state = 'enrolled';
+
+CREATE TABLE webhook_cursors (
+    url             TEXT PRIMARY KEY NOT NULL,
+    last_event_id   INTEGER NOT NULL,
+    delivered       INTEGER NOT NULL DEFAULT 0,
+    failures        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    updated_at      TEXT NOT NULL
+) STRICT;
