@@ -39,7 +39,7 @@ lint: $(DEPS_STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache  # the import rule of docs/architecture.md
 
-# Regenerate the documented example config from the schema in mdmappliance/config.py.
+# Regenerate the documented example config from the schema in mdmappliance/config/.
 conf: install
 	$(BIN)/mdmappliance config-example > conf/mdmappliance.toml
 

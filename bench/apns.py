@@ -19,7 +19,7 @@ from twisted.internet import defer, task
 
 from mdmappliance.apns.client import APNsClient, Push
 from mdmappliance.apns.pusher import Pusher
-from mdmappliance.app.service import global_reactor
+from mdmappliance.app.reactor import global_reactor
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.store import Store, Tx
 from tests.pushcerts import make_push_pki

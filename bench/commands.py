@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mdmappliance.app.service import global_reactor
+from mdmappliance.app.reactor import global_reactor
 from mdmappliance.commands.send import send_command
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.store import Store, Tx

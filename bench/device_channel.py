@@ -6,7 +6,9 @@ PUT Acknowledged → the next command (two messages; a device that leaves then g
 command again on its next poll). The bare responder answers the
 same two PUTs with an empty 200, behind the same mTLS options.
 
-(a) keep-alive: messages per second over reused mTLS connections, N devices at once;
+(a) keep-alive: messages per second over reused mTLS connections, N devices at once, and
+    the server process's CPU per message (utime + stime around that phase only: steadier
+    than the rates on a noisy machine);
 (b) wake-ups: a new mTLS connection per cycle (what a push makes a device do).
 
 Also measured: the device routes alone in a process (no admin listener, access log, metrics).
@@ -14,6 +16,7 @@ Also measured: the device routes alone in a process (no admin listener, access l
 
 from __future__ import annotations
 
+import os
 import plistlib
 import sqlite3
 import subprocess
@@ -38,6 +41,12 @@ ROUNDS = 3  # each server is measured this many times; the best round counts (le
 DEVICES = 10
 KEEPALIVE_CYCLES = 40
 WAKEUPS = 12
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -118,19 +127,22 @@ async def run_devices(
     return time.perf_counter() - started
 
 
-async def measure(devices: list[SimulatedDevice], bare: bool) -> dict[str, Any]:
+async def measure(devices: list[SimulatedDevice], bare: bool, server_pid: int) -> dict[str, Any]:
     timed = Timed()
 
     async def keepalive(device: SimulatedDevice) -> None:
         for _ in range(KEEPALIVE_CYCLES):
             await cycle(device, timed, bare)
 
+    cpu_before = cpu_seconds(server_pid)
     seconds = await run_devices(devices, keepalive)
+    cpu = cpu_seconds(server_pid) - cpu_before
     messages = DEVICES * KEEPALIVE_CYCLES * 2
     keep = {
         "rate": messages / seconds,
         "p50": percentile(timed.latencies, 0.5),
         "p99": percentile(timed.latencies, 0.99),
+        "cpu_ms": cpu * 1000 / messages,
     }
     for device in devices:
         await device.close()
@@ -198,11 +210,14 @@ async def bench_device_channel() -> None:
                         for device in devices:
                             await device.close()
                     queue_commands(config, devices, ROUNDS * (KEEPALIVE_CYCLES + WAKEUPS) + 1)
-                rounds = [await measure(devices, bare) for _ in range(ROUNDS)]
+                rounds = [await measure(devices, bare, process.pid) for _ in range(ROUNDS)]
                 figures[label] = {
                     phase: max((r[phase] for r in rounds), key=lambda f: f["rate"])
                     for phase in ("keepalive", "wakeup")
                 }
+                figures[label]["keepalive"]["cpu_ms"] = min(
+                    r["keepalive"]["cpu_ms"] for r in rounds
+                )
             finally:
                 for device in devices:
                     await device.close()
@@ -218,7 +233,8 @@ async def bench_device_channel() -> None:
             print(
                 f"  {label:36} keep-alive {keep['rate']:7.0f} msg/s "
                 f"({keep['rate'] / ceiling['keepalive']['rate']:.2f} of bare; "
-                f"p50 {keep['p50'] * 1000:.1f} ms, p99 {keep['p99'] * 1000:.1f} ms)   "
+                f"p50 {keep['p50'] * 1000:.1f} ms, p99 {keep['p99'] * 1000:.1f} ms; "
+                f"server CPU {keep['cpu_ms']:.2f} ms/msg)   "
                 f"wake-ups {wake['rate']:6.0f}/s "
                 f"({wake['rate'] / ceiling['wakeup']['rate']:.2f} of bare; "
                 f"p99 {wake['p99'] * 1000:.1f} ms)"

@@ -26,7 +26,8 @@ from twisted.web.client import HTTPConnectionPool
 from bench.apns import bench_apns
 from bench.commands import bench_commands
 from bench.device_channel import bench_device_channel
-from mdmappliance.app.service import admin_listener, global_reactor
+from mdmappliance.app.admin_listener import admin_listener
+from mdmappliance.app.reactor import global_reactor
 from mdmappliance.store import Store, record_event
 
 reactor = global_reactor()

@@ -18,12 +18,9 @@ from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
-from mdmappliance.app.service import (
-    channel_policy,
-    device_endpoint,
-    device_tls_options,
-    global_reactor,
-)
+from mdmappliance.app.device_listener import channel_policy, device_endpoint
+from mdmappliance.app.reactor import global_reactor
+from mdmappliance.app.tls import device_tls_options
 from mdmappliance.config import load_config
 from mdmappliance.store import Store
 

@@ -29,7 +29,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from mdmappliance import pki
-from mdmappliance.app.service import global_reactor
+from mdmappliance.app.reactor import global_reactor
 from mdmappliance.device.digest import md5_hex, parse_digest
 from mdmappliance.pki.cms import verify_signed_data
 from mdmappliance.pki.trust import TrustStore

@@ -200,7 +200,8 @@ class InProcessAppliance:
         return appliance
 
     def _start(self, config_path: Path) -> None:
-        from mdmappliance.app.service import global_reactor, make_service
+        from mdmappliance.app.reactor import global_reactor
+        from mdmappliance.app.service import make_service
 
         self.config = load_config(config_path)
         self.service = make_service(self.config, global_reactor())

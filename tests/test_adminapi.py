@@ -11,7 +11,8 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from mdmappliance._version import __version__
-from mdmappliance.app.service import admin_listener, global_reactor
+from mdmappliance.app.admin_listener import admin_listener
+from mdmappliance.app.reactor import global_reactor
 from mdmappliance.store import Store
 from tests.support import SCHEMA_VERSION
 

@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mdmappliance.apns.client import APNsClient, APNsProtocol, Push
 from mdmappliance.apns.pusher import Pusher
-from mdmappliance.app.service import global_reactor
+from mdmappliance.app.reactor import global_reactor
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.store import Store
 from tests.apns_server import FakeAPNs, Reply

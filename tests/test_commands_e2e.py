@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.trial.unittest import TestCase
 
 from mdmappliance import pki
-from mdmappliance.app.service import command_sender
+from mdmappliance.app.admin_listener import command_sender
 from mdmappliance.commands import rights
 from mdmappliance.commands.errors import CommandInvalid, CommandRejected
 from mdmappliance.commands.inventory import command_status

@@ -696,7 +696,7 @@ class Details(DeviceChannelCase):
         from twisted.internet.protocol import Protocol
         from zope.interface import implementer
 
-        from mdmappliance.app.service import global_reactor
+        from mdmappliance.app.reactor import global_reactor
 
         @implementer(IHandshakeListener)
         class Handshake(Protocol):

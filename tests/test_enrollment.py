@@ -15,7 +15,8 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from mdmappliance.app.service import global_reactor, profile_signer
+from mdmappliance.app.enrollment_listener import profile_signer
+from mdmappliance.app.reactor import global_reactor
 from mdmappliance.commands.queue import enqueue_for_device
 from mdmappliance.enrollment.links import create_link, parse_duration, revoke_link
 from mdmappliance.pki.identity import DeviceIdentity

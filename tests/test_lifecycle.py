@@ -12,7 +12,8 @@ from twisted.internet import task
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseNeverReceived
 
-from mdmappliance.app.service import global_reactor, profile_factory
+from mdmappliance.app.enrollment_listener import profile_factory
+from mdmappliance.app.reactor import global_reactor
 from mdmappliance.commands.queue import enqueue_for_device
 from mdmappliance.enrollment.renewal import RenewalJob
 from mdmappliance.enrollment.retirement import retire_device, revoke_device

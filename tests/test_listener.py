@@ -15,8 +15,8 @@ from twisted.web.client import HTTPConnectionPool, ResponseNeverReceived
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from mdmappliance.app.listeners import DrainingSite, ListenError, ListenerService
-from mdmappliance.app.service import global_reactor
+from mdmappliance.app.graceful import DrainingSite, ListenError, ListenerService
+from mdmappliance.app.reactor import global_reactor
 
 reactor = global_reactor()
 

@@ -11,7 +11,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
 from mdmappliance.admin.openapi import document
-from mdmappliance.app.service import command_sender
+from mdmappliance.app.admin_listener import command_sender
 from mdmappliance.commands.send import resolve_udids
 from tests.device_model import DeviceModel
 from tests.support import InProcessAppliance, subprocess_env

@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mdmappliance import pki
-from mdmappliance.app.service import global_reactor
+from mdmappliance.app.reactor import global_reactor
 from mdmappliance.device.digest import DigestAuthority, md5_hex, parse_digest
 from mdmappliance.mdm.errors import BadMessage
 from mdmappliance.mdm.messages import (

@@ -15,7 +15,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from mdmappliance.apns.pusher import PushService
-from mdmappliance.app.service import command_sender
+from mdmappliance.app.admin_listener import command_sender
 from mdmappliance.commands.inventory import command_status
 from mdmappliance.device.inactivity import InactivityJob
 from tests.apns_server import FakeAPNs, Received, Reply

@@ -12,8 +12,8 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
+from mdmappliance.app.reactor import global_reactor
 from mdmappliance.app.retention import RetentionJob
-from mdmappliance.app.service import global_reactor
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.store import Store
 from tests.support import query

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
-from mdmappliance.app.service import global_reactor
+from mdmappliance.app.reactor import global_reactor
 from mdmappliance.store import Store, Tx, record_event
 from mdmappliance.store.errors import StoreClosed, StoreError
 from tests.support import events_after, get_setting, set_setting

@@ -9,7 +9,7 @@ from twisted.internet import reactor, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mdmappliance.admin.webhooks import KINDS, sign, verify
-from mdmappliance.app.service import command_sender
+from mdmappliance.app.admin_listener import command_sender
 from tests.device_model import DeviceModel
 from tests.simulator import SimulatedDevice
 from tests.support import InProcessAppliance, query

@@ -10,6 +10,7 @@ from typing import Any
 
 from mdmappliance._version import __version__
 from mdmappliance.admin.queries import COMMAND_STATES, DEVICE_STATES, MAX_PAGE
+from mdmappliance.mdm.platforms import PLATFORMS
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -58,6 +59,21 @@ def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]
     return {"summary": summary, "responses": {**responses, **COMMON}, **extra}
 
 
+def _page(items: str, schema: str) -> dict[str, Any]:
+    """A page of a listing: the items, and the cursor of the next page (null: the last)."""
+    return _json(
+        {
+            "type": "object",
+            "required": [items, "next_cursor"],
+            "properties": {
+                items: {"type": "array", "items": _ref(schema)},
+                "next_cursor": _nullable("integer"),
+            },
+        },
+        f"A page of {items}.",
+    )
+
+
 def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
@@ -90,7 +106,7 @@ SCHEMAS: dict[str, Any] = {
             "device_name": _nullable("string"),
             "model": _nullable("string"),
             "product_name": _nullable("string"),
-            "platform": _nullable("string", enum=["ios", "macos", "tvos", None]),
+            "platform": _nullable("string", enum=[*PLATFORMS, None]),
             "os_version": _nullable("string"),
             "build_version": _nullable("string"),
             "supervised": _nullable("boolean"),
@@ -268,17 +284,7 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "Devices (device channels), a page at a time",
                 {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["devices", "next_cursor"],
-                            "properties": {
-                                "devices": {"type": "array", "items": _ref("Device")},
-                                "next_cursor": _nullable("integer"),
-                            },
-                        },
-                        "A page of devices.",
-                    ),
+                    "200": _page("devices", "Device"),
                     "400": ERRORS,
                 },
                 parameters=[
@@ -290,7 +296,7 @@ def document() -> dict[str, Any]:
                     {
                         "name": "platform",
                         "in": "query",
-                        "schema": {"type": "string", "enum": ["ios", "macos", "tvos"]},
+                        "schema": {"type": "string", "enum": list(PLATFORMS)},
                     },
                     {"name": "serial", "in": "query", "schema": {"type": "string"}},
                     CURSOR,
@@ -309,17 +315,7 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "A device's commands, oldest first",
                 {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["commands", "next_cursor"],
-                            "properties": {
-                                "commands": {"type": "array", "items": _ref("CommandSummary")},
-                                "next_cursor": _nullable("integer"),
-                            },
-                        },
-                        "A page of commands.",
-                    ),
+                    "200": _page("commands", "CommandSummary"),
                     "400": ERRORS,
                 },
                 parameters=[

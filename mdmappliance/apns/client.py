@@ -259,43 +259,74 @@ class APNsProtocol(Protocol):
             self.transport.loseConnection()
 
     def _handle(self, event: Any) -> None:
+        """Send one h2 event to the method for its kind; other kinds need nothing from us."""
         if isinstance(event, ResponseReceived):
-            stream = self.streams.get(event.stream_id)
-            if stream is not None:
-                for name, value in event.headers:
-                    if name == b":status":
-                        stream.status = int(value)
-                    elif name == b"apns-id":
-                        stream.apns_id = value.decode("ascii", "replace")
+            self._response_received(event)
         elif isinstance(event, DataReceived):
-            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            stream = self.streams.get(event.stream_id)
-            if stream is not None:
-                stream.body += event.data
+            self._data_received(event)
         elif isinstance(event, StreamEnded):
-            stream = self.streams.pop(event.stream_id, None)
-            if stream is not None:
-                stream.done.callback(parse_answer(stream))
+            self._stream_ended(event)
         elif isinstance(event, StreamReset):
-            stream = self.streams.pop(event.stream_id, None)
-            if stream is not None:
-                stream.done.errback(Failure(ConnectionGone(f"stream reset ({event.error_code})")))
+            self._stream_reset(event)
         elif isinstance(event, RemoteSettingsChanged):
-            if not self.settled:
-                self.settled = True
-                ready, self._ready = self._ready, []
-                for d in ready:
-                    d.callback(self)
+            self._settings_changed()
         elif isinstance(event, WindowUpdated):
-            for stream_id, stream in list(self.streams.items()):
-                if stream.unsent:
-                    self._send_body(stream_id, stream)
+            self._window_updated()
         elif isinstance(event, ConnectionTerminated):
             self._go_away(event.last_stream_id, event.error_code)
         elif isinstance(event, PingAckReceived):
-            if self._ping_deadline is not None and self._ping_deadline.active():
-                self._ping_deadline.cancel()
-            self._ping_deadline = None
+            self._ping_answered()
+
+    def _response_received(self, event: ResponseReceived) -> None:
+        """Response headers: keep the status and apns-id for the answer."""
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            for name, value in event.headers:
+                if name == b":status":
+                    stream.status = int(value)
+                elif name == b"apns-id":
+                    stream.apns_id = value.decode("ascii", "replace")
+
+    def _data_received(self, event: DataReceived) -> None:
+        """Response body: give the window back first (even for a stream no longer ours), then
+        keep the bytes for the answer."""
+        self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.body += event.data
+
+    def _stream_ended(self, event: StreamEnded) -> None:
+        """The server answered the push in full: fire its Deferred with the answer."""
+        stream = self.streams.pop(event.stream_id, None)
+        if stream is not None:
+            stream.done.callback(parse_answer(stream))
+
+    def _stream_reset(self, event: StreamReset) -> None:
+        """The stream was reset without an answer: the push may go again elsewhere."""
+        stream = self.streams.pop(event.stream_id, None)
+        if stream is not None:
+            stream.done.errback(Failure(ConnectionGone(f"stream reset ({event.error_code})")))
+
+    def _settings_changed(self) -> None:
+        """The server's first SETTINGS make the connection ready; later ones change nothing
+        here (h2 applies them, and ``_capacity`` reads them)."""
+        if not self.settled:
+            self.settled = True
+            ready, self._ready = self._ready, []
+            for d in ready:
+                d.callback(self)
+
+    def _window_updated(self) -> None:
+        """More flow-control window: send what bodies were waiting for it."""
+        for stream_id, stream in list(self.streams.items()):
+            if stream.unsent:
+                self._send_body(stream_id, stream)
+
+    def _ping_answered(self) -> None:
+        """The keep-alive ping was answered: the connection is alive, stop the deadline."""
+        if self._ping_deadline is not None and self._ping_deadline.active():
+            self._ping_deadline.cancel()
+        self._ping_deadline = None
 
     def _go_away(self, last_stream_id: int | None, error_code: Any) -> None:
         """GOAWAY: no new streams here; those above last_stream_id were never processed."""

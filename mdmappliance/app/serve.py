@@ -12,7 +12,8 @@ from twisted.logger import Logger
 
 from mdmappliance._version import __version__
 from mdmappliance.app.logs import start_logging
-from mdmappliance.app.service import global_reactor, make_service, urls
+from mdmappliance.app.reactor import global_reactor
+from mdmappliance.app.service import make_service, urls
 from mdmappliance.config import load_config
 from mdmappliance.core.errors import ApplianceError
 from mdmappliance.store import Store

@@ -45,7 +45,8 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> IService:
-    from mdmappliance.app.service import global_reactor, make_service
+    from mdmappliance.app.reactor import global_reactor
+    from mdmappliance.app.service import make_service
 
     try:
         return make_service(options.config, global_reactor())

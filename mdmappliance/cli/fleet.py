@@ -18,10 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mdmappliance.admin.queries import DEVICE_STATES
 from mdmappliance.cli.client import AdminClient, APIError
+from mdmappliance.mdm.platforms import PLATFORMS
+from mdmappliance.store.commands import FINAL
 
 PROG = "mdmappliance"
-FINAL = ("acknowledged", "error", "format_error", "expired", "canceled")
 
 
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -280,10 +282,8 @@ def add_parsers(sub: Any, default_config: str) -> None:
     devices = sub.add_parser("devices", help="list and show devices (over the admin API)")
     dsub = devices.add_subparsers(dest="devices_command", required=True, metavar="ACTION")
     dlist = dsub.add_parser("list", help="devices, with filters")
-    dlist.add_argument(
-        "--state", choices=("enrolled", "inactive", "authenticated", "checked_out", "retired")
-    )
-    dlist.add_argument("--platform", choices=("ios", "macos", "tvos"))
+    dlist.add_argument("--state", choices=DEVICE_STATES)
+    dlist.add_argument("--platform", choices=PLATFORMS)
     dlist.add_argument("--serial")
     dlist.set_defaults(func=cmd_devices_list)
     dshow = dsub.add_parser("show", help="one device with its inventory")

@@ -157,46 +157,100 @@ def _check_own_server_pair(request: InitRequest) -> None:
         )
 
 
-def initialize(request: InitRequest) -> InitResult:
-    """Create what is missing of an installation and return what was done."""
+def _check_request(request: InitRequest) -> None:
+    """Refuse a request that cannot make a working installation before anything is written."""
     own_server = request.server_cert is not None or request.server_key is not None
     if own_server and (request.server_cert is None or request.server_key is None):
         raise InitError("--server-cert and --server-key go together")
     if own_server:
         _check_own_server_pair(request)
+
+
+def _make_data_dir(request: InitRequest) -> Path:
+    """The data directory, made if missing, as an absolute path (the config stores it)."""
     data_dir = request.data_dir.absolute()
     if data_dir.exists() and not data_dir.is_dir():
         raise InitError(f"{data_dir} exists and is not a directory")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    return data_dir
+
+
+def _ensure_ca(inst: _Installer, hostname: str, ca_cert: Path, ca_key: Path) -> bool:
+    """The appliance CA; returns whether it was made now (what it issued must then be too)."""
+
+    def make_ca() -> None:
+        ca = pki.create_ca(f"mdmappliance CA ({hostname})")
+        write_atomic(ca_key, pki.private_key_pem(ca.key), SECRET_MODE)
+        write_atomic(ca_cert, pki.certificate_pem(ca.certificate), PUBLIC_MODE)
+
+    return inst.ensure("appliance CA", (ca_cert, ca_key), make_ca)
+
+
+def _ensure_server_certificate(
+    inst: _Installer,
+    request: InitRequest,
+    data_dir: Path,
+    ca_paths: tuple[Path, Path],
+    new_ca: bool,
+) -> dict[str, object]:
+    """The server's TLS pair: the operator's own (returned as the [pki] keys pointing at it,
+    nothing written), or one issued by the appliance CA (no [pki] keys: the defaults)."""
+    if request.server_cert is not None and request.server_key is not None:
+        return {
+            "server_cert": str(request.server_cert.absolute()),
+            "server_key": str(request.server_key.absolute()),
+        }
+    defaults = PKISection()
+    server_cert, server_key = data_dir / defaults.server_cert, data_dir / defaults.server_key
+
+    inst.ensure_issued(
+        "server certificate",
+        server_cert,
+        server_key,
+        ca_paths,
+        new_ca,
+        lambda ca: pki.issue_server_certificate(ca, request.hostname),
+    )
+    return {}
+
+
+def _ensure_config_file(
+    inst: _Installer,
+    request: InitRequest,
+    data_dir: Path,
+    config_path: Path,
+    pki_values: dict[str, object],
+) -> None:
+    """The config file, holding only what differs from the defaults."""
+
+    def make_config() -> None:
+        values: dict[str, dict[str, object]] = {
+            "appliance": {"data_dir": str(data_dir), "hostname": request.hostname},
+        }
+        if pki_values:
+            values["pki"] = pki_values
+        if request.admin_port is not None:
+            values["admin"] = {"port": request.admin_port}
+        if request.device_port is not None:
+            values["device"] = {"port": request.device_port}
+        if request.enrollment_port is not None:
+            values["enrollment"] = {"port": request.enrollment_port}
+        header = CONFIG_HEADER.format(date=datetime.date.today().isoformat(), path=config_path)
+        write_atomic(config_path, render_config(values, header).encode(), CONFIG_MODE)
+
+    inst.ensure("config file", (config_path,), make_config)
+
+
+def initialize(request: InitRequest) -> InitResult:
+    """Create what is missing of an installation and return what was done."""
+    _check_request(request)
+    data_dir = _make_data_dir(request)
     config_path = (request.config_path or data_dir / CONFIG_NAME).absolute()
     inst = _Installer(request.force)
     defaults = PKISection()
     ca_cert, ca_key = data_dir / defaults.ca_cert, data_dir / defaults.ca_key
-
-    def make_ca() -> None:
-        ca = pki.create_ca(f"mdmappliance CA ({request.hostname})")
-        write_atomic(ca_key, pki.private_key_pem(ca.key), SECRET_MODE)
-        write_atomic(ca_cert, pki.certificate_pem(ca.certificate), PUBLIC_MODE)
-
-    new_ca = inst.ensure("appliance CA", (ca_cert, ca_key), make_ca)
-
-    pki_values: dict[str, object] = {}
-    if request.server_cert is not None and request.server_key is not None:
-        pki_values = {
-            "server_cert": str(request.server_cert.absolute()),
-            "server_key": str(request.server_key.absolute()),
-        }
-    else:
-        server_cert, server_key = data_dir / defaults.server_cert, data_dir / defaults.server_key
-
-        inst.ensure_issued(
-            "server certificate",
-            server_cert,
-            server_key,
-            (ca_cert, ca_key),
-            new_ca,
-            lambda ca: pki.issue_server_certificate(ca, request.hostname),
-        )
+    new_ca = _ensure_ca(inst, request.hostname, ca_cert, ca_key)
+    pki_values = _ensure_server_certificate(inst, request, data_dir, (ca_cert, ca_key), new_ca)
 
     api_key_path = data_dir / AdminSection().api_key_file
 
@@ -233,22 +287,7 @@ def initialize(request: InitRequest) -> InitResult:
         lambda: write_atomic(unlock_key_path, escrow.new_key(), SECRET_MODE),
     )
 
-    def make_config() -> None:
-        values: dict[str, dict[str, object]] = {
-            "appliance": {"data_dir": str(data_dir), "hostname": request.hostname},
-        }
-        if pki_values:
-            values["pki"] = pki_values
-        if request.admin_port is not None:
-            values["admin"] = {"port": request.admin_port}
-        if request.device_port is not None:
-            values["device"] = {"port": request.device_port}
-        if request.enrollment_port is not None:
-            values["enrollment"] = {"port": request.enrollment_port}
-        header = CONFIG_HEADER.format(date=datetime.date.today().isoformat(), path=config_path)
-        write_atomic(config_path, render_config(values, header).encode(), CONFIG_MODE)
-
-    inst.ensure("config file", (config_path,), make_config)
+    _ensure_config_file(inst, request, data_dir, config_path, pki_values)
     config = load_config(config_path)
     _initialize_database(config, request.hostname, inst)
     return InitResult(config, inst.created, inst.kept, inst.replaced)

@@ -120,6 +120,37 @@ def prepare(
     return Prepared(spec, command, tuple(checker.warnings), spec.needed_rights(command, context))
 
 
+def _rights_refusal(
+    prepared: Prepared, target: Target, name: str, mac: bool, fitted: Fitted
+) -> str | None:
+    """Why the enrollment's AccessRights forbid command ``name``, or None. Rights that are
+    not known (another CA enrolled it) only warn."""
+    if target.access_rights is None:
+        if prepared.rights:
+            fitted.warnings.append(
+                "this enrollment's AccessRights are not known (enrolled through another CA); "
+                f"{name} needs {rights.describe(prepared.rights)}"
+            )
+    elif lacking := rights.missing(prepared.rights, target.access_rights, mac=mac):
+        return f"{name} needs {rights.describe(lacking)}, which this enrollment lacks"
+    return None
+
+
+def _os_x_refusal(spec: CommandSpec, target: Target, fitted: Fitted) -> str | None:
+    """Why OS X cannot take the command on this channel (Table 10), or None; partial support
+    only warns, with the spec's note."""
+    name = spec.request_type
+    if spec.mac is MacSupport.NONE:
+        return f"OS X does not support {name} (Table 10)"
+    if spec.mac_channel == "device" and target.is_user:
+        return f"on OS X, {name} goes to the device channel, not a user's"
+    if spec.mac_channel == "user" and not target.is_user:
+        return f"on OS X, {name} goes to a user channel, not the device's"
+    if spec.mac is MacSupport.PARTIAL:
+        fitted.warnings.append(f"{name}: {spec.mac_note}")
+    return None
+
+
 def fit(prepared: Prepared, target: Target) -> Fitted:
     """The command as it is sent to ``target``, or the reason it cannot be."""
     if target.state not in QUEUEABLE_STATES:
@@ -131,23 +162,11 @@ def fit(prepared: Prepared, target: Target) -> Fitted:
         return fitted
     name = spec.request_type
     mac = target.platform is Platform.MACOS
-    if target.access_rights is None:
-        if prepared.rights:
-            fitted.warnings.append(
-                "this enrollment's AccessRights are not known (enrolled through another CA); "
-                f"{name} needs {rights.describe(prepared.rights)}"
-            )
-    elif lacking := rights.missing(prepared.rights, target.access_rights, mac=mac):
-        return Fitted(None, f"{name} needs {rights.describe(lacking)}, which this enrollment lacks")
-    if mac:
-        if spec.mac is MacSupport.NONE:
-            return Fitted(None, f"OS X does not support {name} (Table 10)")
-        if spec.mac_channel == "device" and target.is_user:
-            return Fitted(None, f"on OS X, {name} goes to the device channel, not a user's")
-        if spec.mac_channel == "user" and not target.is_user:
-            return Fitted(None, f"on OS X, {name} goes to a user channel, not the device's")
-        if spec.mac is MacSupport.PARTIAL:
-            fitted.warnings.append(f"{name}: {spec.mac_note}")
+    refusal = _rights_refusal(prepared, target, name, mac, fitted)
+    if refusal is None and mac:
+        refusal = _os_x_refusal(spec, target, fitted)
+    if refusal is not None:
+        return Fitted(None, refusal)
     if spec.supervised_only and target.supervised is not True:
         fitted.warnings.append(
             f"{name} works on supervised devices only, and this one is not known to be"

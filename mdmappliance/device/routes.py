@@ -3,7 +3,7 @@
 Per request: identity (TLS certificate, Mdm-Signature or trusted proxy header) → parse and
 validate the plist → one store transaction (``handlers.handle_message``) → reply: a plist,
 or 200 with a zero-length body. Refusals map to their status in one place, ``_refused``.
-The body limit (413 before the body is read) is the listener's (``app.listeners``).
+The body limit (413 before the body is read) is the listener's (``app.graceful``).
 """
 
 from __future__ import annotations

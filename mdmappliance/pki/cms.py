@@ -90,14 +90,23 @@ def _verify_signature(
         raise CMSError("the signature does not verify") from None
 
 
-def verify_signed_data(
-    signature_der: bytes, detached_content: bytes | None = None
-) -> SignedContent:
-    """Check a CMS SignedData with exactly one signer; return what it signs and who signed.
+@dataclass(frozen=True)
+class _SignerFields:
+    """What the one SignerInfo says: how it signed, who signed, and which bytes it covers."""
 
-    ``detached_content`` is the content of a detached signature (``Mdm-Signature``); for an
-    attached signature leave it None.
-    """
+    digest_name: str
+    algorithm: str
+    signature: bytes
+    signer: x509.Certificate
+    signed_bytes: bytes
+
+
+def _parse_signed_data(
+    signature_der: bytes,
+) -> tuple[bytes | None, list[tuple[acms.Certificate, x509.Certificate]], list[acms.SignerInfo]]:
+    """Unwrap ContentInfo into the SignedData parts the checks need: the encapsulated content
+    (None when detached), the certificates (asn1crypto and cryptography forms of each), and
+    the SignerInfos. Any parse failure is a CMSError."""
     try:
         info = acms.ContentInfo.load(signature_der)
         if info["content_type"].native != "signed_data":
@@ -111,43 +120,78 @@ def verify_signed_data(
         raise
     except (ValueError, TypeError, KeyError) as e:
         raise CMSError(f"malformed CMS structure ({e})") from None
+    return encapsulated, certs, signer_infos
+
+
+def _locate_content(encapsulated: bytes | None, detached_content: bytes | None) -> bytes:
+    """The signed content: the detached body if given (an attached copy must then be the
+    same bytes), else the encapsulated content."""
     if detached_content is not None:
         if encapsulated is not None and encapsulated != detached_content:
             raise CMSError("the signature carries content other than the body")
-        content = detached_content
-    elif encapsulated is None:
+        return detached_content
+    if encapsulated is None:
         raise CMSError("a detached signature needs its content")
-    else:
-        content = bytes(encapsulated)
-    if len(signer_infos) != 1:
-        raise CMSError(f"expected one signer, found {len(signer_infos)}")
-    info_ = signer_infos[0]
+    return bytes(encapsulated)
+
+
+def _signed_bytes(attributes: acms.CMSAttributes, digest_name: str, content: bytes) -> bytes:
+    """The bytes the signature covers. With signed attributes, those re-tagged as a SET, and
+    only after their messageDigest is shown to be the content's hash (without that, the
+    signature would vouch for the attributes but not for the content); without, the content."""
+    if attributes.native is None or not len(attributes):
+        return content
+    by_type = {a["type"].native: a["values"].native for a in attributes}
+    digests = by_type.get("message_digest")
+    if not digests or len(digests) != 1:
+        raise CMSError("the messageDigest attribute is missing")
+    if not hmac.compare_digest(digests[0], _digest(digest_name, content)):
+        raise CMSError("the messageDigest does not match the content")
+    content_types = by_type.get("content_type")
+    if content_types and content_types[0] != "data":
+        raise CMSError(f"unexpected signed content type {content_types[0]}")
+    signed_bytes: bytes = attributes.untag().dump(force=True)
+    if signed_bytes[:1] != b"\x31":
+        raise CMSError("signed attributes did not re-encode as a SET")
+    return signed_bytes
+
+
+def _read_signer_info(
+    info: acms.SignerInfo,
+    certs: list[tuple[acms.Certificate, x509.Certificate]],
+    content: bytes,
+) -> _SignerFields:
+    """Read the SignerInfo, find its certificate and check its signed attributes against
+    ``content``. Any parse failure is a CMSError."""
     try:
-        digest_name = info_["digest_algorithm"]["algorithm"].native
-        algorithm = info_["signature_algorithm"].signature_algo
-        signature = info_["signature"].native
-        signer = _find_signer(info_["sid"], certs)
-        attributes = info_["signed_attrs"]
-        if attributes.native is not None and len(attributes):
-            by_type = {a["type"].native: a["values"].native for a in attributes}
-            digests = by_type.get("message_digest")
-            if not digests or len(digests) != 1:
-                raise CMSError("the messageDigest attribute is missing")
-            if not hmac.compare_digest(digests[0], _digest(digest_name, content)):
-                raise CMSError("the messageDigest does not match the content")
-            content_types = by_type.get("content_type")
-            if content_types and content_types[0] != "data":
-                raise CMSError(f"unexpected signed content type {content_types[0]}")
-            signed_bytes = attributes.untag().dump(force=True)
-            if signed_bytes[:1] != b"\x31":
-                raise CMSError("signed attributes did not re-encode as a SET")
-        else:
-            signed_bytes = content
+        digest_name = info["digest_algorithm"]["algorithm"].native
+        algorithm = info["signature_algorithm"].signature_algo
+        signature = info["signature"].native
+        signer = _find_signer(info["sid"], certs)
+        signed_bytes = _signed_bytes(info["signed_attrs"], digest_name, content)
     except CMSError:
         raise
     except (ValueError, TypeError, KeyError) as e:
         raise CMSError(f"malformed SignerInfo ({e})") from None
-    if digest_name not in DIGESTS:
-        raise CMSError(f"unsupported digest algorithm {digest_name}")
-    _verify_signature(signer, signature, signed_bytes, digest_name, algorithm)
-    return SignedContent(content, signer, tuple(c for _, c in certs))
+    return _SignerFields(digest_name, algorithm, signature, signer, signed_bytes)
+
+
+def verify_signed_data(
+    signature_der: bytes, detached_content: bytes | None = None
+) -> SignedContent:
+    """Check a CMS SignedData with exactly one signer; return what it signs and who signed.
+
+    ``detached_content`` is the content of a detached signature (``Mdm-Signature``); for an
+    attached signature leave it None.
+    """
+    encapsulated, certs, signer_infos = _parse_signed_data(signature_der)
+    content = _locate_content(encapsulated, detached_content)
+    if len(signer_infos) != 1:
+        raise CMSError(f"expected one signer, found {len(signer_infos)}")
+    fields = _read_signer_info(signer_infos[0], certs, content)
+    if fields.digest_name not in DIGESTS:
+        raise CMSError(f"unsupported digest algorithm {fields.digest_name}")
+    _verify_signature(
+        fields.signer, fields.signature, fields.signed_bytes, fields.digest_name, fields.algorithm
+    )
+    return SignedContent(content, fields.signer, tuple(c for _, c in certs))

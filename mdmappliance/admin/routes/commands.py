@@ -14,7 +14,7 @@ from mdmappliance.admin.queries import command_detail
 from mdmappliance.commands.errors import CommandInvalid, CommandRejected
 from mdmappliance.commands.inventory import command_status
 from mdmappliance.commands.queue import cancel
-from mdmappliance.commands.send import resolve_udids
+from mdmappliance.commands.send import SendResult, resolve_udids
 from mdmappliance.store import Tx
 
 OPTIONS = ("all", "push", "partial", "sign_profile", "confirm_clear_passcode", "unchecked")
@@ -46,58 +46,62 @@ def _read_send(body: dict[str, Any], errors: list[str]) -> dict[str, bool]:
     return options
 
 
+async def _targets(
+    ctx: AdminContext, body: dict[str, Any], *, all_devices: bool
+) -> tuple[list[int], dict[int, str], list[str]]:
+    """The enrollment ids to send to, their UDIDs when the caller named them, and the
+    named UDIDs that are not enrolled here."""
+    if all_devices:
+        return await ctx.store.run(_all_enrolled), {}, []
+    found, unknown = await ctx.store.run(resolve_udids, body["udids"])
+    return list(found.values()), {v: k for k, v in found.items()}, unknown
+
+
+def _sent(result: SendResult, by_id: dict[int, str], unknown: list[str]) -> dict[str, Any]:
+    """The reply to a send: what was queued, refused, unknown, and the warnings."""
+    return {
+        "commands": [{"udid": by_id.get(i), "command_uuid": u} for i, u in result.queued.items()],
+        "refused": [{"udid": by_id.get(i), "reason": r} for i, r in result.refused.items()],
+        "unknown_udids": unknown,
+        "warnings": sorted(result.warnings),
+    }
+
+
+async def send(ctx: AdminContext, request: IRequest) -> bytes:
+    """Queue one command for devices: ``{"udids": [...] | "all": true, "command": {...}}``."""
+    body, errors = json_body(request)
+    options = _read_send(body, errors)
+    if errors or ctx.sender is None:
+        return write_json(request, 400, {"errors": errors or ["commands are not available"]})
+    targets, by_id, unknown = await _targets(ctx, body, all_devices=options["all"])
+    if unknown and not options["partial"]:
+        return write_json(request, 400, {"errors": [f"{u}: no such device" for u in unknown]})
+    if not targets:
+        return write_json(request, 400, {"errors": ["no enrolled device to send to"]})
+    try:
+        result = await ctx.sender.send(
+            targets,
+            body["command"],
+            actor=actor(request),
+            push=options["push"],
+            partial=options["partial"],
+            sign_profile=options["sign_profile"],
+            confirm_clear_passcode=options["confirm_clear_passcode"],
+            unchecked=options["unchecked"],
+        )
+    except CommandInvalid as e:
+        return write_json(request, 400, {"errors": e.problems})
+    except CommandRejected as e:
+        return write_json(request, 400, {"errors": [str(e)]})
+    if not by_id:
+        by_id = await ctx.store.run(_udids_of, list(result.queued))
+    return write_json(request, 201, _sent(result, by_id, unknown))
+
+
 def register(app: Klein, ctx: AdminContext) -> None:
     @app.route("/v1/commands", methods=["POST"])
     async def send_commands(request: IRequest) -> bytes:
-        """Queue one command for devices: ``{"udids": [...] | "all": true, "command": {...}}``."""
-        body, errors = json_body(request)
-        options = _read_send(body, errors)
-        if errors or ctx.sender is None:
-            return write_json(request, 400, {"errors": errors or ["commands are not available"]})
-        by_id: dict[int, str] = {}
-        unknown: list[str] = []
-        if options["all"]:
-            targets = await ctx.store.run(_all_enrolled)
-        else:
-            found, unknown = await ctx.store.run(resolve_udids, body["udids"])
-            if unknown and not options["partial"]:
-                return write_json(
-                    request, 400, {"errors": [f"{u}: no such device" for u in unknown]}
-                )
-            targets, by_id = list(found.values()), {v: k for k, v in found.items()}
-        if not targets:
-            return write_json(request, 400, {"errors": ["no enrolled device to send to"]})
-        try:
-            result = await ctx.sender.send(
-                targets,
-                body["command"],
-                actor=actor(request),
-                push=options["push"],
-                partial=options["partial"],
-                sign_profile=options["sign_profile"],
-                confirm_clear_passcode=options["confirm_clear_passcode"],
-                unchecked=options["unchecked"],
-            )
-        except CommandInvalid as e:
-            return write_json(request, 400, {"errors": e.problems})
-        except CommandRejected as e:
-            return write_json(request, 400, {"errors": [str(e)]})
-        if not by_id:
-            by_id = await ctx.store.run(_udids_of, list(result.queued))
-        return write_json(
-            request,
-            201,
-            {
-                "commands": [
-                    {"udid": by_id.get(i), "command_uuid": u} for i, u in result.queued.items()
-                ],
-                "refused": [
-                    {"udid": by_id.get(i), "reason": reason} for i, reason in result.refused.items()
-                ],
-                "unknown_udids": unknown,
-                "warnings": sorted(result.warnings),
-            },
-        )
+        return await send(ctx, request)
 
     @app.route("/v1/commands/<string:command_uuid>", methods=["GET"])
     async def command(request: IRequest, command_uuid: str) -> bytes:

@@ -1,0 +1,88 @@
+"""The enrollment side of the tree: the profile factory (CA, signer, MDM payload settings)
+and the enrollment listener (TLS, no client certificate) serving the enrollment routes."""
+
+from __future__ import annotations
+
+import datetime
+
+from cryptography import x509
+from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
+)
+from twisted.logger import Logger
+
+from mdmappliance import pki
+from mdmappliance.admin.metrics import Metrics
+from mdmappliance.app.graceful import DrainingSite, ListenerService
+from mdmappliance.app.reactor import Reactor
+from mdmappliance.app.tls import server_tls_options
+from mdmappliance.config import Config
+from mdmappliance.enrollment.factory import ProfileFactory
+from mdmappliance.enrollment.profile import MDMSettings
+from mdmappliance.enrollment.routes import EnrollmentEndpoint
+from mdmappliance.pki.signing import ProfileSigner
+from mdmappliance.store import Store
+
+log = Logger()
+
+
+def profile_trust_chain(config: Config) -> tuple[x509.Certificate, ...]:
+    """The CA certificates a device needs to trust the server certificate, when configured:
+    the chain in the server certificate file, plus the appliance CA when it issued it."""
+    if not config.enrollment.include_server_ca:
+        return ()
+    server_chain = pki.read_certificates(config.pki.server_cert)
+    appliance_ca = pki.read_certificate(config.pki.ca_cert)
+    chain = [c for c in server_chain[1:] if pki.is_ca_certificate(c)]
+    if server_chain[0].issuer == appliance_ca.subject and appliance_ca not in chain:
+        chain.append(appliance_ca)
+    return tuple(chain)
+
+
+def profile_signer(config: Config) -> ProfileSigner:
+    e = config.enrollment
+    return ProfileSigner.from_files(e.signing_cert, e.signing_key, config.pki.ca_cert)
+
+
+def profile_factory(config: Config) -> ProfileFactory:
+    e = config.enrollment
+    return ProfileFactory(
+        issuer=pki.read_issuer(config.pki.ca_cert, config.pki.ca_key),
+        signer=profile_signer(config),
+        identifier=config.profile_identifier(),
+        display_name=f"Device management ({config.appliance.hostname})",
+        organization=e.organization,
+        trust_chain=profile_trust_chain(config),
+        identity_lifetime=datetime.timedelta(days=e.identity_days),
+        settings=lambda: MDMSettings.from_config(config, config.push_topic()),
+    )
+
+
+def enrollment_listener(
+    config: Config,
+    reactor: Reactor,
+    store: Store,
+    factory: ProfileFactory,
+    metrics: Metrics | None = None,
+) -> ListenerService:
+    e = config.enrollment
+    routes = EnrollmentEndpoint(store=store, factory=factory)
+    site = DrainingSite(
+        routes.resource(),
+        max_body_bytes=64 * 1024,
+        metrics=metrics,
+        metrics_name="enrollment",
+    )
+    site.routes = routes
+    site.displayTracebacks = False
+    endpoint = SSL4ServerEndpoint(
+        reactor, e.port, server_tls_options(config, None), interface=e.bind
+    )
+    return ListenerService(
+        "enrollment",
+        endpoint,
+        site,
+        clock=reactor,
+        grace=config.appliance.shutdown_grace,
+        describe=f"{e.bind}:{e.port}",
+    )

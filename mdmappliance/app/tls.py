@@ -1,0 +1,39 @@
+"""TLS for the listeners: the server certificate over TLS 1.2+, HTTP/1.1 only, and for the
+device listener the client certificate it demands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from OpenSSL import crypto
+from twisted.internet.ssl import CertificateOptions, TLSVersion
+
+from mdmappliance import pki
+from mdmappliance.config import Config
+
+
+def server_tls_options(config: Config, client_cas: list[Path] | None) -> CertificateOptions:
+    """The server certificate over TLS 1.2+, HTTP/1.1 only (with HTTP/2 twisted.web loses
+    the peer certificate); with ``client_cas``, a client certificate from one of them is
+    demanded."""
+    server_chain = pki.read_certificates(config.pki.server_cert)
+    key = pki.read_private_key(config.pki.server_key)
+    anchors = [c for path in client_cas or [] for c in pki.read_certificates(path)]
+    return CertificateOptions(
+        privateKey=crypto.PKey.from_cryptography_key(key),
+        certificate=crypto.X509.from_cryptography(server_chain[0]),
+        extraCertChain=[crypto.X509.from_cryptography(c) for c in server_chain[1:]],
+        verify=bool(anchors),
+        requireCertificate=bool(anchors),
+        caCerts=[crypto.X509.from_cryptography(c) for c in anchors] or None,
+        acceptableProtocols=[b"http/1.1"],
+        raiseMinimumTo=TLSVersion.TLSv1_2,
+    )
+
+
+def device_tls_options(config: Config) -> CertificateOptions:
+    return server_tls_options(config, device_ca_files(config))
+
+
+def device_ca_files(config: Config) -> list[Path]:
+    return [config.pki.ca_cert, *config.device.extra_ca_files]
