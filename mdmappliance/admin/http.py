@@ -4,6 +4,7 @@ JSON replies, and who made a request (its API key's name)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.web.iweb import IRequest
@@ -53,7 +54,7 @@ def int_arg(request: IRequest, name: str, default: int, low: int, high: int) -> 
     return int(value)
 
 
-def write_json(request: IRequest, status: int, body: dict[str, Any]) -> bytes:
+def write_json(request: IRequest, status: int, body: Mapping[str, Any]) -> bytes:
     """Set status and headers for a JSON reply and return its bytes."""
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")

@@ -79,6 +79,10 @@ class Metrics:
             registry=self.registry,
         )
         self.known = set(KNOWN)
+        # The labelled children, by label values: counting is on the device hot path, and
+        # ``labels()`` takes a lock and builds a key every time (the label sets are few).
+        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._messages: dict[str, Any] = {}
         self._scrape = _ScrapeTime()
         self.registry.register(self._scrape)
 
@@ -91,10 +95,18 @@ class Metrics:
         return "other"
 
     def count_request(self, listener: str, path: str, status: int) -> None:
-        self.requests.labels(listener, self.endpoint(path), str(status)).inc()
+        endpoint = self.endpoint(path)
+        child = self._requests.get((listener, endpoint, status))
+        if child is None:
+            child = self.requests.labels(listener, endpoint, str(status))
+            self._requests[(listener, endpoint, status)] = child
+        child.inc()
 
     def count_message(self, kind: str) -> None:
-        self.messages.labels(kind).inc()
+        child = self._messages.get(kind)
+        if child is None:
+            child = self._messages[kind] = self.messages.labels(kind)
+        child.inc()
 
     def render(self, snapshot: Snapshot) -> bytes:
         """The Prometheus text exposition format (version 0.0.4)."""

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from mdmappliance.commands.inventory import command_status
 from mdmappliance.store import Tx
-from mdmappliance.store.commands import STATES
+from mdmappliance.store.commands import STATES, CommandListed, CommandStatus
 from mdmappliance.store.fleet import DeviceSummary
 
 Row = TypeVar("Row", bound=Mapping[str, Any])
@@ -43,12 +43,12 @@ def list_devices(
 
 def device_commands(
     tx: Tx, *, udid: str, state: str | None = None, after: int = 0, limit: int = 100
-) -> tuple[list[dict[str, Any]], int | None]:
+) -> tuple[list[CommandListed], int | None]:
     """The commands of a device's channels, oldest first, after the cursor ``after``."""
     limit = max(1, min(limit, MAX_PAGE))
     return _page(tx.commands.of_device(udid, state=state, after=after, limit=limit), limit, "id")
 
 
-def command_detail(tx: Tx, command_uuid: str) -> dict[str, Any] | None:
+def command_detail(tx: Tx, command_uuid: str) -> CommandStatus | None:
     """``command_status`` with the device's whole answer, decoded to JSON."""
     return command_status(tx, command_uuid, answer=True)

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +92,7 @@ def _body(tx: Tx, installation: str, event: Event) -> bytes:
         enrollment["user_id"] = detail.get("user_id", "")
         payload = detail
     else:
-        command = command_detail(tx, detail.get("command_uuid", "")) or {}
+        command: Mapping[str, Any] = command_detail(tx, detail.get("command_uuid", "")) or {}
         enrollment["user_id"] = command.get("user_id", "")
         enrollment["udid"] = command.get("udid", enrollment["udid"])
         payload = {

@@ -22,6 +22,7 @@ from mdmappliance.admin.queries import DEVICE_STATES
 from mdmappliance.cli.client import AdminClient, APIError
 from mdmappliance.mdm.platforms import PLATFORMS
 from mdmappliance.store.commands import FINAL
+from mdmappliance.store.fleet import DEVICE_FIELDS
 
 PROG = "mdmappliance"
 
@@ -63,6 +64,14 @@ def command_keys(extra: list[str]) -> dict[str, Any]:
     return keys
 
 
+#: What ``devices show`` prints of a device, in the API's order.
+SHOWN_FIELDS = (
+    *(f for f in DEVICE_FIELDS if f not in ("enrollment_id", "inactive_since", "push_token_valid")),
+    "access_rights",
+    "unlock_token_escrowed",
+)
+
+
 def cmd_devices_list(args: argparse.Namespace) -> int:
     client = AdminClient.from_config(args.config)
     devices: list[dict[str, Any]] = []
@@ -88,26 +97,7 @@ def cmd_devices_show(args: argparse.Namespace) -> int:
     device = AdminClient.from_config(args.config).call(
         "GET", f"/v1/devices/{urllib.parse.quote(args.udid)}"
     )
-    lines = [
-        f"{key:22} {device.get(key)}"
-        for key in (
-            "udid",
-            "serial_number",
-            "device_name",
-            "model",
-            "product_name",
-            "platform",
-            "os_version",
-            "build_version",
-            "supervised",
-            "state",
-            "enrolled_at",
-            "last_seen",
-            "push_status",
-            "access_rights",
-            "unlock_token_escrowed",
-        )
-    ]
+    lines = [f"{key:22} {device.get(key)}" for key in SHOWN_FIELDS]
     identity = device.get("identity") or {}
     lines.append(f"{'identity expires':22} {identity.get('not_after')}")
     for kind, entry in sorted(device.get("inventory", {}).items()):

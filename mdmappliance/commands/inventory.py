@@ -20,6 +20,7 @@ from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.mdm.errorcodes import describe_chain
 from mdmappliance.mdm.platforms import platform_of
 from mdmappliance.store import Tx
+from mdmappliance.store.commands import CommandStatus
 
 
 def apply_result(
@@ -109,7 +110,7 @@ def _store_facts(tx: Tx, udid: str, facts: Mapping[str, Any], now: str) -> None:
     tx.enrollments.update_facts(udid, facts, columns, now)
 
 
-def command_status(tx: Tx, command_uuid: str, *, answer: bool = False) -> dict[str, Any] | None:
+def command_status(tx: Tx, command_uuid: str, *, answer: bool = False) -> CommandStatus | None:
     """A command as an admin reads it: state, times, NotNow count, and its last result with
     the summary (ErrorChain in plain words); with ``answer``, the device's whole answer as
     JSON too."""

@@ -3,7 +3,7 @@ those that stay silent for too long.
 
 A device that has not been heard from for ``push_after`` is pushed (at most once per
 ``push_after``), to see whether it still listens; one not heard from for ``inactive_after``
-is marked inactive with an event. Its next contact makes it active again (``enrollments.touch``).
+is marked inactive with an event. Its next contact makes it active again (``binding.touch``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 from mdmappliance.store.family import Family, id_list
 
@@ -46,6 +46,35 @@ _UUID_TAIL = (
     "printf('%04X-%04X%08X', 32768 | ((:start + n) >> 16 & 16383), (:start + n) & 65535, "
     "random() & 4294967295)"
 )
+
+
+class CommandStatus(TypedDict):
+    """A command as an admin reads it; ``result`` is the latest result, when there is one."""
+
+    uuid: str
+    request_type: str
+    state: str
+    created_at: str
+    sent_at: str | None
+    result_at: str | None
+    not_now_count: int
+    udid: str
+    user_id: str
+    result: NotRequired[dict[str, Any]]
+
+
+class CommandListed(TypedDict):
+    """A command in a device's list (``id`` is the page cursor)."""
+
+    id: int
+    uuid: str
+    request_type: str
+    state: str
+    created_at: str
+    sent_at: str | None
+    result_at: str | None
+    not_now_count: int
+    user_id: str
 
 
 @dataclass(frozen=True)
@@ -345,7 +374,7 @@ class Commands(Family):
         return len(ids)
 
     # Reading
-    def status(self, command_uuid: str) -> dict[str, Any] | None:
+    def status(self, command_uuid: str) -> CommandStatus | None:
         """A command as an admin reads it (without its result): uuid, request type, state,
         times, NotNow count, and the enrollment's UDID and UserID."""
         row = self._conn.execute(
@@ -354,11 +383,10 @@ class Commands(Family):
             "WHERE c.uuid = ?",
             (command_uuid,),
         ).fetchone()
-        return (
-            None
-            if row is None
-            else dict(zip((*COMMAND_FIELDS, "udid", "user_id"), row, strict=True))
-        )
+        if row is None:
+            return None
+        fields = (*COMMAND_FIELDS, "udid", "user_id")
+        return cast(CommandStatus, dict(zip(fields, row, strict=True)))
 
     def last_result(self, command_uuid: str, *, raw: bool = False) -> LastResult | None:
         """The command's latest result; ``raw`` reads the device's whole answer too."""
@@ -381,7 +409,7 @@ class Commands(Family):
 
     def of_device(
         self, udid: str, *, state: str | None, after: int, limit: int
-    ) -> list[dict[str, Any]]:
+    ) -> list[CommandListed]:
         """The commands of a device's channels after the cursor ``after``, oldest first, one
         more than ``limit`` when there is another page."""
         where, args = ["e.udid = ?", "c.id > ?"], [udid, after]
@@ -394,7 +422,8 @@ class Commands(Family):
             f"WHERE {' AND '.join(where)} ORDER BY c.id LIMIT ?",
             (*args, limit + 1),
         ).fetchall()
-        return [dict(zip(("id", *COMMAND_FIELDS, "user_id"), row, strict=True)) for row in rows]
+        fields = ("id", *COMMAND_FIELDS, "user_id")
+        return [cast(CommandListed, dict(zip(fields, row, strict=True))) for row in rows]
 
     def count_by_state(self) -> dict[str, int]:
         return dict(self._conn.execute("SELECT state, count(*) FROM commands GROUP BY state"))
