@@ -1,8 +1,9 @@
 """Devices, their enrollments (the device channel and user channels) and the identity
 certificates bound to them.
 
-``Enrollments`` holds what the device channel reads and writes on every request;
-``Fleet`` the admin side's reads (listings, one device in full, counts).
+What the device channel reads and writes on every request, what the lifecycle jobs (renewal,
+retirement, inactivity) need, and the lookups by UDID; the admin side's listings are in
+``fleet``.
 """
 
 from __future__ import annotations
