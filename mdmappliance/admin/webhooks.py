@@ -34,7 +34,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from mdmappliance.admin.queries import command_detail
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.store import Store, Tx
-from mdmappliance.store.events import Event
+from mdmappliance.store.events import DEVICE_ACTOR_PREFIX, Event
 from mdmappliance.store.settings import INSTALLATION_ID
 
 log = Logger()
@@ -87,7 +87,9 @@ def pending(tx: Tx, url: str, limit: int = BATCH) -> list[Delivery]:
 def _body(tx: Tx, installation: str, event: Event) -> bytes:
     detail = event.detail
     actor, subject = event.actor, event.subject
-    enrollment: dict[str, Any] = {"udid": actor.removeprefix("device:") if actor else subject}
+    enrollment: dict[str, Any] = {
+        "udid": actor.removeprefix(DEVICE_ACTOR_PREFIX) if actor else subject
+    }
     if event.kind.startswith("checkin."):
         enrollment["user_id"] = detail.get("user_id", "")
         payload = detail

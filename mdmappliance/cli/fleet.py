@@ -24,8 +24,6 @@ from mdmappliance.mdm.platforms import PLATFORMS
 from mdmappliance.store.commands import FINAL
 from mdmappliance.store.fleet import DEVICE_FIELDS
 
-PROG = "mdmappliance"
-
 
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]

@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import urllib.parse
 from typing import Any
 
 from mdmappliance.cli.client import AdminClient, APIError
+from mdmappliance.cli.failure import fail
 from mdmappliance.enrollment.links import parse_duration
-
-PROG = "mdmappliance"
-
-
-def _fail(message: str, status: int) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
-    return status
 
 
 def cmd_link_create(args: argparse.Namespace) -> int:
@@ -25,7 +18,7 @@ def cmd_link_create(args: argparse.Namespace) -> int:
         try:
             parse_duration(args.expires)
         except ValueError as e:
-            return _fail(f"--expires: {e}", 2)
+            return fail(f"--expires: {e}", 2)
     body: dict[str, Any] = {"note": args.note or ""}
     if args.expires:
         body["expires"] = args.expires
@@ -57,7 +50,7 @@ def cmd_link_revoke(args: argparse.Namespace) -> int:
     except APIError as e:
         if e.status != 404:
             raise
-        return _fail(f"link {args.id} does not exist, or was already used or revoked", 1)
+        return fail(f"link {args.id} does not exist, or was already used or revoked", 1)
     print(f"link {args.id} revoked")
     return 0
 
@@ -74,7 +67,7 @@ def cmd_device_revoke(args: argparse.Namespace) -> int:
     except APIError as e:
         if e.status != 404:
             raise
-        return _fail(f"no unrevoked identity is bound to {args.udid}", 1)
+        return fail(f"no unrevoked identity is bound to {args.udid}", 1)
     count = result["revoked_identities"]
     print(f"{args.udid}: {count} identity certificate(s) revoked; its requests are refused")
     return 0

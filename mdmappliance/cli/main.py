@@ -15,17 +15,12 @@ from typing import Any, TypeVar
 from mdmappliance._version import __version__
 from mdmappliance.cli import fleet, lifecycle, pushcert
 from mdmappliance.cli.client import APIError
+from mdmappliance.cli.failure import PROG, fail
 from mdmappliance.config import LOG_FORMATS, load_config, render_example
 from mdmappliance.core.errors import ApplianceError
 
-PROG = "mdmappliance"
 DEFAULT_CONFIG = "/etc/mdmappliance/mdmappliance.toml"
 T = TypeVar("T")
-
-
-def fail(message: str, status: int) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
-    return status
 
 
 def cmd_init(args: argparse.Namespace) -> int:

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from mdmappliance import pki
+from mdmappliance.cli.failure import fail
 from mdmappliance.core.files import write_atomic
 from mdmappliance.pki.pushcert import (
     ImportPlan,
@@ -21,13 +21,6 @@ from mdmappliance.pki.pushcert import (
     write_push_identity,
 )
 from mdmappliance.store import Tx
-
-PROG = "mdmappliance"
-
-
-def _fail(message: str) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
-    return 1
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -51,7 +44,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             write_push_identity(plan, config.apns.cert_file, config.apns.key_file)
             store.transaction_now(_record_import, plan, cli_actor())
     except (PushCertError, OSError) as e:
-        return _fail(str(e))
+        return fail(str(e))
     for warning in plan.warnings:
         print(f"warning: {warning}")
     print(f"push certificate imported: topic {plan.topic}")
@@ -81,7 +74,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         push = read_push_certificate(config.apns.cert_file)
     except (PushCertError, OSError) as e:
-        return _fail(f"{config.apns.cert_file}: {e}")
+        return fail(f"{config.apns.cert_file}: {e}")
     print(f"topic     {push.topic}")
     print(f"subject   {push.certificate.subject.rfc4514_string()}")
     print(f"expires   {push.not_after:%Y-%m-%d} ({push.days_left():.0f} days left)")
@@ -93,7 +86,7 @@ def cmd_csr(args: argparse.Namespace) -> int:
     out = Path(args.out)
     key_path, csr_path = out / "push-request.key", out / "push-request.csr"
     if key_path.exists() and not args.force:
-        return _fail(f"{key_path} exists; --force makes a new key pair (the old CSR is void)")
+        return fail(f"{key_path} exists; --force makes a new key pair (the old CSR is void)")
     key, csr = make_csr(args.common_name, args.organization)
     write_atomic(key_path, pki.private_key_pem(key), mode=0o600)
     write_atomic(csr_path, csr, mode=0o644)
@@ -110,7 +103,7 @@ def cmd_vendor_sign(args: argparse.Namespace) -> int:
         chain = [c for path in args.chain for c in pki.read_certificates(Path(path))]
         signed = vendor_sign(Path(args.csr).read_bytes(), vendor_cert, vendor_key, chain)
     except (PushCertError, pki.PKIError, OSError) as e:
-        return _fail(str(e))
+        return fail(str(e))
     write_atomic(Path(args.out), signed.request, mode=0o644)
     print(f"PushCertWebRequest written to {args.out}")
     print("The customer uploads it at https://identity.apple.com/pushcert")

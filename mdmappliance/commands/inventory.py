@@ -21,6 +21,7 @@ from mdmappliance.mdm.errorcodes import describe_chain
 from mdmappliance.mdm.platforms import platform_of
 from mdmappliance.store import Tx
 from mdmappliance.store.commands import CommandStatus
+from mdmappliance.store.events import device_actor
 
 
 def apply_result(
@@ -53,7 +54,7 @@ def apply_result(
             summary["unreadable"] = str(e)
             tx.events.record(
                 "command.result_unreadable",
-                actor=f"device:{udid}",
+                actor=device_actor(udid),
                 subject=str(enrollment_id),
                 detail={"command_uuid": command_uuid, "request_type": request_type, "why": str(e)},
             )
@@ -76,7 +77,7 @@ def _store_outcome(
     for kind, detail in outcome.events:
         tx.events.record(
             kind,
-            actor=f"device:{udid}",
+            actor=device_actor(udid),
             subject=str(enrollment_id),
             detail={"command_uuid": command_uuid, **detail},
         )

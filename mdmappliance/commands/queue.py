@@ -22,6 +22,7 @@ from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.mdm.messages import FINAL_STATUSES, Report
 from mdmappliance.store import Tx
 from mdmappliance.store.commands import ANSWERED, FINAL, NewCommand, Pending
+from mdmappliance.store.events import device_actor
 
 
 def reply_plist(command_uuid: str, command: Mapping[str, Any]) -> bytes:
@@ -150,7 +151,7 @@ def record_report(tx: Tx, enrollment_id: int, report: Report) -> ReportOutcome:
     """Apply a device's report about a command (nothing to do for Idle)."""
     if report.status == "Idle" or report.command_uuid is None:
         return ReportOutcome(matched=True)
-    actor = f"device:{report.channel.udid}"
+    actor = device_actor(report.channel.udid)
     command = tx.commands.find(report.command_uuid)
     if command is None or command.enrollment_id != enrollment_id:
         tx.events.record(

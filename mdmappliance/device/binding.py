@@ -23,6 +23,7 @@ from mdmappliance.mdm.messages import Channel
 from mdmappliance.pki.identity import DeviceIdentity
 from mdmappliance.store import Tx
 from mdmappliance.store.enrollments import BoundCertificate, Enrollment
+from mdmappliance.store.events import device_actor
 
 INACTIVE = ("checked_out", "retired")
 
@@ -129,7 +130,7 @@ def bind_identity(tx: Tx, udid: str, identity: DeviceIdentity) -> bool:
     )
     tx.events.record(
         "identity.bound",
-        actor=f"device:{udid}",
+        actor=device_actor(udid),
         subject=udid,
         detail={"sha256": identity.sha256, "subject": subject, "source": identity.source},
     )

@@ -12,13 +12,14 @@ from typing import Any
 
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.device import binding
-from mdmappliance.device.policy import EMPTY, ChannelPolicy, Handled, device_actor, plist_reply
+from mdmappliance.device.policy import EMPTY, ChannelPolicy, Handled, plist_reply
 from mdmappliance.mdm.errors import BadMessage, IdentityRefused
 from mdmappliance.mdm.messages import Authenticate, Channel, CheckOut, TokenUpdate, UserAuthenticate
 from mdmappliance.mdm.platforms import platform_of
 from mdmappliance.pki.identity import DeviceIdentity
 from mdmappliance.store import Tx
 from mdmappliance.store.enrollments import TokenUpdateRow
+from mdmappliance.store.events import device_actor
 
 
 def _checkin_event(tx: Tx, kind: str, channel: Channel, detail: dict[str, Any]) -> None:

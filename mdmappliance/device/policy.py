@@ -31,8 +31,3 @@ class Handled:
 
 def plist_reply(value: dict[str, str]) -> bytes:
     return plistlib.dumps(value, fmt=plistlib.FMT_XML)
-
-
-def device_actor(udid: str) -> str:
-    """Who a device's own actions are recorded as, in the event log."""
-    return f"device:{udid}"

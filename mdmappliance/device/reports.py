@@ -10,11 +10,12 @@ from mdmappliance.commands.inventory import apply_result
 from mdmappliance.commands.queue import next_command, record_report
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.device import binding
-from mdmappliance.device.policy import EMPTY, ChannelPolicy, Handled, device_actor
+from mdmappliance.device.policy import EMPTY, ChannelPolicy, Handled
 from mdmappliance.mdm.errors import NotManaged
 from mdmappliance.mdm.messages import FINAL_STATUSES, Report
 from mdmappliance.pki.identity import DeviceIdentity
 from mdmappliance.store import Tx
+from mdmappliance.store.events import device_actor
 
 
 def handle_report(

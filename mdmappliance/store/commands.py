@@ -48,8 +48,8 @@ _UUID_TAIL = (
 )
 
 
-class CommandStatus(TypedDict):
-    """A command as an admin reads it; ``result`` is the latest result, when there is one."""
+class _Command(TypedDict):
+    """The columns of a command an admin reads (``COMMAND_FIELDS``), and its channel's user."""
 
     uuid: str
     request_type: str
@@ -58,23 +58,20 @@ class CommandStatus(TypedDict):
     sent_at: str | None
     result_at: str | None
     not_now_count: int
-    udid: str
     user_id: str
+
+
+class CommandStatus(_Command):
+    """A command as an admin reads it; ``result`` is the latest result, when there is one."""
+
+    udid: str
     result: NotRequired[dict[str, Any]]
 
 
-class CommandListed(TypedDict):
+class CommandListed(_Command):
     """A command in a device's list (``id`` is the page cursor)."""
 
     id: int
-    uuid: str
-    request_type: str
-    state: str
-    created_at: str
-    sent_at: str | None
-    result_at: str | None
-    not_now_count: int
-    user_id: str
 
 
 @dataclass(frozen=True)

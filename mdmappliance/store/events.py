@@ -16,6 +16,8 @@ from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.store.family import Family, id_list
 
 SYSTEM_ACTOR = "system"
+#: A device's own actions are recorded as ``device:<UDID>``.
+DEVICE_ACTOR_PREFIX = "device:"
 #: Above any event id: "no upper bound" for ``prune``.
 NO_LIMIT_ID = 2**62
 
@@ -28,6 +30,11 @@ class Event:
     actor: str
     subject: str | None
     detail: dict[str, Any]
+
+
+def device_actor(udid: str) -> str:
+    """Who a device's own actions are recorded as, in the event log."""
+    return f"{DEVICE_ACTOR_PREFIX}{udid}"
 
 
 class Events(Family):
