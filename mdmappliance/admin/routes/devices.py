@@ -28,6 +28,11 @@ def device_detail(tx: Tx, udid: str) -> DeviceDetail | None:
     return tx.fleet.device(udid)
 
 
+def _is_device(tx: Tx, udid: str) -> bool:
+    """A device channel exists for ``udid`` (its device record does too: a foreign key)."""
+    return tx.enrollments.get(udid) is not None
+
+
 def register(app: Klein, ctx: AdminContext) -> None:
     @app.route("/v1/devices", methods=["GET"])
     async def devices(request: IRequest) -> bytes:
@@ -54,7 +59,7 @@ def register(app: Klein, ctx: AdminContext) -> None:
         state = arg(request, "state", COMMAND_STATES)
         after = int_arg(request, "cursor", 0, 0, 2**62)
         limit = int_arg(request, "limit", 100, 1, MAX_PAGE)
-        if await ctx.store.run(device_detail, udid) is None:
+        if not await ctx.store.run(_is_device, udid):
             return write_json(request, 404, {"error": f"no device {udid}"})
         found, cursor = await ctx.store.run(
             partial(device_commands, udid=udid, state=state, after=after, limit=limit)
