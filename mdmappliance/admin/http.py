@@ -14,13 +14,26 @@ class BadQuery(ValueError):
     """A query parameter the route cannot use; its message names the parameter (400)."""
 
 
+class _NotJSON(ValueError):
+    pass
+
+
+def _no_constants(name: str) -> Any:
+    raise _NotJSON(f"{name} is not a JSON number")
+
+
 def json_body(request: IRequest) -> tuple[dict[str, Any], list[str]]:
-    """The request's JSON object body (empty allowed), and what is wrong with it."""
+    """The request's JSON object body (empty allowed), and what is wrong with it.
+
+    Strict JSON: ``NaN`` and ``Infinity`` (which Python's parser takes by default) are
+    refused, as is nesting too deep to read."""
     raw = request.content.read() if request.content is not None else b""
     if not raw.strip():
         return {}, []
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constants)
+    except RecursionError:
+        return {}, ["the body is not JSON we read: it nests too deep"]
     except (ValueError, UnicodeDecodeError) as e:
         return {}, [f"the body is not JSON: {e}"]
     if not isinstance(body, dict):
@@ -49,7 +62,8 @@ def int_arg(request: IRequest, name: str, default: int, low: int, high: int) -> 
     value = arg(request, name)
     if value is None:
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    # isdigit() alone takes superscripts and other digits int() refuses.
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
         raise BadQuery(f"{name}: must be an integer from {low} to {high}")
     return int(value)
 

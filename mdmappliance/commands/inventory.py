@@ -34,11 +34,20 @@ def apply_result(
     *,
     request_type: str,
     sealed: bool,
+    unreadable: str | None = None,
 ) -> dict[str, Any]:
     """Read the result of ``command_uuid`` (a ``request_type`` command; ``sealed`` ones
-    carry secrets and are not parsed); store its summary, inventory and facts."""
-    status = result.get("Status")
+    carry secrets and are not parsed); store its summary, inventory and facts.
+
+    An answer that cannot be stored as JSON (``unreadable`` says why) is kept raw only, like
+    one of the wrong shape: the inventory stays as it was and the queue moves on."""
     summary: dict[str, Any] = {}
+    if unreadable is not None:
+        _unreadable(tx, enrollment_id, udid, command_uuid, request_type, unreadable)
+        summary["unreadable"] = unreadable
+        tx.commands.set_summary(result_id, summary)
+        return summary
+    status = result.get("Status")
     if result.get("ErrorChain"):
         summary["errors"] = describe_chain(result["ErrorChain"])
     spec = CATALOG.get(request_type)
@@ -52,18 +61,24 @@ def apply_result(
             outcome = parse(result, command)
         except ResultInvalid as e:
             summary["unreadable"] = str(e)
-            tx.events.record(
-                "command.result_unreadable",
-                actor=device_actor(udid),
-                subject=str(enrollment_id),
-                detail={"command_uuid": command_uuid, "request_type": request_type, "why": str(e)},
-            )
+            _unreadable(tx, enrollment_id, udid, command_uuid, request_type, str(e))
         else:
             summary.update(outcome.summary)
             _store_outcome(tx, enrollment_id, udid, command_uuid, outcome)
     if summary:
         tx.commands.set_summary(result_id, summary)
     return summary
+
+
+def _unreadable(
+    tx: Tx, enrollment_id: int, udid: str, command_uuid: str, request_type: str, why: str
+) -> None:
+    tx.events.record(
+        "command.result_unreadable",
+        actor=device_actor(udid),
+        subject=str(enrollment_id),
+        detail={"command_uuid": command_uuid, "request_type": request_type, "why": why},
+    )
 
 
 def _store_outcome(

@@ -96,6 +96,7 @@ class DigestAuthority:
             expected = md5_hex(f"{ha1}:{params.get('nonce')}:{ha2}")
         else:
             return None
-        if not hmac.compare_digest(expected, params.get("response", "").lower()):
+        presented = params.get("response", "").lower().encode("utf-8")
+        if not hmac.compare_digest(expected.encode("ascii"), presented):
             return None
         return username

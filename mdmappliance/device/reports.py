@@ -43,6 +43,7 @@ def handle_report(
             report.body,
             request_type=outcome.request_type,
             sealed=outcome.sealed,
+            unreadable=report.unreadable,
         )
     if report.status in FINAL_STATUSES and finish_retirement(tx, channel.udid, report.command_uuid):
         return Handled(EMPTY)  # retired: from now on this device gets 401

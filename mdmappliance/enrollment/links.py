@@ -35,7 +35,10 @@ def parse_duration(text: str) -> datetime.timedelta:
         raise ValueError(f"{text!r} is not a duration like 30m, 12h or 7d")
     amount = float(match.group(1))
     unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-    duration = datetime.timedelta(**{unit: amount})
+    try:
+        duration = datetime.timedelta(**{unit: amount})
+    except OverflowError:
+        duration = datetime.timedelta.max
     if not datetime.timedelta(minutes=1) <= duration <= datetime.timedelta(days=365):
         raise ValueError(f"{text!r} must be between 1 minute and 365 days")
     return duration

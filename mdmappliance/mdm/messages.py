@@ -7,12 +7,11 @@ and a sane size. A failure is a ``BadMessage`` (HTTP 400) naming the key.
 
 from __future__ import annotations
 
-import binascii
+import math
 import plistlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from xml.parsers.expat import ExpatError
 
 from mdmappliance.mdm.errors import BadMessage
 
@@ -51,14 +50,9 @@ def parse_plist(body: bytes, max_depth: int) -> dict[str, Any]:
         raise BadMessage("binary plists are not accepted; send an XML plist")
     try:
         value = plistlib.loads(body, fmt=plistlib.FMT_XML)
-    except (
-        plistlib.InvalidFileException,
-        ExpatError,
-        ValueError,
-        binascii.Error,
-        TypeError,
-        KeyError,
-    ) as e:
+    except Exception as e:
+        # plistlib raises a zoo on malformed input (ValueError, ExpatError, binascii.Error,
+        # and AttributeError for an unreadable <date>): every one is the sender's fault.
         raise BadMessage(f"the body is not a valid XML plist ({type(e).__name__}: {e})") from None
     if not isinstance(value, dict):
         raise BadMessage(f"the plist must hold a dictionary, not {type(value).__name__}")
@@ -206,6 +200,8 @@ class Report:
     raw: bytes = field(repr=False)
     #: The whole result dictionary: the request type's own answer keys are read from it.
     body: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: Why the answer cannot be stored as JSON (it is then kept raw only), or None.
+    unreadable: str | None = None
 
 
 CheckinMessage = Authenticate | TokenUpdate | CheckOut | UserAuthenticate
@@ -263,7 +259,24 @@ def parse_report(d: dict[str, Any], raw: bytes) -> Report:
     command_uuid = _string(d, "CommandUUID", required=status != "Idle", max_len=128)
     if status != "Idle" and not command_uuid:
         raise BadMessage(f"CommandUUID is missing for Status {status}")
-    return Report(_channel(d), status, command_uuid or None, _error_chain(d), raw, d)
+    unreadable = unstorable(d)
+    chain = None if unreadable else _error_chain(d)
+    return Report(_channel(d), status, command_uuid or None, chain, raw, d, unreadable)
+
+
+def unstorable(value: Any) -> str | None:
+    """Why ``value`` cannot be kept as JSON (a NaN or an infinite number: plists can hold
+    them, JSON cannot), or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"the answer holds a number JSON cannot hold ({item})"
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def parse_message(d: dict[str, Any], raw: bytes, *, checkin_only: bool) -> Message:

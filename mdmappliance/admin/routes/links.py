@@ -10,6 +10,9 @@ from mdmappliance.admin.http import actor, json_body, unknown_fields, write_json
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.enrollment.links import create_link, list_links, parse_duration, revoke_link
 
+#: Ids are SQLite integers: a larger one names no link (and would not fit a parameter).
+MAX_ID = 2**63 - 1
+
 
 def register(app: Klein, ctx: AdminContext) -> None:
     @app.route("/v1/enrollment-tokens", methods=["POST"])
@@ -66,6 +69,6 @@ def register(app: Klein, ctx: AdminContext) -> None:
 
     @app.route("/v1/enrollment-tokens/<int:link_id>", methods=["DELETE"])
     async def revoke_enrollment_token(request: IRequest, link_id: int) -> bytes:
-        if await ctx.store.transaction(revoke_link, link_id, actor(request)):
+        if link_id <= MAX_ID and await ctx.store.transaction(revoke_link, link_id, actor(request)):
             return write_json(request, 200, {"id": link_id, "status": "revoked"})
         return write_json(request, 404, {"error": f"no unused enrollment token {link_id}"})

@@ -1,0 +1,191 @@
+"""What a device or an API client sends never produces a 5xx (issue 12, cases 2, 3 and 5):
+each case here got 500 before; now it is refused with a clear 4xx, or kept raw and the queue
+moves on. A refusal changes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import treq
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from mdmappliance.commands.queue import enqueue
+from mdmappliance.store import Tx
+from tests.simulator import SimulatedDevice
+from tests.support import InProcessAppliance, get_enrollment, query
+
+PLIST_HEAD = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN"'
+    b' "http://www.apple.com/DTDs/PropertyList-1.0.dtd">\n<plist version="1.0">'
+)
+
+
+def plist(inner: bytes) -> bytes:
+    return PLIST_HEAD + inner + b"</plist>"
+
+
+class HostileCase(TestCase):
+    timeout = 120
+
+    def config_sections(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+    def setUp(self) -> None:
+        self.appliance = InProcessAppliance(Path(self.mktemp()), **self.config_sections())
+        self.addCleanup(self.appliance.stop)
+        self.db = self.appliance.config.store.path
+
+    async def enrolled(self) -> SimulatedDevice:
+        device: SimulatedDevice = self.appliance.device()
+        self.addCleanup(device.close)
+        await device.enroll()
+        return device
+
+    async def enqueue(self, device: SimulatedDevice, command: dict[str, Any]) -> str:
+        def add(tx: Tx) -> str:
+            enrollment = get_enrollment(tx, device.udid)
+            assert enrollment is not None
+            return enqueue(tx, enrollment.id, command)
+
+        result: str = await self.appliance.store.transaction(add)
+        return result
+
+    def state(self, command_uuid: str) -> str:
+        return str(query(self.db, "SELECT state FROM commands WHERE uuid = ?", command_uuid)[0][0])
+
+
+class PoisonResults(HostileCase):
+    async def test_a_number_json_cannot_hold_is_kept_raw_and_the_queue_moves_on(self) -> None:
+        device = await self.enrolled()
+        for number in (b"nan", b"inf", b"-inf", b"1e400"):
+            first = await self.enqueue(device, {"RequestType": "DeviceInformation"})
+            behind = await self.enqueue(device, {"RequestType": "ProfileList"})
+            offered = (await device.report("Idle")).plist()
+            self.assertEqual(offered["CommandUUID"], first)
+            body = plist(
+                b"<dict><key>UDID</key><string>" + device.udid.encode() + b"</string>"
+                b"<key>Status</key><string>Acknowledged</string>"
+                b"<key>CommandUUID</key><string>" + first.encode() + b"</string>"
+                b"<key>QueryResponses</key><dict><key>BatteryLevel</key><real>"
+                + number
+                + b"</real></dict></dict>"
+            )
+            reply = await device.put(device.server_path, body)
+            self.assertEqual(reply.code, 200, (number, reply.body))
+            self.assertEqual(reply.plist()["CommandUUID"], behind, "the queue moved on")
+            self.assertEqual(self.state(first), "acknowledged")
+            summary, raw = query(
+                self.db,
+                "SELECT r.summary, r.raw FROM command_results AS r JOIN commands AS c "
+                "ON c.id = r.command_id WHERE c.uuid = ?",
+                first,
+            )[0]
+            self.assertIn("cannot hold", json.loads(summary)["unreadable"])
+            self.assertEqual(bytes(raw), body, "kept raw")
+            ack = await device.report("Acknowledged", behind, ProfileList=[])
+            self.assertEqual((ack.code, ack.body), (200, b""))
+        unreadable = query(
+            self.db, "SELECT count(*) FROM events WHERE kind = 'command.result_unreadable'"
+        )
+        self.assertEqual(unreadable, [(4,)])
+        facts = query(self.db, "SELECT facts FROM devices WHERE udid = ?", device.udid)
+        self.assertNotIn("BatteryLevel", json.loads(facts[0][0]), "the inventory is untouched")
+
+
+class MalformedBodies(HostileCase):
+    async def test_an_unreadable_date_is_a_400(self) -> None:
+        device = await self.enrolled()
+        before = query(self.db, "SELECT count(*) FROM events")
+        for body in (
+            plist(b"<dict><key>UDID</key><date>nope</date></dict>"),
+            plist(
+                b"<dict><key>MessageType</key><string>Authenticate</string>"
+                b"<key>Date</key><date>2026-13-99</date></dict>"
+            ),
+        ):
+            for path in (device.checkin_path, device.server_path):
+                reply = await device.put(path, body)
+                self.assertEqual(reply.code, 400, reply.body)
+                self.assertIn(b"not a valid XML plist", reply.body)
+        self.assertEqual(query(self.db, "SELECT count(*) FROM events"), before, "nothing written")
+
+
+class DigestWithNonASCII(HostileCase):
+    def config_sections(self) -> dict[str, dict[str, Any]]:
+        from mdmappliance.device.digest import md5_hex
+
+        users = Path(self.mktemp()).absolute()
+        users.write_text(f"cjoe:mdmappliance:{md5_hex('cjoe:mdmappliance:s3cret')}\n")
+        return {"device": {"users_file": str(users)}}
+
+    async def test_a_non_ascii_response_is_a_wrong_password(self) -> None:
+        device = await self.enrolled()
+        user = "A522C2FB-D0BA-487E-BBC6-BE0DB2DC7883"
+        challenge = (await device.user_authenticate(user)).plist()["DigestChallenge"]
+        nonce = challenge.split('nonce="', 1)[1].split('"', 1)[0]
+        response = (
+            f'Digest username="cjoe", realm="mdmappliance", nonce="{nonce}", '
+            'uri="/mdm/checkin", qop=auth, nc=00000001, cnonce="abc", response="ñø"'
+        )
+        reply = await device.user_authenticate(user, response)
+        self.assertEqual(reply.code, 200, reply.body)
+        self.assertEqual(reply.plist(), {"AuthToken": ""})
+
+
+class AdminInput(HostileCase):
+    async def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+        pool = HTTPConnectionPool(__import__("twisted.internet.reactor").internet.reactor)
+        pool.persistent = False
+        self.addCleanup(pool.closeCachedConnections)
+        key = self.appliance.config.read_admin_api_key()
+        response = await treq.request(
+            method,
+            self.appliance.config.admin_url() + path,
+            data=body,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            pool=pool,
+        )
+        return response.code, json.loads(await response.content())
+
+    async def test_bad_numbers_in_queries_are_400(self) -> None:
+        for path in (
+            "/v1/events?after=%C2%B9",
+            "/v1/events?limit=%C2%B2",
+            "/v1/devices?cursor=%C2%B3",
+            "/v1/devices?limit=99999999999999999999999",
+        ):
+            code, body = await self.call("GET", path)
+            self.assertEqual(code, 400, (path, body))
+            self.assertTrue(body["errors"][0].split(":")[0] in ("after", "limit", "cursor"))
+
+    async def test_a_huge_link_id_is_404(self) -> None:
+        code, body = await self.call("DELETE", "/v1/enrollment-tokens/99999999999999999999999")
+        self.assertEqual(code, 404, body)
+
+    async def test_a_huge_lifetime_is_400(self) -> None:
+        code, body = await self.call(
+            "POST", "/v1/enrollment-tokens", b'{"expires": "99999999999999999999d"}'
+        )
+        self.assertEqual(code, 400, body)
+        self.assertIn("expires:", body["errors"][0])
+        self.assertEqual(query(self.db, "SELECT count(*) FROM enrollment_tokens"), [(0,)])
+
+    async def test_deep_nesting_is_400(self) -> None:
+        code, body = await self.call("POST", "/v1/commands", b"[" * 100_000 + b"]" * 100_000)
+        self.assertEqual(code, 400, body)
+        self.assertIn("nests too deep", body["errors"][0])
+
+    async def test_nan_is_not_json(self) -> None:
+        device = await self.enrolled()
+        for constant in (b"NaN", b"Infinity", b"-Infinity"):
+            body = (
+                b'{"udids": ["' + device.udid.encode() + b'"], "unchecked": true, '
+                b'"command": {"RequestType": "Future", "Value": ' + constant + b"}}"
+            )
+            code, reply = await self.call("POST", "/v1/commands", body)
+            self.assertEqual(code, 400, reply)
+            self.assertIn("not a JSON number", reply["errors"][0])
+        self.assertEqual(query(self.db, "SELECT count(*) FROM commands"), [(0,)])
