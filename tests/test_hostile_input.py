@@ -12,6 +12,7 @@ import treq
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
+from mdmappliance.app.reactor import global_reactor
 from mdmappliance.commands.queue import enqueue
 from mdmappliance.store import Tx
 from tests.simulator import SimulatedDevice
@@ -137,16 +138,15 @@ class DigestWithNonASCII(HostileCase):
 
 class AdminInput(HostileCase):
     async def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-        pool = HTTPConnectionPool(__import__("twisted.internet.reactor").internet.reactor)
-        pool.persistent = False
+        pool = HTTPConnectionPool(global_reactor(), persistent=False)
         self.addCleanup(pool.closeCachedConnections)
         key = self.appliance.config.read_admin_api_key()
+        headers: dict[bytes | str, bytes | str] = {
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+        }
         response = await treq.request(
-            method,
-            self.appliance.config.admin_url() + path,
-            data=body,
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-            pool=pool,
+            method, self.appliance.config.admin_url() + path, data=body, headers=headers, pool=pool
         )
         return response.code, json.loads(await response.content())
 
