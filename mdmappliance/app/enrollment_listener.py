@@ -19,7 +19,7 @@ from mdmappliance.app.tls import server_tls_options
 from mdmappliance.config import Config
 from mdmappliance.enrollment.factory import ProfileFactory
 from mdmappliance.enrollment.profile import MDMSettings
-from mdmappliance.enrollment.routes import EnrollmentEndpoint
+from mdmappliance.enrollment.routes import EnrollmentEndpoint, masked_token_path
 from mdmappliance.pki.signing import ProfileSigner
 from mdmappliance.store import Store
 
@@ -74,6 +74,7 @@ def enrollment_listener(
         metrics_name="enrollment",
     )
     site.routes = routes
+    site.loggable_path = masked_token_path
     site.displayTracebacks = False
     endpoint = SSL4ServerEndpoint(
         reactor, e.port, server_tls_options(config, None), interface=e.bind

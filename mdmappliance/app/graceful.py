@@ -8,6 +8,7 @@ Every listener of the appliance (admin, and later device and enrollment) is a
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.application.service import Service
@@ -110,6 +111,9 @@ class DrainingSite(Site):
         self.access_log_level = access_log_level
         #: The object whose routes ``resource`` serves (the device or enrollment routes).
         self.routes: Any = None
+        #: The path as the access log shows it: never the query string (a caller may put a
+        #: key there), and a listener whose paths carry secrets (enrollment tokens) masks them.
+        self.loggable_path: Callable[[str], str] = lambda path: path
         self.in_flight: set[Request] = set()
         self.draining = False
         self._idle_waiters: list[Deferred[None]] = []
@@ -126,7 +130,7 @@ class DrainingSite(Site):
             "{peer} {method} {path} {code} {length}",
             peer=getattr(request.getClientAddress(), "host", "-"),
             method=request.method.decode("ascii", "replace"),
-            path=request.uri.decode("ascii", "replace"),
+            path=self.loggable_path(request.path.decode("ascii", "replace")),
             code=request.code,
             length=request.sentLength,
         )

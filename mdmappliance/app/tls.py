@@ -6,10 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from OpenSSL import crypto
-from twisted.internet.ssl import CertificateOptions, TLSVersion
+from twisted.internet.ssl import AcceptableCiphers, CertificateOptions, TLSVersion
 
 from mdmappliance import pki
 from mdmappliance.config import Config
+
+#: Mozilla's "intermediate" profile for TLS 1.2: forward-secret AEAD suites only (TLS 1.3's
+#: own suites are all of that kind). Twisted's default list also takes AES128-SHA.
+INTERMEDIATE_CIPHERS = AcceptableCiphers.fromOpenSSLCipherString(
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+)
 
 
 def server_tls_options(config: Config, client_cas: list[Path] | None) -> CertificateOptions:
@@ -28,6 +36,7 @@ def server_tls_options(config: Config, client_cas: list[Path] | None) -> Certifi
         caCerts=[crypto.X509.from_cryptography(c) for c in anchors] or None,
         acceptableProtocols=[b"http/1.1"],
         raiseMinimumTo=TLSVersion.TLSv1_2,
+        acceptableCiphers=INTERMEDIATE_CIPHERS,
     )
 
 

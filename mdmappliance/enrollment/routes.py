@@ -31,6 +31,12 @@ from mdmappliance.store import Store
 log = Logger()
 
 PROFILE_TYPE = b"application/x-apple-aspen-config"
+PREFIX = "/enroll/"
+
+
+def masked_token_path(path: str) -> str:
+    """A path as the access log shows it: a link's token is a secret until it is used."""
+    return PREFIX + "{token}" if path.startswith(PREFIX) and path != PREFIX else path
 
 
 class EnrollmentEndpoint:

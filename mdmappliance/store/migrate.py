@@ -117,12 +117,17 @@ def _check_is_ours(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def backup_database(conn: sqlite3.Connection, backup_dir: Path, db_path: Path) -> Path:
-    """An online copy of the live database (consistent, WAL included), written atomically."""
-    backup_dir.mkdir(parents=True, exist_ok=True)
+    """An online copy of the live database (consistent, WAL included), written atomically.
+
+    A backup holds what the database holds (escrowed UnlockTokens, sealed; identities; the
+    audit log): the file is 0600 in a 0700 folder, like the database itself."""
+    backup_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(backup_dir, 0o700)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = backup_dir / f"{db_path.name}.v{schema_version(conn)}.{stamp}.bak"
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     dest = sqlite3.connect(partial)
     try:
         conn.backup(dest)

@@ -1,0 +1,131 @@
+"""Secrets stay secret and TLS is Mozilla's intermediate profile (issue 12, cases 7 and 8):
+backups are 0600 in a 0700 folder, the access log shows neither a link's token nor a query
+string, and no listener takes a suite without forward secrecy."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import sqlite3
+import ssl
+import stat
+from pathlib import Path
+from typing import Any
+
+import treq
+from twisted.internet.threads import deferToThread
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from mdmappliance.app.reactor import global_reactor
+from mdmappliance.enrollment.links import create_link
+from mdmappliance.store.migrate import load_migrations, migrate
+from tests.simulator import get_enrollment_link
+from tests.support import InProcessAppliance
+
+MIGRATIONS = load_migrations()
+
+
+class Backups(SynchronousTestCase):
+    def test_a_backup_is_private(self) -> None:
+        db = Path(self.mktemp())
+        backups = Path(self.mktemp())
+        conn = sqlite3.connect(db, isolation_level=None)
+        try:
+            migrate(conn, MIGRATIONS[:-1], db_path=db, backup_dir=backups)
+            report = migrate(conn, MIGRATIONS, db_path=db, backup_dir=backups)
+        finally:
+            conn.close()
+        assert report.backup is not None
+        self.assertEqual(stat.S_IMODE(report.backup.stat().st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(backups.stat().st_mode), 0o700)
+
+
+class AccessLog(TestCase):
+    timeout = 60
+
+    async def test_neither_a_token_nor_a_query_string_is_logged(self) -> None:
+        appliance = InProcessAppliance(Path(self.mktemp()))
+        self.addCleanup(appliance.stop)
+        config = appliance.config
+        seen: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+
+        token, _ = await appliance.store.transaction(
+            create_link, datetime.timedelta(days=1), "", "test"
+        )
+        code, _, _ = await get_enrollment_link(config.enrollment_url(token), config.pki.ca_cert)
+        self.assertEqual(code, 200)
+        code, _, _ = await get_enrollment_link(config.enrollment_url(token), config.pki.ca_cert)
+        self.assertEqual(code, 403, "used up")
+        key = config.read_admin_api_key()
+        pool = HTTPConnectionPool(global_reactor(), persistent=False)
+        response = await treq.get(
+            f"{config.admin_url()}/v1/health?api_key={key}",
+            headers={"Authorization": f"Bearer {key}"},
+            pool=pool,
+        )
+        await response.content()
+        self.assertEqual(response.code, 200)
+        access = [e for e in seen if e.get("log_namespace") == "mdmappliance.access"]
+        self.assertTrue(any(e.get("path") == "/enroll/{token}" for e in access), access)
+        self.assertTrue(any(e.get("path") == "/v1/health" for e in access), access)
+        for event in seen:
+            text = repr(event)
+            self.assertNotIn(token, text)
+            self.assertNotIn(key, text)
+
+
+class Ciphers(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.appliance = InProcessAppliance(Path(self.mktemp()))
+        self.addCleanup(self.appliance.stop)
+
+    def handshake(self, port: int, cipher: str, client_cert: Any = None) -> str:
+        """The suite a TLS 1.2 client offering only ``cipher`` agrees on (SSLError if none)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(cipher)
+        if client_cert is not None:
+            context.load_cert_chain(*client_cert)
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            context.wrap_socket(raw) as tls,
+        ):
+            return str(tls.cipher()[0])
+
+    def device_identity_files(self) -> tuple[str, str]:
+        from cryptography.hazmat.primitives import serialization
+
+        device = self.appliance.device()
+        self.addCleanup(device.close)
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        cert, key = directory / "device.pem", directory / "device.key"
+        cert.write_bytes(device.identity.certificate.public_bytes(serialization.Encoding.PEM))
+        key.write_bytes(
+            device.identity.key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return str(cert), str(key)
+
+    async def test_only_forward_secret_aead_suites(self) -> None:
+        config = self.appliance.config
+        identity = self.device_identity_files()
+        for port, client in ((config.enrollment.port, None), (config.device.port, identity)):
+            for weak in ("AES128-SHA", "AES256-GCM-SHA384", "ECDHE-RSA-AES128-SHA"):
+                with self.assertRaises(ssl.SSLError, msg=(port, weak)):
+                    await deferToThread(self.handshake, port, weak, client)
+            agreed = await deferToThread(
+                self.handshake, port, "ECDHE-RSA-AES128-GCM-SHA256", client
+            )
+            self.assertEqual(agreed, "ECDHE-RSA-AES128-GCM-SHA256")
