@@ -10,11 +10,11 @@ import sqlite3
 import ssl
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import treq
 from twisted.internet.threads import deferToThread
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 
@@ -50,8 +50,9 @@ class AccessLog(TestCase):
         self.addCleanup(appliance.stop)
         config = appliance.config
         seen: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(seen.append)
-        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        observer = cast(ILogObserver, seen.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
 
         token, _ = await appliance.store.transaction(
             create_link, datetime.timedelta(days=1), "", "test"
@@ -62,10 +63,9 @@ class AccessLog(TestCase):
         self.assertEqual(code, 403, "used up")
         key = config.read_admin_api_key()
         pool = HTTPConnectionPool(global_reactor(), persistent=False)
+        headers: dict[bytes | str, bytes | str] = {"Authorization": f"Bearer {key}"}
         response = await treq.get(
-            f"{config.admin_url()}/v1/health?api_key={key}",
-            headers={"Authorization": f"Bearer {key}"},
-            pool=pool,
+            f"{config.admin_url()}/v1/health?api_key={key}", headers=headers, pool=pool
         )
         await response.content()
         self.assertEqual(response.code, 200)
@@ -98,7 +98,9 @@ class Ciphers(TestCase):
             socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
             context.wrap_socket(raw) as tls,
         ):
-            return str(tls.cipher()[0])
+            agreed = tls.cipher()
+            assert agreed is not None
+            return agreed[0]
 
     def device_identity_files(self) -> tuple[str, str]:
         from cryptography.hazmat.primitives import serialization
