@@ -4,19 +4,23 @@ moves on. A refusal changes nothing."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import treq
+from twisted.internet import task
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from mdmappliance.app.reactor import global_reactor
+from mdmappliance.app.retention import RetentionJob
 from mdmappliance.commands.queue import enqueue
 from mdmappliance.store import Tx
 from tests.simulator import SimulatedDevice
-from tests.support import InProcessAppliance, get_enrollment, query
+from tests.support import InProcessAppliance, get_enrollment, query, sql
 
 PLIST_HEAD = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN"'
@@ -189,3 +193,76 @@ class AdminInput(HostileCase):
             self.assertEqual(code, 400, reply)
             self.assertIn("not a JSON number", reply["errors"][0])
         self.assertEqual(query(self.db, "SELECT count(*) FROM commands"), [(0,)])
+
+
+class StorageBound(HostileCase):
+    """A device cannot fill the disk (case 1): NotNow keeps no body, and each enrollment's
+    raw answers are bounded; past the bound answers are still read, their bodies dropped."""
+
+    def config_sections(self) -> dict[str, dict[str, Any]]:
+        return {"retention": {"result_bytes_per_enrollment": 65536}}
+
+    def raw_sizes(self, command_uuid: str) -> list[int]:
+        rows = query(
+            self.db,
+            "SELECT length(r.raw) FROM command_results AS r JOIN commands AS c "
+            "ON c.id = r.command_id WHERE c.uuid = ? ORDER BY r.id",
+            command_uuid,
+        )
+        return [row[0] for row in rows]
+
+    async def test_not_now_keeps_no_body(self) -> None:
+        device = await self.enrolled()
+        command_uuid = await self.enqueue(device, {"RequestType": "ProfileList"})
+        padding = "x" * 1_000_000
+        for _ in range(5):
+            offered = (await device.report("Idle")).plist()
+            self.assertEqual(offered["CommandUUID"], command_uuid)
+            reply = await device.report("NotNow", command_uuid, Padding=padding)
+            self.assertEqual((reply.code, reply.body), (200, b""))
+            await device.close()  # a new connection: the command is offered again
+        self.assertEqual(self.raw_sizes(command_uuid), [0] * 5)
+        self.assertEqual(query(self.db, "SELECT result_bytes FROM enrollments"), [(0,)])
+
+    async def test_answers_past_the_bound_are_read_and_their_bodies_dropped(self) -> None:
+        device = await self.enrolled()
+        profiles = [
+            {"PayloadIdentifier": f"com.example.p{n}", "PayloadUUID": "U" * 1000} for n in range(30)
+        ]
+        uuids = [await self.enqueue(device, {"RequestType": "ProfileList"}) for _ in range(3)]
+        reply = await device.report("Idle")
+        for command_uuid in uuids:
+            self.assertEqual(reply.plist()["CommandUUID"], command_uuid)
+            reply = await device.report("Acknowledged", command_uuid, ProfileList=profiles)
+            self.assertEqual(reply.code, 200)
+        kept, dropped, also_dropped = (self.raw_sizes(u) for u in uuids)
+        self.assertGreater(kept[0], 30_000)
+        self.assertEqual((dropped, also_dropped), ([0], [0]))
+        events = query(self.db, "SELECT detail FROM events WHERE kind = 'command.result_dropped'")
+        self.assertEqual([json.loads(d)["command_uuid"] for (d,) in events], uuids[1:])
+        summary = query(
+            self.db,
+            "SELECT r.summary FROM command_results AS r JOIN commands AS c "
+            "ON c.id = r.command_id WHERE c.uuid = ?",
+            uuids[2],
+        )[0][0]
+        self.assertIn("raw_dropped", json.loads(summary))
+        self.assertEqual(json.loads(summary)["profiles"], 30, "still read")
+        inventory = query(self.db, "SELECT command_uuid FROM inventory WHERE kind = 'profiles'")
+        self.assertEqual(inventory, [(uuids[2],)], "the inventory follows the latest answer")
+        self.assertEqual(query(self.db, "SELECT result_bytes FROM enrollments"), [(kept[0],)])
+
+        # Retention gives the room back: once old answers are pruned, bodies are kept again.
+        await self.appliance.store.transaction(
+            sql, "UPDATE commands SET updated_at = '2000-01-01T00:00:00.000Z'"
+        )
+        clock = task.Clock()
+        clock.advance(time.time())
+        job = RetentionJob(self.appliance.store, clock, datetime.timedelta(days=90))
+        self.assertEqual((await job.run_once())["commands"], 3)
+        self.assertEqual(query(self.db, "SELECT result_bytes FROM enrollments"), [(0,)])
+        again = await self.enqueue(device, {"RequestType": "ProfileList"})
+        reply = await device.report("Idle")
+        self.assertEqual(reply.plist()["CommandUUID"], again)
+        await device.report("Acknowledged", again, ProfileList=profiles)
+        self.assertGreater(self.raw_sizes(again)[0], 30_000)

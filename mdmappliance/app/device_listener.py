@@ -37,6 +37,7 @@ def channel_policy(config: Config, reactor: Reactor) -> ChannelPolicy:
         escrow=Escrow(read_key(config.device.unlock_key_file)),
         topic=config.push_topic(),
         digest=digest,
+        max_result_bytes=config.retention.result_bytes_per_enrollment,
     )
 
 

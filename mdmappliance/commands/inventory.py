@@ -23,6 +23,11 @@ from mdmappliance.store import Tx
 from mdmappliance.store.commands import CommandStatus
 from mdmappliance.store.events import device_actor
 
+RAW_DROPPED = (
+    "the raw answer was not kept: this enrollment's stored answers reached "
+    "[retention] result_bytes_per_enrollment"
+)
+
 
 def apply_result(
     tx: Tx,
@@ -35,13 +40,18 @@ def apply_result(
     request_type: str,
     sealed: bool,
     unreadable: str | None = None,
+    raw_dropped: bool = False,
 ) -> dict[str, Any]:
     """Read the result of ``command_uuid`` (a ``request_type`` command; ``sealed`` ones
     carry secrets and are not parsed); store its summary, inventory and facts.
 
     An answer that cannot be stored as JSON (``unreadable`` says why) is kept raw only, like
-    one of the wrong shape: the inventory stays as it was and the queue moves on."""
+    one of the wrong shape: the inventory stays as it was and the queue moves on. With
+    ``raw_dropped`` the raw answer was not kept (the enrollment reached its bound): the
+    summary says so."""
     summary: dict[str, Any] = {}
+    if raw_dropped:
+        summary["raw_dropped"] = RAW_DROPPED
     if unreadable is not None:
         _unreadable(tx, enrollment_id, udid, command_uuid, request_type, unreadable)
         summary["unreadable"] = unreadable

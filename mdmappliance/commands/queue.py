@@ -145,10 +145,22 @@ class ReportOutcome:
     result_id: int | None = None
     request_type: str = ""
     sealed: bool = False
+    #: The raw answer was not kept: the enrollment's stored answers reached their bound.
+    raw_dropped: bool = False
 
 
-def record_report(tx: Tx, enrollment_id: int, report: Report) -> ReportOutcome:
-    """Apply a device's report about a command (nothing to do for Idle)."""
+#: The default bound on the raw answers kept per enrollment (``[retention]``).
+RESULT_BYTES = 32 * 1024 * 1024
+
+
+def record_report(
+    tx: Tx, enrollment_id: int, report: Report, *, max_result_bytes: int = RESULT_BYTES
+) -> ReportOutcome:
+    """Apply a device's report about a command (nothing to do for Idle).
+
+    NotNow keeps no body (a device could otherwise fill the disk answering NotNow); a final
+    answer is kept raw while the enrollment's stored answers stay within
+    ``max_result_bytes``, and is dropped with an event past it (it is still read)."""
     if report.status == "Idle" or report.command_uuid is None:
         return ReportOutcome(matched=True)
     actor = device_actor(report.channel.udid)
@@ -170,7 +182,7 @@ def record_report(tx: Tx, enrollment_id: int, report: Report) -> ReportOutcome:
         if command.state in FINAL:
             return ReportOutcome(matched=True)  # a late NotNow changes nothing
         tx.commands.mark_not_now(command.id, now)
-        tx.commands.add_result(command.id, report.status, report.error_chain, report.raw, now)
+        tx.commands.add_result(command.id, report.status, None, b"", now)
         return ReportOutcome(matched=True, not_now=report.command_uuid)
     new_state = FINAL_STATUSES[report.status]
     if command.state == new_state:
@@ -188,8 +200,20 @@ def record_report(tx: Tx, enrollment_id: int, report: Report) -> ReportOutcome:
         )
         return ReportOutcome(matched=True)
     tx.commands.mark_answered(command.id, new_state, now)
+    keep = tx.enrollments.reserve_result_bytes(enrollment_id, len(report.raw), max_result_bytes)
+    if not keep:
+        tx.events.record(
+            "command.result_dropped",
+            actor=actor,
+            subject=str(enrollment_id),
+            detail={
+                "command_uuid": report.command_uuid,
+                "bytes": len(report.raw),
+                "limit": max_result_bytes,
+            },
+        )
     result_id = tx.commands.add_result(
-        command.id, report.status, report.error_chain, report.raw, now
+        command.id, report.status, report.error_chain, report.raw if keep else b"", now
     )
     tx.events.record(
         "command.result",
@@ -202,4 +226,5 @@ def record_report(tx: Tx, enrollment_id: int, report: Report) -> ReportOutcome:
         result_id=result_id,
         request_type=command.request_type,
         sealed=command.sealed,
+        raw_dropped=not keep,
     )

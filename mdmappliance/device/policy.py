@@ -5,6 +5,7 @@ from __future__ import annotations
 import plistlib
 from dataclasses import dataclass
 
+from mdmappliance.commands.queue import RESULT_BYTES
 from mdmappliance.device.digest import DigestAuthority
 from mdmappliance.pki.escrow import Escrow
 
@@ -13,11 +14,14 @@ EMPTY = b""
 
 @dataclass(frozen=True)
 class ChannelPolicy:
-    """The escrow key, the push topic the server pushes on, and local network users."""
+    """The escrow key, the push topic the server pushes on, local network users, and how
+    much of its answers an enrollment may keep."""
 
     escrow: Escrow
     topic: str = ""
     digest: DigestAuthority | None = None
+    #: The bound on raw answers kept per enrollment (``[retention]``).
+    max_result_bytes: int = RESULT_BYTES
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def handle_report(
         raise NotManaged(f"device {channel.udid} has not completed enrollment (no TokenUpdate)")
     target = binding.require_user_channel(tx, channel) if channel.is_user else device
     binding.touch(tx, target.id)
-    outcome = record_report(tx, target.id, report)
+    outcome = record_report(tx, target.id, report, max_result_bytes=policy.max_result_bytes)
     if outcome.result_id is not None and report.command_uuid is not None:
         apply_result(
             tx,
@@ -44,6 +44,7 @@ def handle_report(
             request_type=outcome.request_type,
             sealed=outcome.sealed,
             unreadable=report.unreadable,
+            raw_dropped=outcome.raw_dropped,
         )
     if report.status in FINAL_STATUSES and finish_retirement(tx, channel.udid, report.command_uuid):
         return Handled(EMPTY)  # retired: from now on this device gets 401

@@ -357,6 +357,15 @@ class Commands(Family):
         if not ids:
             return 0
         listed = id_list(ids)
+        # What the pruned answers counted against their enrollments' bound.
+        self._conn.execute(
+            "UPDATE enrollments SET result_bytes = max(0, result_bytes - (SELECT "
+            "coalesce(sum(length(r.raw)), 0) FROM command_results AS r JOIN commands AS c "
+            "ON c.id = r.command_id WHERE c.enrollment_id = enrollments.id "
+            "AND c.id IN (SELECT value FROM json_each(:ids)))) WHERE id IN (SELECT "
+            "enrollment_id FROM commands WHERE id IN (SELECT value FROM json_each(:ids)))",
+            {"ids": listed},
+        )
         self._conn.execute(
             "DELETE FROM command_results WHERE command_id IN (SELECT value FROM json_each(?))",
             (listed,),

@@ -415,6 +415,16 @@ class Enrollments(Family):
         ).fetchall()
         return [Stale(*row) for row in rows]
 
+    def reserve_result_bytes(self, enrollment_id: int, size: int, limit: int) -> bool:
+        """Count ``size`` more bytes of raw answers against the enrollment, if that keeps it
+        within ``limit``; False (and nothing counted) if it would not."""
+        cursor = self._conn.execute(
+            "UPDATE enrollments SET result_bytes = result_bytes + ? WHERE id = ? "
+            "AND result_bytes + ? <= ?",
+            (size, enrollment_id, size, limit),
+        )
+        return bool(cursor.rowcount)
+
     def mark_inactive(self, enrollment_id: int, now: str) -> None:
         self._conn.execute(
             "UPDATE enrollments SET inactive_since = ? WHERE id = ?", (now, enrollment_id)

@@ -1,4 +1,4 @@
--- The current schema, as every migration in migrations/ together makes it (version 6).
+-- The current schema, as every migration in migrations/ together makes it (version 7).
 -- Written by `make schema`; tests/test_schema.py checks the two agree. Read it to
 -- learn the tables; change the schema only with a new numbered migration.
 
@@ -63,7 +63,7 @@ CREATE TABLE enrollments (
     updated_at              TEXT NOT NULL,
     enrolled_at             TEXT,
     checked_out_at          TEXT,
-    last_seen               TEXT, retire_command_uuid TEXT, access_rights INTEGER, push_status TEXT, push_reason TEXT, push_at TEXT, apns_id TEXT, inactive_since TEXT,
+    last_seen               TEXT, retire_command_uuid TEXT, access_rights INTEGER, push_status TEXT, push_reason TEXT, push_at TEXT, apns_id TEXT, inactive_since TEXT, result_bytes INTEGER NOT NULL DEFAULT 0,
     UNIQUE (udid, user_id)
 ) STRICT;
 

@@ -58,3 +58,10 @@ class RetentionSection:
         doc="Rows per transaction: small batches never hold check-ins up for long.",
         check=in_range(10, 100_000),
     )
+    result_bytes_per_enrollment: int = setting(
+        32 * 1024 * 1024,
+        doc="Raw answers kept per enrollment, in bytes, until retention prunes them. Past it, "
+        "a device's answers are still read into inventory and summarised, but their raw "
+        "bodies are dropped (an event says so): a device cannot fill the disk.",
+        check=in_range(64 * 1024, 2**40),
+    )
