@@ -131,3 +131,64 @@ class Ciphers(TestCase):
                 self.handshake, port, "ECDHE-RSA-AES128-GCM-SHA256", client
             )
             self.assertEqual(agreed, "ECDHE-RSA-AES128-GCM-SHA256")
+
+
+class ConnectionCaps(TestCase):
+    """Case 9: a cap per address and in total on the device and enrollment listeners."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.appliance = InProcessAppliance(
+            Path(self.mktemp()),
+            enrollment={"max_connections": 3, "max_connections_per_address": 2},
+            device={"max_connections": 3, "max_connections_per_address": 2},
+        )
+        self.addCleanup(self.appliance.stop)
+
+    def open_connections(self, port: int, sources: list[str]) -> list[bool]:
+        """Open one connection from each source address, all held open; for each, whether
+        the listener kept it (a refused one is closed at once: recv sees the end)."""
+        held = []
+        kept = []
+        try:
+            for source in sources:
+                conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                conn.bind((source, 0))
+                conn.connect(("127.0.0.1", port))
+                held.append(conn)
+                conn.settimeout(0.5)
+                try:
+                    kept.append(conn.recv(1) != b"")
+                except TimeoutError:
+                    kept.append(True)  # still open, waiting for the client to speak
+                except ConnectionResetError:
+                    kept.append(False)
+        finally:
+            for conn in held:
+                conn.close()
+        return kept
+
+    async def test_excess_connections_are_closed_at_once(self) -> None:
+        config = self.appliance.config
+        for port in (config.enrollment.port, config.device.port):
+            per_address = await deferToThread(
+                self.open_connections, port, ["127.0.0.1", "127.0.0.1", "127.0.0.1"]
+            )
+            self.assertEqual(per_address, [True, True, False], port)
+            await task_later()
+            total = await deferToThread(
+                self.open_connections, port, ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
+            )
+            self.assertEqual(total, [True, True, True, False], port)
+            await task_later()
+            again = await deferToThread(self.open_connections, port, ["127.0.0.1"])
+            self.assertEqual(again, [True], "closed connections give their place back")
+            await task_later()
+
+
+async def task_later() -> None:
+    """Let the reactor see the closed connections."""
+    from twisted.internet import task
+
+    await task.deferLater(global_reactor(), 0.2, lambda: None)

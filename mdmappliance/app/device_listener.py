@@ -11,7 +11,7 @@ from twisted.internet.endpoints import (
 from twisted.logger import Logger, LogLevel
 
 from mdmappliance.admin.metrics import Metrics
-from mdmappliance.app.graceful import DrainingSite, ListenerService
+from mdmappliance.app.graceful import ConnectionLimits, DrainingSite, ListenerService
 from mdmappliance.app.reactor import Reactor
 from mdmappliance.app.tls import device_ca_files, device_tls_options
 from mdmappliance.config import Config
@@ -86,6 +86,7 @@ def device_listeners(
     """The TLS device listener, and the plain-HTTP proxy listener when enabled."""
     policy = channel_policy(config, reactor)
     d = config.device
+    limits = ConnectionLimits(d.max_connections, d.max_connections_per_address)
     site = _device_site(
         device_endpoint(config, reactor, store, policy, metrics=metrics), config, "device", metrics
     )
@@ -98,6 +99,7 @@ def device_listeners(
             clock=reactor,
             grace=config.appliance.shutdown_grace,
             describe=f"{d.bind}:{d.port}",
+            limits=limits,
         )
     ]
     p = config.proxy
@@ -112,6 +114,7 @@ def device_listeners(
                 clock=reactor,
                 grace=config.appliance.shutdown_grace,
                 describe=f"{p.bind}:{p.port}",
+                limits=limits,
             )
         )
     return listeners

@@ -13,7 +13,7 @@ from twisted.logger import Logger
 
 from mdmappliance import pki
 from mdmappliance.admin.metrics import Metrics
-from mdmappliance.app.graceful import DrainingSite, ListenerService
+from mdmappliance.app.graceful import ConnectionLimits, DrainingSite, ListenerService
 from mdmappliance.app.reactor import Reactor
 from mdmappliance.app.tls import server_tls_options
 from mdmappliance.config import Config
@@ -86,4 +86,5 @@ def enrollment_listener(
         clock=reactor,
         grace=config.appliance.shutdown_grace,
         describe=f"{e.bind}:{e.port}",
+        limits=ConnectionLimits(e.max_connections, e.max_connections_per_address),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from twisted.application.service import Service
@@ -21,6 +22,7 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
     ITCPTransport,
 )
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger, LogLevel
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.resource import IResource
@@ -163,6 +165,57 @@ def _close_after_response(request: Request) -> None:
         request.responseHeaders.setRawHeaders(b"connection", [b"close"])
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How many connections a listener holds at most, in all and from one address."""
+
+    total: int
+    per_address: int
+
+
+class LimitedConnections(WrappingFactory):
+    """Knows the listener's open connections (to drain them) and closes a new one at once
+    when it would pass the limits: a client cannot exhaust the process's file descriptors."""
+
+    def __init__(self, site: DrainingSite, limits: ConnectionLimits | None) -> None:
+        super().__init__(site)
+        self.limits = limits
+        self.by_address: dict[str, int] = {}
+        self.refused = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        limits, host = self.limits, getattr(addr, "host", "")
+        if limits is not None and (
+            len(self.protocols) >= limits.total
+            or self.by_address.get(host, 0) >= limits.per_address
+        ):
+            self.refused += 1
+            return _Refused()
+        return super().buildProtocol(addr)
+
+    def registerProtocol(self, p: Any) -> None:
+        super().registerProtocol(p)
+        host = getattr(p.transport.getPeer(), "host", "")
+        self.by_address[host] = self.by_address.get(host, 0) + 1
+
+    def unregisterProtocol(self, p: Any) -> None:
+        super().unregisterProtocol(p)
+        host = getattr(p.transport.getPeer(), "host", "")
+        left = self.by_address.get(host, 1) - 1
+        if left > 0:
+            self.by_address[host] = left
+        else:
+            self.by_address.pop(host, None)
+
+
+class _Refused(Protocol):
+    """A connection over the limits: closed as soon as it is made (before any TLS)."""
+
+    def connectionMade(self) -> None:
+        transport = cast(ITCPTransport, self.transport)
+        transport.abortConnection()
+
+
 class ListenerService(Service):
     """Listen on an endpoint with a DrainingSite; on stop, drain within ``grace`` seconds."""
 
@@ -175,6 +228,7 @@ class ListenerService(Service):
         clock: IReactorTime,
         grace: float,
         describe: str,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self.name = name
         self.endpoint = endpoint
@@ -182,7 +236,7 @@ class ListenerService(Service):
         self.clock = clock
         self.grace = grace
         self.describe = describe
-        self.connections = WrappingFactory(site)
+        self.connections = LimitedConnections(site, limits)
         self.connections.noisy = False
         site.noisy = False
         self.port: IListeningPort | None = None

@@ -63,6 +63,19 @@ class DeviceSection:
         doc="Deepest nesting of arrays and dictionaries accepted in a device plist.",
         check=in_range(4, 256),
     )
+    max_connections: int = setting(
+        2048,
+        doc="Open connections the device listener (and the proxy listener, each) holds at "
+        "most; more are closed at once. Keep it under the process's file limit "
+        "(LimitNOFILE).",
+        check=in_range(1, 1_000_000),
+    )
+    max_connections_per_address: int = setting(
+        512,
+        doc="Open connections from one address at most (devices behind one NAT share it); "
+        "more are closed at once.",
+        check=in_range(1, 1_000_000),
+    )
     signature_clock_skew: float = setting(
         300.0,
         doc="Seconds of clock difference tolerated when checking the validity dates of a "

@@ -22,6 +22,16 @@ class EnrollmentSection:
         "0.0.0.0", doc="Address of the enrollment listener.", check=check_ip_address
     )
     port: int = setting(8444, doc="TCP port of the enrollment listener.", check=in_range(1, 65535))
+    max_connections: int = setting(
+        256,
+        doc="Open connections the enrollment listener holds at most; more are closed at once.",
+        check=in_range(1, 1_000_000),
+    )
+    max_connections_per_address: int = setting(
+        32,
+        doc="Open enrollment connections from one address at most; more are closed at once.",
+        check=in_range(1, 1_000_000),
+    )
     link_days: float = setting(
         7.0,
         doc="How long a new enrollment link stays valid, in days (enroll-link --expires "
