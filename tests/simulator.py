@@ -180,6 +180,7 @@ def _replaces_mdm_profile(command: dict[str, Any]) -> bool:
 class Reply:
     code: int
     body: bytes
+    headers: Any = None
 
     def plist(self) -> dict[str, Any]:
         value = plistlib.loads(self.body)
@@ -282,7 +283,7 @@ class SimulatedDevice:
             assert self.identity is not None
             all_headers["Mdm-Signature"] = detached_signature(self.identity, body)
         response = await self.client.put(self.base_url + path, data=body, headers=all_headers)
-        return Reply(response.code, await response.content())
+        return Reply(response.code, await response.content(), response.headers)
 
     def _base(self, kind: str, user_id: str | None = None) -> dict[str, Any]:
         message: dict[str, Any] = {"MessageType": kind, "UDID": self.udid, "Topic": self.topic}

@@ -19,6 +19,7 @@ from mdmappliance.admin.auth import BearerAuth
 from mdmappliance.admin.context import AdminContext
 from mdmappliance.admin.http import BadQuery, write_json
 from mdmappliance.admin.routes import commands, devices, docs, events, health, links, push
+from mdmappliance.store.errors import StoreUnavailable
 
 RESOURCES = (health, links, devices, commands, push, events, docs)
 
@@ -42,6 +43,11 @@ class AdminAPI:
         @app.handle_errors(BadQuery)
         def bad_query(request: IRequest, failure: Failure) -> bytes:
             return write_json(request, 400, {"errors": [failure.getErrorMessage()]})
+
+        @app.handle_errors(StoreUnavailable)
+        def store_unavailable(request: IRequest, failure: Failure) -> bytes:
+            reason = failure.getErrorMessage()
+            return write_json(request, 503, {"error": f"the database is unavailable: {reason}"})
 
         @app.handle_errors(NotFound)
         def not_found(request: IRequest, failure: Failure) -> bytes:

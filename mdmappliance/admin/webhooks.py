@@ -34,6 +34,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from mdmappliance.admin.queries import command_detail
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.store import Store, Tx
+from mdmappliance.store.errors import StoreError
 from mdmappliance.store.events import DEVICE_ACTOR_PREFIX, Event
 from mdmappliance.store.settings import INSTALLATION_ID
 
@@ -160,6 +161,7 @@ class Receiver(Service):
         self.jitter = jitter
         self._loop: Deferred[None] | None = None
         self._sleep: IDelayedCall | None = None
+        self._failures = 0  # deliveries failed in a row (the backoff)
 
     def startService(self) -> None:
         super().startService()
@@ -179,7 +181,22 @@ class Receiver(Service):
         return closed
 
     async def _run(self) -> None:
-        failures = 0
+        """Deliver until stopped; while the store is unavailable, wait and carry on from the
+        cursor (an event delivered but not yet recorded goes again: at least once)."""
+        while self.running:
+            try:
+                await self._deliver()
+            except StoreError as e:
+                if not self.running:
+                    return
+                log.warn(
+                    "webhook {url}: the store is unavailable ({error}); trying again",
+                    url=self.url,
+                    error=str(e),
+                )
+                await deferLater(self.clock, max(self.poll_interval, 1.0), lambda: None)
+
+    async def _deliver(self) -> None:
         while self.running:
             batch = await self.store.run(pending, self.url)
             if not batch:
@@ -196,10 +213,10 @@ class Receiver(Service):
                         record_delivery, self.url, delivery.event_id, error
                     )
                     if error is None:
-                        failures = 0
+                        self._failures = 0
                         break
-                    failures += 1
-                    delay = min(MAX_DELAY, self.retry_base * 2 ** min(failures - 1, 16))
+                    self._failures += 1
+                    delay = min(MAX_DELAY, self.retry_base * 2 ** min(self._failures - 1, 16))
                     delay *= 0.5 + self.jitter()
                     log.warn(
                         "webhook {url}: {error}; retrying event {event} in {delay:.1f}s",

@@ -29,10 +29,13 @@ from mdmappliance.mdm.errors import MDMError, MethodNotAllowed, NotFound
 from mdmappliance.mdm.messages import message_kind, parse_message, parse_plist
 from mdmappliance.pki.identity import DeviceIdentity
 from mdmappliance.store import Store, record_event
+from mdmappliance.store.errors import StoreUnavailable
 
 log = Logger()
 
 PLIST_TYPE = b"application/xml; charset=UTF-8"
+#: Seconds a device is asked to wait when the store cannot take its request (503).
+RETRY_AFTER = b"30"
 
 
 @dataclass
@@ -99,6 +102,12 @@ class DeviceEndpoint:
             assert isinstance(error, MDMError)
             return self._refused(request, error)
 
+        @app.handle_errors(StoreUnavailable)
+        def busy(request: IRequest, failure: Failure) -> bytes:
+            log.warn("device request answered 503: {reason}", reason=failure.getErrorMessage())
+            request.setHeader(b"retry-after", RETRY_AFTER)
+            return _text(request, 503, b"the server cannot take this now; try again later\n")
+
         @app.handle_errors(Exception)
         def failed(request: IRequest, failure: Failure) -> bytes:
             log.failure("device request failed", failure)
@@ -125,6 +134,8 @@ class DeviceEndpoint:
                     reply.errback(result)
                 elif result.check(MDMError):
                     self._refused(request, result.value, hung_up=True)  # type: ignore[arg-type]
+                elif result.check(StoreUnavailable):
+                    log.warn("store unavailable: {reason}", reason=result.getErrorMessage())
                 else:
                     log.failure("device request failed after the device hung up", result)
                 return

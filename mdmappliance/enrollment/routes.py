@@ -27,6 +27,7 @@ from mdmappliance import pki
 from mdmappliance.enrollment.factory import ProfileFactory
 from mdmappliance.enrollment.links import LinkRefused, check_link, consume_link
 from mdmappliance.store import Store
+from mdmappliance.store.errors import StoreUnavailable
 
 log = Logger()
 
@@ -74,6 +75,12 @@ class EnrollmentEndpoint:
                 reason=failure.getErrorMessage(),
             )
             return _text(request, 403, failure.getErrorMessage())
+
+        @app.handle_errors(StoreUnavailable)
+        def busy(request: IRequest, failure: Failure) -> bytes:
+            log.warn("enrollment answered 503: {reason}", reason=failure.getErrorMessage())
+            request.setHeader(b"retry-after", b"30")
+            return _text(request, 503, "Enrollment is not available right now; try again soon.")
 
         @app.handle_errors(Exception)
         def failed(request: IRequest, failure: Failure) -> bytes:

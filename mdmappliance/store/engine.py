@@ -9,6 +9,7 @@ simple rule for transactions: one ``transaction()`` call is one ``BEGIN IMMEDIAT
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -26,7 +27,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from mdmappliance.config import StoreSection
-from mdmappliance.store.errors import StoreClosed, StoreError
+from mdmappliance.store.errors import StoreClosed, StoreError, StoreUnavailable
 from mdmappliance.store.migrate import (
     Migration,
     MigrationReport,
@@ -34,6 +35,7 @@ from mdmappliance.store.migrate import (
     migrate,
     schema_version,
 )
+from mdmappliance.store.settings import HEALTH_PROBE
 from mdmappliance.store.tx import Tx
 
 T = TypeVar("T")
@@ -71,6 +73,9 @@ class Store(Service):
         self._lock = threading.Lock()
         self._jobs: deque[_Job] = deque()
         self._worker_busy = False
+        #: Set on the store thread after a fault that may have left the connection unusable
+        #: (I/O error, read-only file, damage): the next batch opens a fresh one first.
+        self._reconnect = False
 
     @classmethod
     def configured(cls, section: StoreSection, reactor: IReactorFromThreads | None = None) -> Store:
@@ -99,9 +104,13 @@ class Store(Service):
             raise StoreError(f"cannot open database {self.path}: {e}") from e
         try:
             self._configure(conn)
+            self._check_integrity(conn)
             report = migrate(conn, self.migrations, db_path=self.path, backup_dir=self.backup_dir)
         except sqlite3.DatabaseError as e:
             conn.close()
+            fault = unavailable(e)
+            if fault is not None and "damaged" in fault.reason:
+                raise self._damaged(str(e)) from e
             raise StoreError(f"cannot use database {self.path}: {e}") from e
         except BaseException:
             conn.close()
@@ -110,6 +119,19 @@ class Store(Service):
         self._tx = Tx(conn)
         self.migration_report = report
         return report
+
+    def _check_integrity(self, conn: sqlite3.Connection) -> None:
+        """``PRAGMA quick_check`` before anything else touches the file: a damaged database
+        stops the service with what to do, rather than serving until a page breaks."""
+        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchmany(5)]
+        if problems != ["ok"]:
+            raise self._damaged(f"quick_check: {'; '.join(problems)}")
+
+    def _damaged(self, why: str) -> StoreError:
+        return StoreError(
+            f"{self.path} is damaged ({why}); stop the service, move the file aside and "
+            f"restore the newest backup from {self.backup_dir} (see the README, Reliability)"
+        )
 
     def _configure(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
@@ -164,9 +186,10 @@ class Store(Service):
         return job.deferred
 
     def _work(self) -> None:
-        """On the store thread: run queued jobs in order, batching adjacent transactions."""
-        assert self._reactor is not None and self._tx is not None
-        tx, conn, reactor = self._tx, self._tx.conn, self._reactor
+        """On the store thread: run queued jobs in order, batching adjacent transactions.
+        Never raises: a job's failure is its Deferred's, and the store carries on."""
+        assert self._reactor is not None
+        reactor = self._reactor
         while True:
             with self._lock:
                 if not self._jobs:
@@ -178,19 +201,61 @@ class Store(Service):
                         self._jobs and self._jobs[0].transactional and len(batch) < MAX_GROUP_COMMIT
                     ):
                         batch.append(self._jobs.popleft())
-            try:
-                outcomes = (
-                    _run_group(tx, batch) if batch[0].transactional else [_run_one(tx, batch[0])]
-                )
-            except BaseException:
-                # A job broke the transaction itself (say, it committed or rolled back on its
-                # own): the batch fails as a whole, and the store carries on.
-                failure = Failure()
-                outcomes = [failure] * len(batch)
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+            outcomes = self._run_batch(batch)
             # One wake-up of the reactor per batch, not per job.
             reactor.callFromThread(_fire_all, [j.deferred for j in batch], outcomes)
+
+    def _run_batch(self, batch: list[_Job]) -> list[Any]:
+        """The batch's outcomes; SQLite's faults become StoreUnavailable."""
+        try:
+            if self._reconnect:
+                self._reopen()
+            assert self._tx is not None
+            tx = self._tx
+            outcomes = _run_group(tx, batch) if batch[0].transactional else [_run_one(tx, batch[0])]
+        except BaseException:
+            # A job broke the transaction itself (say, it committed or rolled back on its
+            # own), or the connection failed: the batch fails as a whole.
+            failure = Failure()
+            outcomes = [failure] * len(batch)
+            self._rollback_quietly()
+        return [self._translate(outcome) for outcome in outcomes]
+
+    def _translate(self, outcome: Any) -> Any:
+        if not isinstance(outcome, Failure):
+            return outcome
+        fault = unavailable(outcome.value) if outcome.value is not None else None
+        if fault is None:
+            return outcome
+        if not fault.transient:
+            self._reconnect = True
+        return Failure(fault)
+
+    def _rollback_quietly(self) -> None:
+        conn = self._conn
+        try:
+            if conn is not None and conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as e:
+            self._reconnect = True
+            log.warn("store: rollback failed ({error}); reconnecting", error=str(e))
+
+    def _reopen(self) -> None:
+        """A fresh connection in place of one a fault may have left unusable."""
+        old, self._conn, self._tx = self._conn, None, None
+        if old is not None:
+            with contextlib.suppress(sqlite3.Error):
+                old.close()
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+            self._configure(conn)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreUnavailable(f"cannot reopen {self.path}: {e}", transient=False) from e
+        self._conn, self._tx = conn, Tx(conn)
+        self._reconnect = False
+        log.info("store: reopened {path} after a fault", path=str(self.path))
 
     def transaction_now(
         self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kw: P.kwargs
@@ -209,6 +274,11 @@ class Store(Service):
 
     def schema_version(self) -> Deferred[int]:
         return self.run(lambda tx: schema_version(tx.conn))
+
+    def probe(self) -> Deferred[int]:
+        """A real write, committed (the health check's probe: a read would pass while the
+        file refuses writes or another process holds the lock); the schema version."""
+        return self.transaction(_probe)
 
     def stopService(self) -> Deferred[None]:
         """Refuse new work, let queued work finish, then close the file cleanly."""
@@ -256,6 +326,39 @@ def in_transaction(
         raise
     conn.execute("COMMIT")
     return result
+
+
+#: SQLite's result codes for a database that cannot do the work now (Python names them).
+_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
+_FAULTS = {
+    "SQLITE_READONLY": "the database file refuses writes (read-only)",
+    "SQLITE_IOERR": "the disk refused a read or write (I/O error)",
+    "SQLITE_FULL": "the disk (or the file-size limit) is full",
+    "SQLITE_CANTOPEN": "the database file cannot be opened",
+    "SQLITE_CORRUPT": "the database is damaged",
+    "SQLITE_NOTADB": "the database file is not a database",
+}
+
+
+def unavailable(error: BaseException) -> StoreUnavailable | None:
+    """The fault ``error`` is, when it says the database cannot work now (else None: a bug,
+    or a constraint the caller broke)."""
+    if isinstance(error, StoreUnavailable):
+        return error
+    name = getattr(error, "sqlite_errorname", None)
+    if not isinstance(error, sqlite3.Error) or not isinstance(name, str):
+        return None
+    if name.startswith(_BUSY):
+        return StoreUnavailable("the database is busy: another process holds it", transient=True)
+    for prefix, reason in _FAULTS.items():
+        if name.startswith(prefix):
+            return StoreUnavailable(f"{reason} ({error})", transient=False)
+    return None
+
+
+def _probe(tx: Tx) -> int:
+    tx.settings.set(HEALTH_PROBE, "ok")
+    return schema_version(tx.conn)
 
 
 def _create_private(path: Path) -> None:

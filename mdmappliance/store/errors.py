@@ -19,3 +19,15 @@ class MigrationFailed(StoreError):
 
 class StoreClosed(StoreError):
     """Work was submitted to a store that is stopping or stopped."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot do the work right now: another process holds it, the file or the
+    disk refuses writes, or it is damaged. Nothing was written. ``transient`` faults (busy)
+    pass by themselves; the others need the administrator, and the store reconnects once
+    they are gone. Device requests get 503 with Retry-After, admin writes 503."""
+
+    def __init__(self, reason: str, *, transient: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient

@@ -7,6 +7,8 @@ from mdmappliance.store.family import Family
 
 INSTALLATION_ID = "installation_id"
 INITIALIZED_AT = "initialized_at"
+#: What the health check writes to prove the database takes writes.
+HEALTH_PROBE = "health_probe"
 
 
 class Settings(Family):

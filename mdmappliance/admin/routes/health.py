@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from klein import Klein
+from twisted.internet.defer import CancelledError
+from twisted.internet.error import TimeoutError as DeferredTimeout
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from mdmappliance._version import __version__
 from mdmappliance.admin.context import AdminContext
 from mdmappliance.admin.http import write_json
+from mdmappliance.store.errors import StoreClosed
 
 HEALTH_DB_TIMEOUT = 2.0
 
@@ -22,7 +25,7 @@ def register(app: Klein, ctx: AdminContext) -> None:
             "version": __version__,
             "uptime_seconds": round(ctx.clock.seconds() - ctx.started_at, 3),
         }
-        checked = ctx.store.schema_version()
+        checked = ctx.store.probe()
         checked.addTimeout(HEALTH_DB_TIMEOUT, ctx.clock)
         body["apns"] = ctx.push.status() if ctx.push is not None else {"enabled": False}
 
@@ -35,8 +38,14 @@ def register(app: Klein, ctx: AdminContext) -> None:
             return write_json(request, 200, body)
 
         def unhealthy(failure: Failure) -> bytes:
-            body["status"] = "unavailable"
-            body["database"] = {"ok": False, "error": failure.getErrorMessage() or "timed out"}
+            if failure.check(StoreClosed):
+                body["status"], reason = "unavailable", failure.getErrorMessage()
+            elif failure.check(CancelledError, DeferredTimeout):
+                body["status"] = "degraded"
+                reason = f"the database did not take a write within {HEALTH_DB_TIMEOUT:g} s"
+            else:
+                body["status"], reason = "degraded", failure.getErrorMessage()
+            body["database"] = {"ok": False, "error": reason}
             return write_json(request, 503, body)
 
         return checked.addCallbacks(healthy, unhealthy)
