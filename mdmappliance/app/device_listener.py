@@ -3,6 +3,8 @@ behind a TLS-terminating proxy) serving the device routes."""
 
 from __future__ import annotations
 
+import time
+
 from twisted.internet.endpoints import (
     SSL4ServerEndpoint,
     TCP4ServerEndpoint,
@@ -18,6 +20,7 @@ from mdmappliance.config import Config
 from mdmappliance.device.digest import DigestAuthority
 from mdmappliance.device.identity import IdentityResolver
 from mdmappliance.device.policy import ChannelPolicy
+from mdmappliance.device.replay import ReplayGuard
 from mdmappliance.device.routes import DeviceEndpoint, utc_now
 from mdmappliance.pki.escrow import Escrow, read_key
 from mdmappliance.pki.trust import TrustStore
@@ -48,10 +51,12 @@ def device_endpoint(
     policy: ChannelPolicy,
     trusted_proxies: tuple[str, ...] = (),
     metrics: Metrics | None = None,
+    replays: ReplayGuard | None = None,
 ) -> DeviceEndpoint:
     trust = TrustStore.from_files(device_ca_files(config), config.device.signature_clock_skew)
     resolver = IdentityResolver(trust, now=utc_now, trusted_proxies=frozenset(trusted_proxies))
     return DeviceEndpoint(
+        replays=replays,
         store=store,
         resolver=resolver,
         policy=policy,
@@ -87,8 +92,13 @@ def device_listeners(
     policy = channel_policy(config, reactor)
     d = config.device
     limits = ConnectionLimits(d.max_connections, d.max_connections_per_address)
+    # One memory of signed check-ins for both listeners: a replay is one whichever it uses.
+    replays = ReplayGuard(time.monotonic, 2 * config.device.signature_clock_skew)
     site = _device_site(
-        device_endpoint(config, reactor, store, policy, metrics=metrics), config, "device", metrics
+        device_endpoint(config, reactor, store, policy, metrics=metrics, replays=replays),
+        config,
+        "device",
+        metrics,
     )
     tls_endpoint = SSL4ServerEndpoint(reactor, d.port, device_tls_options(config), interface=d.bind)
     listeners = [
@@ -104,7 +114,9 @@ def device_listeners(
     ]
     p = config.proxy
     if p.enabled:
-        proxied = device_endpoint(config, reactor, store, policy, p.trusted_proxies, metrics)
+        proxied = device_endpoint(
+            config, reactor, store, policy, p.trusted_proxies, metrics, replays=replays
+        )
         endpoint_type = TCP6ServerEndpoint if ":" in p.bind else TCP4ServerEndpoint
         listeners.append(
             ListenerService(

@@ -12,9 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import hashlib
 import ipaddress
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from cryptography import x509
@@ -47,6 +49,14 @@ def _sf_binary(item: str) -> bytes:
     return base64.b64decode(item[1:-1], validate=True)
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """Who sent a request, and the digest of its Mdm-Signature when it had one."""
+
+    identity: DeviceIdentity
+    signature: bytes | None = None
+
+
 class IdentityResolver:
     def __init__(
         self,
@@ -62,9 +72,9 @@ class IdentityResolver:
             weakref.WeakKeyDictionary()
         )
 
-    def resolve(self, request: IRequest, body: bytes) -> DeviceIdentity:
+    def resolve(self, request: IRequest, body: bytes) -> Resolved:
         tls_identity = self._tls_identity(request)
-        signed = self._from_signature(request, body)
+        signed, signature = self._from_signature(request, body)
         header = None if tls_identity is not None else self._from_client_cert_header(request)
         presented = [i for i in (tls_identity, signed, header) if i is not None]
         if not presented:
@@ -75,7 +85,7 @@ class IdentityResolver:
         if len({i.sha256 for i in presented}) != 1:
             sources = " and ".join(i.source for i in presented)
             raise IdentityRefused(f"the {sources} identities are different certificates")
-        return presented[0]
+        return Resolved(presented[0], signature)
 
     def _tls_identity(self, request: IRequest) -> DeviceIdentity | None:
         """The TLS client identity, worked out once per connection (it cannot change)."""
@@ -87,10 +97,13 @@ class IdentityResolver:
             self._per_connection[connection] = cached
         return cached[0]
 
-    def _from_signature(self, request: IRequest, body: bytes) -> DeviceIdentity | None:
+    def _from_signature(
+        self, request: IRequest, body: bytes
+    ) -> tuple[DeviceIdentity | None, bytes | None]:
+        """The Mdm-Signature's signer, and the SHA-256 of the signature (to tell a replay)."""
         header = request.getHeader(b"mdm-signature")
         if header is None:
-            return None
+            return None, None
         if len(header) > MAX_SIGNATURE_HEADER:
             raise IdentityRefused("the Mdm-Signature header is too large")
         try:
@@ -100,8 +113,17 @@ class IdentityResolver:
             raise IdentityRefused(f"bad Mdm-Signature: {e}") from None
         except CMSError as e:
             raise IdentityRefused(f"bad Mdm-Signature: {e}") from None
+        now = self.now()
+        if (
+            signed.signing_time is not None
+            and abs(now - signed.signing_time) > self.trust.clock_skew
+        ):
+            raise IdentityRefused(
+                f"Mdm-Signature signed at {signed.signing_time.isoformat()}, outside "
+                f"{self.trust.clock_skew.total_seconds():g} s of now (a replay, or a wrong clock)"
+            )
         self._check_trusted(signed.signer, signed.certificates, "Mdm-Signature signer")
-        return DeviceIdentity.of(signed.signer, "mdm-signature")
+        return DeviceIdentity.of(signed.signer, "mdm-signature"), hashlib.sha256(der).digest()
 
     def _from_client_cert_header(self, request: IRequest) -> DeviceIdentity | None:
         header = request.getHeader(b"client-cert")

@@ -9,6 +9,7 @@ The body limit (413 before the body is read) is the listener's (``app.graceful``
 from __future__ import annotations
 
 import datetime
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +26,16 @@ from werkzeug import exceptions as routing
 from mdmappliance.device.handlers import handle_message
 from mdmappliance.device.identity import IdentityResolver
 from mdmappliance.device.policy import ChannelPolicy, Handled
-from mdmappliance.mdm.errors import MDMError, MethodNotAllowed, NotFound
-from mdmappliance.mdm.messages import message_kind, parse_message, parse_plist
+from mdmappliance.device.replay import ReplayGuard
+from mdmappliance.mdm.errors import IdentityRefused, MDMError, MethodNotAllowed, NotFound
+from mdmappliance.mdm.messages import (
+    Authenticate,
+    CheckOut,
+    TokenUpdate,
+    message_kind,
+    parse_message,
+    parse_plist,
+)
 from mdmappliance.pki.identity import DeviceIdentity
 from mdmappliance.store import Store, record_event
 from mdmappliance.store.errors import StoreUnavailable
@@ -34,6 +43,8 @@ from mdmappliance.store.errors import StoreUnavailable
 log = Logger()
 
 PLIST_TYPE = b"application/xml; charset=UTF-8"
+#: Signed check-ins that change state: each is taken once (``replay``).
+STATE_CHANGING = (Authenticate, TokenUpdate, CheckOut)
 #: Seconds a device is asked to wait when the store cannot take its request (503).
 RETRY_AFTER = b"30"
 
@@ -57,12 +68,16 @@ class DeviceEndpoint:
         server_path: str,
         max_plist_depth: int,
         count_message: Callable[[str], None] | None = None,
+        replays: ReplayGuard | None = None,
     ) -> None:
         self.store = store
         self.resolver = resolver
         self.policy = policy
         self.max_plist_depth = max_plist_depth
         self.count_message = count_message
+        self.replays = replays or ReplayGuard(
+            time.monotonic, 2 * resolver.trust.clock_skew.total_seconds()
+        )
         self.paths = (checkin_path, server_path)
         #: CommandUUIDs a device answered NotNow to, per connection: not offered again on it.
         self._not_now: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
@@ -116,9 +131,13 @@ class DeviceEndpoint:
     def _handle(self, request: IRequest, *, checkin_only: bool) -> Deferred[bytes]:
         seen = self._seen[request] = _Seen()
         body = request.content.read() if request.content is not None else b""
-        identity = seen.identity = self.resolver.resolve(request, body)
+        resolved = self.resolver.resolve(request, body)
+        identity = seen.identity = resolved.identity
         payload = seen.payload = parse_plist(body, self.max_plist_depth)
         message = parse_message(payload, body, checkin_only=checkin_only)
+        once = resolved.signature if isinstance(message, STATE_CHANGING) else None
+        if once is not None and self.replays.taken(once):
+            raise IdentityRefused("replayed Mdm-Signature: this signed check-in was taken already")
         if self.count_message is not None:
             self.count_message(message_kind(message))
         connection = request.channel  # type: ignore[attr-defined]
@@ -139,6 +158,8 @@ class DeviceEndpoint:
                 else:
                     log.failure("device request failed after the device hung up", result)
                 return
+            if once is not None:
+                self.replays.remember(once)
             if result.not_now:
                 self._not_now.setdefault(connection, set()).add(result.not_now)
             if not reply.called:  # else the device hung up: its result is stored, the reply moot

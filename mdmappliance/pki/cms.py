@@ -14,6 +14,7 @@ that the named certificate signed the content.
 
 from __future__ import annotations
 
+import datetime
 import hmac
 from dataclasses import dataclass
 
@@ -40,6 +41,8 @@ class SignedContent:
     content: bytes
     signer: x509.Certificate
     certificates: tuple[x509.Certificate, ...]
+    #: The signingTime signed attribute, when the signer put one.
+    signing_time: datetime.datetime | None = None
 
 
 def _digest(name: str, data: bytes) -> bytes:
@@ -99,6 +102,7 @@ class _SignerFields:
     signature: bytes
     signer: x509.Certificate
     signed_bytes: bytes
+    signing_time: datetime.datetime | None
 
 
 def _parse_signed_data(
@@ -156,6 +160,20 @@ def _signed_bytes(attributes: acms.CMSAttributes, digest_name: str, content: byt
     return signed_bytes
 
 
+def _signing_time(attributes: acms.CMSAttributes) -> datetime.datetime | None:
+    """The signingTime attribute (UTC), or None without one."""
+    if attributes.native is None:
+        return None
+    for attribute in attributes:
+        if attribute["type"].native == "signing_time":
+            values = attribute["values"].native
+            if len(values) != 1 or not isinstance(values[0], datetime.datetime):
+                raise CMSError("the signingTime attribute is malformed")
+            moment: datetime.datetime = values[0]
+            return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+    return None
+
+
 def _read_signer_info(
     info: acms.SignerInfo,
     certs: list[tuple[acms.Certificate, x509.Certificate]],
@@ -169,11 +187,12 @@ def _read_signer_info(
         signature = info["signature"].native
         signer = _find_signer(info["sid"], certs)
         signed_bytes = _signed_bytes(info["signed_attrs"], digest_name, content)
+        signing_time = _signing_time(info["signed_attrs"])
     except CMSError:
         raise
     except (ValueError, TypeError, KeyError) as e:
         raise CMSError(f"malformed SignerInfo ({e})") from None
-    return _SignerFields(digest_name, algorithm, signature, signer, signed_bytes)
+    return _SignerFields(digest_name, algorithm, signature, signer, signed_bytes, signing_time)
 
 
 def verify_signed_data(
@@ -194,4 +213,5 @@ def verify_signed_data(
     _verify_signature(
         fields.signer, fields.signature, fields.signed_bytes, fields.digest_name, fields.algorithm
     )
-    return SignedContent(content, fields.signer, tuple(c for _, c in certs))
+    certificates = tuple(c for _, c in certs)
+    return SignedContent(content, fields.signer, certificates, fields.signing_time)
