@@ -6,7 +6,7 @@ DEMO_DIR ?= var/demo
 DEPS_STAMP := $(VENV)/.deps-stamp
 SHELL := /bin/bash
 
-.PHONY: run test bench lint conf schema install clean
+.PHONY: run test faults bench lint conf schema install clean
 
 # The virtualenv with the project's dependencies and test tools; rebuilt when they change.
 $(DEPS_STAMP): setup.cfg pyproject.toml
@@ -28,6 +28,13 @@ run: install
 # trial's report, then one plain "N passed, N failed" line; fails if trial failed.
 test: install
 	set -o pipefail; $(BIN)/python -m twisted.trial $(TRIAL_ARGS) tests 2>&1 \
+	    | $(BIN)/python tests/summary.py
+
+# The fault-injection suite (tests/faults): SIGKILLs, a locked, read-only or full database,
+# APNs and webhook outages under load; prints its seed and figures. MDMAPPLIANCE_FAULT_SEED
+# replays a run.
+faults: install
+	set -o pipefail; MDMAPPLIANCE_FAULTS=1 $(BIN)/python -m twisted.trial tests.faults 2>&1 \
 	    | $(BIN)/python tests/summary.py
 
 bench: install

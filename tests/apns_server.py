@@ -84,6 +84,7 @@ class FakeAPNs:
     connections: int = 0
     most_concurrent: int = 0
     held: list[tuple[Any, int]] = field(default_factory=list)
+    open_connections: list[Any] = field(default_factory=list)
 
     def listen(self, cert: Path, key: Path, ca_cert: Path) -> int:
         """Listen on 127.0.0.1; client certificates must chain to ``ca_cert``."""
@@ -100,6 +101,12 @@ class FakeAPNs:
         factory = Factory.forProtocol(lambda: FakeAPNsProtocol(self))
         self.port = _reactor.listenSSL(0, factory, options, interface="127.0.0.1")  # type: ignore[attr-defined]
         return int(self.port.getHost().port)
+
+    def reset(self) -> None:
+        """Drop every open connection at once, as a gateway restarting does."""
+        for protocol in list(self.open_connections):
+            if protocol.transport is not None:
+                protocol.transport.abortConnection()
 
     def release(self) -> None:
         """Answer the held streams now (200)."""
@@ -126,6 +133,7 @@ class FakeAPNsProtocol(Protocol):
         self._topic: str | None = None
 
     def connectionMade(self) -> None:
+        self.server.open_connections.append(self)
         self.server.connections += 1
         self.number = self.server.connections
         self.conn.initiate_connection()
@@ -133,6 +141,10 @@ class FakeAPNsProtocol(Protocol):
             {SettingCodes.MAX_CONCURRENT_STREAMS: self.server.max_concurrent_streams}
         )
         self._send()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self in self.server.open_connections:
+            self.server.open_connections.remove(self)
 
     def _send(self) -> None:
         if self.transport is not None:

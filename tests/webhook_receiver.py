@@ -27,9 +27,12 @@ class WebhookReceiver:
     hold: bool = False
     held: list[Request] = field(default_factory=list)
 
+    def site(self) -> Site:
+        return Site(_Endpoint(self))
+
     def listen(self) -> str:
-        root = _Endpoint(self)
-        self.port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")  # type: ignore[arg-type]
+        site: Any = self.site()
+        self.port = reactor.listenTCP(0, site, interface="127.0.0.1")
         address: Any = self.port.getHost()
         return f"http://127.0.0.1:{address.port}/hooks"
 
