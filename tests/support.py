@@ -69,6 +69,15 @@ def _template_installation() -> Path:
     return _template
 
 
+def local_users_sections(case: Any) -> dict[str, dict[str, Any]]:
+    """Config with one local network user for UserAuthenticate: cjoe, password s3cret."""
+    from mdmappliance.device.digest import md5_hex
+
+    users = Path(case.mktemp()).absolute()
+    users.write_text(f"cjoe:mdmappliance:{md5_hex('cjoe:mdmappliance:s3cret')}\n")
+    return {"device": {"users_file": str(users)}}
+
+
 def make_installation(
     directory: Path,
     port: int | None = None,
@@ -225,6 +234,14 @@ class InProcessAppliance:
             return SimulatedDevice.issued(ca_cert=pki.ca_cert, ca_key=pki.ca_key, **kw)
         kw.setdefault("udid", secrets.token_hex(20).upper())
         return SimulatedDevice(ca_cert=pki.ca_cert, identity=identity, **kw)
+
+    async def enrolled(self, case: Any) -> Any:
+        """A simulated device that completed Authenticate and TokenUpdate; closed when
+        ``case`` (the test) ends."""
+        device = self.device()
+        case.addCleanup(device.close)
+        await device.enroll()
+        return device
 
     async def device_from_link(self) -> Any:
         """A simulated device that enrolled the way a real one does: from a one-time link

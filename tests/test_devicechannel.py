@@ -14,7 +14,15 @@ from mdmappliance.commands.queue import enqueue
 from mdmappliance.pki.escrow import Escrow, read_key
 from mdmappliance.store import Tx
 from tests.simulator import SimulatedDevice
-from tests.support import TESTDATA, InProcessAppliance, get_enrollment, query, sql, testdata
+from tests.support import (
+    TESTDATA,
+    InProcessAppliance,
+    get_enrollment,
+    local_users_sections,
+    query,
+    sql,
+    testdata,
+)
 
 
 def dump(path: Path) -> list[str]:
@@ -552,11 +560,7 @@ class UserChannels(DeviceChannelCase):
 
 class LocalNetworkUsers(DeviceChannelCase):
     def config_sections(self) -> dict[str, dict[str, Any]]:
-        from mdmappliance.device.digest import md5_hex
-
-        users = Path(self.mktemp()).absolute()
-        users.write_text(f"cjoe:mdmappliance:{md5_hex('cjoe:mdmappliance:s3cret')}\n")
-        return {"device": {"users_file": str(users)}}
+        return local_users_sections(self)
 
     async def test_digest_flow_and_auth_token(self) -> None:
         from tests.simulator import digest_response

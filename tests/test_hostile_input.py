@@ -20,7 +20,7 @@ from mdmappliance.app.retention import RetentionJob
 from mdmappliance.commands.queue import enqueue
 from mdmappliance.store import Tx
 from tests.simulator import SimulatedDevice
-from tests.support import InProcessAppliance, get_enrollment, query, sql
+from tests.support import InProcessAppliance, get_enrollment, local_users_sections, query, sql
 
 PLIST_HEAD = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN"'
@@ -44,9 +44,7 @@ class HostileCase(TestCase):
         self.db = self.appliance.config.store.path
 
     async def enrolled(self) -> SimulatedDevice:
-        device: SimulatedDevice = self.appliance.device()
-        self.addCleanup(device.close)
-        await device.enroll()
+        device: SimulatedDevice = await self.appliance.enrolled(self)
         return device
 
     async def enqueue(self, device: SimulatedDevice, command: dict[str, Any]) -> str:
@@ -120,11 +118,7 @@ class MalformedBodies(HostileCase):
 
 class DigestWithNonASCII(HostileCase):
     def config_sections(self) -> dict[str, dict[str, Any]]:
-        from mdmappliance.device.digest import md5_hex
-
-        users = Path(self.mktemp()).absolute()
-        users.write_text(f"cjoe:mdmappliance:{md5_hex('cjoe:mdmappliance:s3cret')}\n")
-        return {"device": {"users_file": str(users)}}
+        return local_users_sections(self)
 
     async def test_a_non_ascii_response_is_a_wrong_password(self) -> None:
         device = await self.enrolled()

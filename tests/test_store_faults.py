@@ -32,9 +32,7 @@ class FaultCase(TestCase):
         self.db = self.appliance.config.store.path
 
     async def enrolled(self) -> SimulatedDevice:
-        device: SimulatedDevice = self.appliance.device()
-        self.addCleanup(device.close)
-        await device.enroll()
+        device: SimulatedDevice = await self.appliance.enrolled(self)
         return device
 
     async def admin(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
