@@ -241,11 +241,11 @@ class Store(Service):
             log.warn("store: rollback failed ({error}); reconnecting", error=str(e))
 
     def _reopen(self) -> None:
-        """A fresh connection in place of one a fault may have left unusable."""
-        old, self._conn, self._tx = self._conn, None, None
-        if old is not None:
+        """A fresh connection in place of one a fault may have left unusable. Until one
+        opens, every batch tries again first (the old one is closed, never used again)."""
+        if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
-                old.close()
+                self._conn.close()
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0
