@@ -6,7 +6,7 @@ DEMO_DIR ?= var/demo
 DEPS_STAMP := $(VENV)/.deps-stamp
 SHELL := /bin/bash
 
-.PHONY: run test faults bench lint conf schema install clean
+.PHONY: run test faults bench bench-instructions lint conf schema install clean
 
 # The virtualenv with the project's dependencies and test tools; rebuilt when they change.
 $(DEPS_STAMP): setup.cfg pyproject.toml
@@ -39,6 +39,11 @@ faults: install
 
 bench: install
 	$(BIN)/python bench/run.py
+
+# Instructions per device message, counted by callgrind (repeatable where CPU time is not).
+bench-instructions: install
+	$(BIN)/python bench/instructions.py
+	$(BIN)/python bench/instructions.py --routes-only
 
 lint: $(DEPS_STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,147 @@
+"""Instructions the server executes per device message, counted by callgrind (``make
+bench-instructions``): unlike CPU time on a shared 2-core machine, the count repeats within a
+fraction of a percent from run to run, so a change of a few percent shows.
+
+The server (``mdmappliance serve``, or ``bench/servers.py endpoint`` with ``--routes-only``)
+runs under ``valgrind --tool=callgrind`` with collection off; 10 enrolled devices warm up,
+then collection is switched on for a keep-alive phase of Idle -> command, Acknowledged ->
+next command cycles, and off again. Prints instructions per message.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from twisted.internet import defer, reactor, task
+
+from bench.device_channel import (
+    DEVICES,
+    Timed,
+    cycle,
+    queue_commands,
+    run_devices,
+    start_server,
+)
+from mdmappliance.cli.installation import InitRequest, initialize
+from tests.simulator import SimulatedDevice
+from tests.support import free_port, subprocess_env
+
+CYCLES = 20
+REPO = Path(__file__).resolve().parent.parent
+
+
+def control(pid: int, *arguments: str) -> None:
+    """callgrind_control: switch collection on or off, or dump the counts."""
+    subprocess.run(["callgrind_control", *arguments, str(pid)], check=True, capture_output=True)
+
+
+async def until_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    import socket
+
+    for _ in range(1200):
+        if process.poll() is not None:
+            raise RuntimeError("the server under valgrind exited")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            await task.deferLater(reactor, 0.25, lambda: None)
+    raise RuntimeError("the server under valgrind did not listen")
+
+
+async def measure(routes_only: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="mdmappliance-bench-instructions-") as name:
+        workdir = Path(name)
+        port = free_port()
+        config = initialize(
+            InitRequest(
+                data_dir=workdir / "data",
+                hostname="localhost",
+                admin_port=free_port(),
+                device_port=port,
+            )
+        ).config
+        url = f"https://127.0.0.1:{port}"
+        devices = [
+            SimulatedDevice.issued(url, config.pki.ca_cert, config.pki.ca_key)
+            for _ in range(DEVICES)
+        ]
+        serve = [sys.executable, "-m", "mdmappliance", "serve", "--config", str(config.path)]
+        enrolling = start_server(serve, port, workdir, "enroll")
+        for device in devices:
+            await device.enroll()
+            await device.close()
+        enrolling.terminate()
+        enrolling.wait(timeout=30)
+        queue_commands(config, devices, 2 * CYCLES + 10)
+        server = (
+            [sys.executable, str(REPO / "bench" / "servers.py"), "endpoint", str(config.path)]
+            if routes_only
+            else serve
+        )
+        out = workdir / "callgrind.out"
+        log = (workdir / "valgrind.log").open("wb")
+        process = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+             f"--callgrind-out-file={out}", *server],
+            stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(), cwd=str(workdir),
+        )  # fmt: skip
+        try:
+            await until_listening(port, process)
+            timed = Timed()
+
+            async def once(device: SimulatedDevice) -> None:
+                await cycle(device, timed, False)
+
+            await run_devices(devices, once)  # warm: TLS sessions, imports, caches
+            control(process.pid, "-i", "on")
+
+            async def keepalive(device: SimulatedDevice) -> None:
+                for _ in range(CYCLES):
+                    await cycle(device, timed, False)
+
+            started = time.monotonic()
+            await run_devices(devices, keepalive)
+            control(process.pid, "-i", "off")
+            control(process.pid, "-d")
+            seconds = time.monotonic() - started
+        finally:
+            for device in devices:
+                await device.close()
+            process.terminate()
+            process.wait(timeout=300)
+        dumps = sorted(workdir.glob("callgrind.out*"))
+        total = max(
+            int(line.split()[1])
+            for dump in dumps
+            for line in dump.read_text().splitlines()
+            if line.startswith("totals:")
+        )
+        messages = DEVICES * CYCLES * 2
+        label = "device routes alone" if routes_only else "mdmappliance serve"
+        print(
+            f"device channel instructions, {label}: {total / messages / 1e6:.3f} M per "
+            f"keep-alive message ({messages} messages, {seconds:.0f}s under callgrind)"
+        )
+
+
+def main() -> None:
+    if shutil.which("valgrind") is None:
+        print("bench-instructions needs valgrind (apt-get install valgrind)")
+        return
+    routes_only = "--routes-only" in sys.argv
+    done = defer.ensureDeferred(measure(routes_only))
+    done.addErrback(lambda f: print(f.getTraceback()))
+    done.addBoth(lambda _: reactor.stop())
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()
