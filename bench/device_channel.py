@@ -84,16 +84,19 @@ async def cycle(device: SimulatedDevice, timed: Timed, bare: bool) -> None:
 
 
 def start_server(
-    command: list[str], port: int, workdir: Path, name: str
+    command: list[str], port: int, workdir: Path, name: str, timeout: float = 30
 ) -> subprocess.Popen[bytes]:
+    """``command`` as its own process, once it listens on ``port``."""
     log = (workdir / f"{name}.log").open("wb")
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(), cwd=str(workdir)
     )
     import socket
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode} (see {name}.log)")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return process
@@ -158,24 +161,29 @@ async def measure(devices: list[SimulatedDevice], bare: bool, server_pid: int) -
     return {"keepalive": keep, "wakeup": wake}
 
 
+def installation(workdir: Path) -> tuple[Config, int, list[SimulatedDevice]]:
+    """A fresh installation in ``workdir``, its device port, and DEVICES simulated devices
+    with identities from its CA (not enrolled yet)."""
+    port = free_port()
+    config = initialize(
+        InitRequest(
+            data_dir=workdir / "data",
+            hostname="localhost",
+            admin_port=free_port(),
+            device_port=port,
+        )
+    ).config
+    url = f"https://127.0.0.1:{port}"
+    devices = [
+        SimulatedDevice.issued(url, config.pki.ca_cert, config.pki.ca_key) for _ in range(DEVICES)
+    ]
+    return config, port, devices
+
+
 async def bench_device_channel() -> None:
     with tempfile.TemporaryDirectory(prefix="mdmappliance-bench-devices-") as name:
         workdir = Path(name)
-        port = free_port()
-        result = initialize(
-            InitRequest(
-                data_dir=workdir / "data",
-                hostname="localhost",
-                admin_port=free_port(),
-                device_port=port,
-            )
-        )
-        config = result.config
-        url = f"https://127.0.0.1:{port}"
-        devices = [
-            SimulatedDevice.issued(url, config.pki.ca_cert, config.pki.ca_key)
-            for _ in range(DEVICES)
-        ]
+        config, port, devices = installation(workdir)
         figures: dict[str, dict[str, Any]] = {}
         servers = {
             "mdmappliance serve": [

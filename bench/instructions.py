@@ -19,19 +19,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 
 from bench.device_channel import (
     DEVICES,
     Timed,
     cycle,
+    installation,
     queue_commands,
     run_devices,
     start_server,
 )
-from mdmappliance.cli.installation import InitRequest, initialize
 from tests.simulator import SimulatedDevice
-from tests.support import free_port, subprocess_env
 
 CYCLES = 20
 REPO = Path(__file__).resolve().parent.parent
@@ -42,37 +41,10 @@ def control(pid: int, *arguments: str) -> None:
     subprocess.run(["callgrind_control", *arguments, str(pid)], check=True, capture_output=True)
 
 
-async def until_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    import socket
-
-    for _ in range(1200):
-        if process.poll() is not None:
-            raise RuntimeError("the server under valgrind exited")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            await task.deferLater(reactor, 0.25, lambda: None)
-    raise RuntimeError("the server under valgrind did not listen")
-
-
 async def measure(routes_only: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="mdmappliance-bench-instructions-") as name:
         workdir = Path(name)
-        port = free_port()
-        config = initialize(
-            InitRequest(
-                data_dir=workdir / "data",
-                hostname="localhost",
-                admin_port=free_port(),
-                device_port=port,
-            )
-        ).config
-        url = f"https://127.0.0.1:{port}"
-        devices = [
-            SimulatedDevice.issued(url, config.pki.ca_cert, config.pki.ca_key)
-            for _ in range(DEVICES)
-        ]
+        config, port, devices = installation(workdir)
         serve = [sys.executable, "-m", "mdmappliance", "serve", "--config", str(config.path)]
         enrolling = start_server(serve, port, workdir, "enroll")
         for device in devices:
@@ -86,15 +58,10 @@ async def measure(routes_only: bool) -> None:
             if routes_only
             else serve
         )
-        out = workdir / "callgrind.out"
-        log = (workdir / "valgrind.log").open("wb")
-        process = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-             f"--callgrind-out-file={out}", *server],
-            stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(), cwd=str(workdir),
-        )  # fmt: skip
+        valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                    f"--callgrind-out-file={workdir / 'callgrind.out'}"]  # fmt: skip
+        process = start_server([*valgrind, *server], port, workdir, "valgrind", timeout=300)
         try:
-            await until_listening(port, process)
             timed = Timed()
 
             async def once(device: SimulatedDevice) -> None:

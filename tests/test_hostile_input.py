@@ -7,20 +7,17 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import treq
 from twisted.internet import task
-from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from mdmappliance.app.reactor import global_reactor
 from mdmappliance.app.retention import RetentionJob
-from mdmappliance.commands.queue import enqueue
-from mdmappliance.store import Tx
 from tests.simulator import SimulatedDevice
-from tests.support import InProcessAppliance, get_enrollment, local_users_sections, query, sql
+from tests.support import local_users_sections, query, sql
+from tests.test_devicechannel import DeviceChannelCase
 
 PLIST_HEAD = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN"'
@@ -32,32 +29,17 @@ def plist(inner: bytes) -> bytes:
     return PLIST_HEAD + inner + b"</plist>"
 
 
-class HostileCase(TestCase):
+class HostileCase(DeviceChannelCase):
+    """A device channel case (an appliance, a device, ``enqueue``) for hostile input."""
+
     timeout = 120
-
-    def config_sections(self) -> dict[str, dict[str, Any]]:
-        return {}
-
-    def setUp(self) -> None:
-        self.appliance = InProcessAppliance(Path(self.mktemp()), **self.config_sections())
-        self.addCleanup(self.appliance.stop)
-        self.db = self.appliance.config.store.path
 
     async def enrolled(self) -> SimulatedDevice:
         device: SimulatedDevice = await self.appliance.enrolled(self)
         return device
 
-    async def enqueue(self, device: SimulatedDevice, command: dict[str, Any]) -> str:
-        def add(tx: Tx) -> str:
-            enrollment = get_enrollment(tx, device.udid)
-            assert enrollment is not None
-            return enqueue(tx, enrollment.id, command)
-
-        result: str = await self.appliance.store.transaction(add)
-        return result
-
     def state(self, command_uuid: str) -> str:
-        return str(query(self.db, "SELECT state FROM commands WHERE uuid = ?", command_uuid)[0][0])
+        return self.command_state(command_uuid)[0]
 
 
 class PoisonResults(HostileCase):
