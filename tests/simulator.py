@@ -1,6 +1,7 @@
 """A device simulator that behaves like iOS toward the appliance.
 
-Its own identity from the appliance CA (issued here until the enrollment issue lands), mTLS
+Its identity from an enrollment profile (by SCEP, its own key pair, or PKCS#12) or from the
+appliance CA directly, mTLS
 (HTTP/1.1, keep-alive like mdmclient), Authenticate, TokenUpdate, CheckOut, UserAuthenticate,
 polling, and answering commands with Acknowledged, NotNow or Error (with an ErrorChain).
 With ``sign_messages`` every request carries an ``Mdm-Signature`` (SignMessage profiles).
@@ -19,12 +20,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import treq
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
+from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
@@ -33,6 +37,8 @@ from mdmappliance.app.reactor import global_reactor
 from mdmappliance.device.digest import md5_hex, parse_digest
 from mdmappliance.pki.cms import verify_signed_data
 from mdmappliance.pki.trust import TrustStore
+from mdmappliance.scep import client as scep_client
+from mdmappliance.scep.attributes import MessageType
 
 reactor = global_reactor()
 TOPIC = "com.apple.mgmt.External.test-topic"
@@ -104,12 +110,14 @@ def digest_response(username: str, password: str, realm: str, challenge: str, ur
 
 @dataclass
 class ReceivedProfile:
-    """An enrollment profile as a device unpacks it."""
+    """An enrollment profile as a device unpacks it (and its identity, once obtained)."""
 
     signed: bytes
     profile: dict[str, Any]
-    identity: pki.IssuedPair
+    identity: pki.IssuedPair | None
     mdm: dict[str, Any]
+    #: The com.apple.security.scep payload's content, when the identity comes by SCEP.
+    scep: dict[str, Any] | None = None
 
     def device_arguments(self) -> dict[str, Any]:
         server = urlsplit(self.mdm["ServerURL"])
@@ -126,28 +134,122 @@ class ReceivedProfile:
 
 
 def unpack_profile(signed: bytes, ca_cert: Path) -> ReceivedProfile:
-    """Verify the signature against the appliance CA and take the profile apart."""
+    """Verify the signature against the appliance CA and take the profile apart (a SCEP
+    profile's identity is still to be obtained: ``install_profile``)."""
     content = verify_signed_data(signed)
     TrustStore((pki.read_certificate(ca_cert),)).verify(
         content.signer, content.certificates, datetime.datetime.now(datetime.UTC)
     )
     profile = plistlib.loads(content.content)
     payloads = {p["PayloadType"]: p for p in profile["PayloadContent"]}
+    mdm = payloads["com.apple.mdm"]
+    if "com.apple.security.scep" in payloads:
+        scep = payloads["com.apple.security.scep"]
+        assert mdm["IdentityCertificateUUID"] == scep["PayloadUUID"]
+        return ReceivedProfile(signed, profile, None, mdm, scep["PayloadContent"])
     p12 = payloads["com.apple.security.pkcs12"]
     key, cert, _ = pkcs12.load_key_and_certificates(p12["PayloadContent"], p12["Password"].encode())
     assert cert is not None and key is not None
-    mdm = payloads["com.apple.mdm"]
     assert mdm["IdentityCertificateUUID"] == p12["PayloadUUID"]
     return ReceivedProfile(signed, profile, pki.IssuedPair(cert, key), mdm)  # type: ignore[arg-type]
 
 
-async def fetch_profile(url: str, ca_cert: Path) -> ReceivedProfile:
-    """GET an enrollment link over TLS (no client certificate) and unpack the profile."""
+class SCEPRefused(Exception):
+    def __init__(self, answer: scep_client.Answer) -> None:
+        super().__init__(f"SCEP {answer.status.name} ({answer.fail_info}): {answer.fail_text}")
+        self.answer = answer
+
+
+def subject_from_payload(subject: list[list[list[str]]]) -> x509.Name:
+    """The SCEP payload's Subject (RDNs of [name, value] pairs) as an X.509 name."""
+    names = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME, "C": NameOID.COUNTRY_NAME}
+    return x509.Name(
+        [
+            x509.RelativeDistinguishedName([x509.NameAttribute(names[k], v) for k, v in rdn])
+            for rdn in subject
+        ]
+    )
+
+
+async def scep_request(
+    url: str, ca_cert: Path, operation: str, body: bytes | None = None
+) -> tuple[int, bytes, str]:
+    """One SCEP HTTP exchange over TLS (no client certificate)."""
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    client = treq.client.HTTPClient(
+        Agent(reactor, contextFactory=DeviceTLSPolicy(ca_cert, None), pool=pool)
+    )
+    url = url.replace("://localhost", "://127.0.0.1")
+    if body is None:
+        response = await client.get(url, params={"operation": operation})
+    else:
+        response = await client.post(
+            url,
+            params={"operation": operation},
+            data=body,
+            headers=Headers({b"content-type": [b"application/x-pki-message"]}),
+        )
+    content = await response.content()
+    content_type = (response.headers.getRawHeaders("content-type") or [""])[0]
+    await pool.closeCachedConnections()
+    return response.code, content, content_type
+
+
+async def scep_enroll(
+    payload: dict[str, Any],
+    ca_cert: Path,
+    *,
+    renew: pki.IssuedPair | None = None,
+    key: Any = None,
+    challenge: str | None = None,
+) -> pki.IssuedPair:
+    """Get an identity as a device does from a SCEP payload: GetCACert, a new key pair, a
+    CSR with the challenge, a PKCSReq signed by a self-signed certificate (or, with
+    ``renew``, a RenewalReq signed by that identity), and the certificate from the CertRep."""
+    url = payload["URL"]
+    code, ca_der, _ = await scep_request(url, ca_cert, "GetCACert")
+    assert code == 200, (code, ca_der)
+    ca = x509.load_der_x509_certificate(ca_der)
+    key = key or pki.new_rsa_key(payload.get("Keysize", 2048))
+    subject = subject_from_payload(payload["Subject"])
+    if renew is None:
+        csr = scep_client.make_csr(key, subject, challenge or payload["Challenge"])
+        signer, signer_key, kind = (
+            scep_client.self_signed(key, subject),
+            key,
+            MessageType.PKCS_REQ,
+        )
+    else:
+        csr = scep_client.make_csr(key, subject, None)
+        signer, signer_key, kind = renew.certificate, renew.key, MessageType.RENEWAL_REQ
+    outgoing = scep_client.request_message(
+        csr, signer=signer, key=signer_key, ca=ca, message_type=kind
+    )
+    code, body, content_type = await scep_request(url, ca_cert, "PKIOperation", outgoing.der)
+    assert code == 200 and content_type == "application/x-pki-message", (code, body)
+    answer = scep_client.read_answer(body, outgoing, ca=ca, signer=signer, key=signer_key)
+    if answer.certificate is None:
+        raise SCEPRefused(answer)
+    return pki.IssuedPair(answer.certificate, key)
+
+
+async def install_profile(signed: bytes, ca_cert: Path, **scep: Any) -> ReceivedProfile:
+    """Unpack a profile and, for a SCEP one, obtain its identity as the device would."""
+    received = unpack_profile(signed, ca_cert)
+    if received.scep is None:
+        return received
+    identity = await scep_enroll(received.scep, ca_cert, **scep)
+    return ReceivedProfile(received.signed, received.profile, identity, received.mdm, received.scep)
+
+
+async def fetch_profile(url: str, ca_cert: Path, **scep: Any) -> ReceivedProfile:
+    """GET an enrollment link over TLS (no client certificate), unpack the profile, and get
+    its identity."""
     code, body, content_type = await get_enrollment_link(url, ca_cert)
     if code != 200:
         raise EnrollmentRefused(code, body)
     assert content_type == "application/x-apple-aspen-config", content_type
-    return unpack_profile(body, ca_cert)
+    return await install_profile(body, ca_cert, **scep)
 
 
 class EnrollmentRefused(Exception):
@@ -233,12 +335,16 @@ class SimulatedDevice:
     async def adopt_profile(self, signed: bytes) -> None:
         """Install a (renewed) enrollment profile: take its identity, then check in again
         with it, as a device does when its MDM profile is replaced."""
-        received = unpack_profile(signed, self.ca_cert)
-        await self.close()
-        self.identity = received.identity
+        received = await install_profile(signed, self.ca_cert)
+        await self.use_identity(received.identity)
         self.adopted.append(received)
-        self._connect()
         await self.enroll()
+
+    async def use_identity(self, identity: pki.IssuedPair | None) -> None:
+        """Present ``identity`` from the next connection on."""
+        await self.close()
+        self.identity = identity
+        self._connect()
 
     @classmethod
     def issued(
@@ -260,7 +366,8 @@ class SimulatedDevice:
     @classmethod
     async def from_enrollment_link(cls, url: str, ca_cert: Path, **kw: Any) -> SimulatedDevice:
         """Enroll the way a device does: download the profile from the link, check its
-        signature, take the PKCS#12 identity and the MDM payload's URLs and topic."""
+        signature, get the identity (SCEP, or the PKCS#12 payload) and take the MDM payload's
+        URLs and topic."""
         device = await fetch_profile(url, ca_cert)
         return cls(ca_cert=ca_cert, **device.device_arguments(), **kw)
 

@@ -41,6 +41,36 @@ from tests.support import (
 DAY = datetime.timedelta(days=1)
 
 
+class PKCS12Profiles(TestCase):
+    """``[enrollment] identity = "pkcs12"``: the identity travels in the profile."""
+
+    async def test_profile_carries_a_pkcs12_identity_that_enrolls(self) -> None:
+        appliance = InProcessAppliance(Path(self.mktemp()), enrollment={"identity": "pkcs12"})
+        self.addCleanup(appliance.stop)
+        token, link = await appliance.store.transaction(create_link, DAY, "p12", "test")
+        received = await fetch_profile(
+            appliance.config.enrollment_url(token), appliance.config.pki.ca_cert
+        )
+        kinds = [p["PayloadType"] for p in received.profile["PayloadContent"]]
+        self.assertEqual(
+            kinds, ["com.apple.security.root", "com.apple.security.pkcs12", "com.apple.mdm"]
+        )
+        assert received.identity is not None
+        sha256 = DeviceIdentity.of(received.identity.certificate, "issued").sha256
+        issued = query(
+            appliance.config.store.path, "SELECT sha256, token_id FROM issued_identities"
+        )
+        self.assertEqual(issued, [(sha256, link.id)])
+        self.assertEqual(
+            query(appliance.config.store.path, "SELECT count(*) FROM scep_challenges"), [(0,)]
+        )
+        device = SimulatedDevice(
+            ca_cert=appliance.config.pki.ca_cert, **received.device_arguments()
+        )
+        self.addCleanup(device.close)
+        await device.enroll()
+
+
 class Links(TestCase):
     def setUp(self) -> None:
         self.appliance = InProcessAppliance(Path(self.mktemp()))
@@ -65,7 +95,7 @@ class Links(TestCase):
         self.assertEqual(profile["PayloadIdentifier"], self.config.profile_identifier())
         kinds = [p["PayloadType"] for p in profile["PayloadContent"]]
         self.assertEqual(
-            kinds, ["com.apple.security.root", "com.apple.security.pkcs12", "com.apple.mdm"]
+            kinds, ["com.apple.security.root", "com.apple.security.scep", "com.apple.mdm"]
         )
         mdm = received.mdm
         self.assertEqual(mdm["Topic"], self.config.device.topic)
@@ -80,6 +110,7 @@ class Links(TestCase):
             for key in ("PayloadType", "PayloadVersion", "PayloadIdentifier", "PayloadUUID"):
                 self.assertIn(key, payload)
         issued = query(self.config.store.path, "SELECT sha256, token_id FROM issued_identities")
+        assert received.identity is not None
         sha256 = DeviceIdentity.of(received.identity.certificate, "issued").sha256
         self.assertEqual(issued, [(sha256, link_id)])
 
@@ -94,6 +125,7 @@ class Links(TestCase):
     async def test_each_download_gets_a_fresh_identity_and_uuids(self) -> None:
         first = await fetch_profile((await self.new_link())[0], self.config.pki.ca_cert)
         second = await fetch_profile((await self.new_link())[0], self.config.pki.ca_cert)
+        assert first.identity is not None and second.identity is not None
         self.assertNotEqual(first.identity.certificate, second.identity.certificate)
         self.assertNotEqual(first.profile["PayloadUUID"], second.profile["PayloadUUID"])
         self.assertEqual(first.profile["PayloadIdentifier"], second.profile["PayloadIdentifier"])

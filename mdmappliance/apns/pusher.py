@@ -27,7 +27,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from mdmappliance.apns.client import ConnectionGone, Push, PushAnswer
-from mdmappliance.core.timestamps import utc_timestamp
+from mdmappliance.core.timestamps import parse_timestamp, utc_timestamp
 from mdmappliance.pki.pushcert import WARN_DAYS, PushCertificate
 from mdmappliance.store import Store, Tx
 from mdmappliance.store.pushes import PushRecord, PushTarget
@@ -58,8 +58,7 @@ class PushOutcome:
 def _millis(timestamp: str | None) -> int | None:
     if not timestamp:
         return None
-    moment = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    return int(moment.timestamp() * 1000)
+    return int(parse_timestamp(timestamp).timestamp() * 1000)
 
 
 def judge(target: PushTarget, answer: PushAnswer) -> PushOutcome:

@@ -1,5 +1,6 @@
-"""The enrollment side of the tree: the profile factory (CA, signer, MDM payload settings)
-and the enrollment listener (TLS, no client certificate) serving the enrollment routes."""
+"""The enrollment side of the tree: the profile factory (CA, signer, MDM payload settings,
+SCEP), the SCEP server, and the enrollment listener (TLS, no client certificate) serving
+``/enroll/<token>`` and ``/scep``."""
 
 from __future__ import annotations
 
@@ -17,10 +18,13 @@ from mdmappliance.app.graceful import ConnectionLimits, DrainingSite, ListenerSe
 from mdmappliance.app.reactor import Reactor
 from mdmappliance.app.tls import server_tls_options
 from mdmappliance.config import Config
-from mdmappliance.enrollment.factory import ProfileFactory
+from mdmappliance.enrollment.factory import ProfileFactory, SCEPProfile
 from mdmappliance.enrollment.profile import MDMSettings
 from mdmappliance.enrollment.routes import EnrollmentEndpoint, masked_token_path
 from mdmappliance.pki.signing import ProfileSigner
+from mdmappliance.scep.csr import KeyPolicy
+from mdmappliance.scep.routes import SCEPEndpoint
+from mdmappliance.scep.service import SCEPService
 from mdmappliance.store import Store
 
 log = Logger()
@@ -44,6 +48,32 @@ def profile_signer(config: Config) -> ProfileSigner:
     return ProfileSigner.from_files(e.signing_cert, e.signing_key, config.pki.ca_cert)
 
 
+def scep_profile(config: Config) -> SCEPProfile | None:
+    """Where profiles send devices for their identity; None for PKCS#12 profiles."""
+    if config.enrollment.identity != "scep":
+        return None
+    s = config.scep
+    return SCEPProfile(
+        url=config.scep_url(),
+        name=f"mdmappliance {config.appliance.hostname}",
+        keysize=2048 if s.rsa_min_bits <= 2048 else 4096,
+        retries=s.retries,
+        retry_delay=s.retry_delay,
+        challenge_lifetime=datetime.timedelta(hours=s.challenge_hours),
+    )
+
+
+def scep_service(config: Config, store: Store, issuer: pki.IssuedPair) -> SCEPService:
+    s = config.scep
+    days = s.identity_days or config.enrollment.identity_days
+    return SCEPService(
+        store=store,
+        ca=issuer,
+        policy=KeyPolicy(rsa_min_bits=s.rsa_min_bits, ec_curves=s.ec_curves),
+        lifetime=datetime.timedelta(days=days),
+    )
+
+
 def profile_factory(config: Config) -> ProfileFactory:
     e = config.enrollment
     return ProfileFactory(
@@ -55,6 +85,7 @@ def profile_factory(config: Config) -> ProfileFactory:
         trust_chain=profile_trust_chain(config),
         identity_lifetime=datetime.timedelta(days=e.identity_days),
         settings=lambda: MDMSettings.from_config(config, config.push_topic()),
+        scep=scep_profile(config),
     )
 
 
@@ -66,7 +97,10 @@ def enrollment_listener(
     metrics: Metrics | None = None,
 ) -> ListenerService:
     e = config.enrollment
-    routes = EnrollmentEndpoint(store=store, factory=factory)
+    scep = (
+        SCEPEndpoint(scep_service(config, store, factory.issuer)) if config.scep.enabled else None
+    )
+    routes = EnrollmentEndpoint(store=store, factory=factory, scep=scep, scep_path=config.scep.path)
     site = DrainingSite(
         routes.resource(),
         max_body_bytes=64 * 1024,

@@ -17,6 +17,7 @@ from mdmappliance.config.sections.appliance import (
 )
 from mdmappliance.config.sections.device import DeviceSection, ProxySection
 from mdmappliance.config.sections.enrollment import EnrollmentSection
+from mdmappliance.config.sections.scep import SCEPSection
 from mdmappliance.config.sections.webhooks import RetentionSection, WebhooksSection
 from mdmappliance.pki.pushcert import PushCertError, read_push_certificate
 
@@ -28,6 +29,7 @@ SECTIONS: dict[str, type] = {
     "device": DeviceSection,
     "proxy": ProxySection,
     "enrollment": EnrollmentSection,
+    "scep": SCEPSection,
     "apns": APNsSection,
     "webhooks": WebhooksSection,
     "retention": RetentionSection,
@@ -47,6 +49,7 @@ class Config:
     device: DeviceSection
     proxy: ProxySection
     enrollment: EnrollmentSection
+    scep: SCEPSection
     apns: APNsSection
     webhooks: WebhooksSection
     retention: RetentionSection
@@ -72,6 +75,12 @@ class Config:
     def enrollment_url(self, token: str) -> str:
         port = "" if self.enrollment.port == 443 else f":{self.enrollment.port}"
         return f"https://{self.appliance.hostname}{port}/enroll/{token}"
+
+    def scep_url(self) -> str:
+        if self.scep.url:
+            return self.scep.url
+        port = "" if self.enrollment.port == 443 else f":{self.enrollment.port}"
+        return f"https://{self.appliance.hostname}{port}{self.scep.path}"
 
     def apns_ca_file(self) -> Path | None:
         if not self.apns.ca_file:

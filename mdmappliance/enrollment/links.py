@@ -1,7 +1,8 @@
 """One-time enrollment links and the identities handed out through them.
 
 A link's token is single-use and expires; only its SHA-256 is stored. A token is consumed in
-the same transaction that records the identity its profile carries, so either both happen or
+the same transaction that records the identity its profile carries (or, for SCEP, the
+one-time challenge the device will get its identity with), so either both happen or
 neither: an interrupted download after that point has used the link (the identity may have
 reached the client), and the admin makes a new one.
 """
@@ -16,9 +17,10 @@ import secrets
 from cryptography import x509
 
 from mdmappliance.core.timestamps import utc_timestamp
-from mdmappliance.pki.identity import DeviceIdentity
+from mdmappliance.enrollment.factory import MadeProfile
+from mdmappliance.scep.challenges import record_challenge
 from mdmappliance.store import Tx
-from mdmappliance.store.links import IssuedIdentity, Link
+from mdmappliance.store.links import Link
 
 TOKEN_FORM = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([mhd])$")
@@ -102,38 +104,46 @@ def record_issued(
     access_rights: int | None = None,
 ) -> str:
     """Remember an identity the appliance issued (through a link, or as a renewal)."""
-    identity = DeviceIdentity.of(certificate, "issued")
-    tx.links.record_issued(
-        IssuedIdentity(
-            sha256=identity.sha256,
-            subject=certificate.subject.rfc4514_string(),
-            serial=format(certificate.serial_number, "x"),
-            not_after=utc_timestamp(certificate.not_valid_after_utc),
-            token_id=token_id,
-            renews=renews,
-            udid=udid,
-            access_rights=access_rights,
-        ),
+    return tx.links.record_certificate(
+        certificate,
         utc_timestamp(),
+        token_id=token_id,
+        renews=renews,
+        udid=udid,
+        access_rights=access_rights,
     )
-    return identity.sha256
 
 
 def consume_link(
     tx: Tx,
     token: str,
-    certificate: x509.Certificate,
+    made: MadeProfile,
     peer: str,
     access_rights: int | None = None,
+    challenge_expires: datetime.datetime | None = None,
 ) -> int:
-    """Use the link for this identity (one transaction: both happen, or neither)."""
+    """Use the link for this profile's identity, or for its SCEP challenge (one
+    transaction: both happen, or neither)."""
     link_id = check_link(tx, token)
     tx.links.mark_used(link_id, utc_timestamp(), peer)
-    sha256 = record_issued(tx, certificate, token_id=link_id, access_rights=access_rights)
+    detail: dict[str, object]
+    if made.identity is not None:
+        sha256 = record_issued(
+            tx, made.identity.certificate, token_id=link_id, access_rights=access_rights
+        )
+        detail = {"identity_sha256": sha256}
+    else:
+        assert made.scep is not None and challenge_expires is not None
+        record_challenge(
+            tx,
+            made.scep.challenge,
+            made.scep.subject,
+            challenge_expires,
+            token_id=link_id,
+            access_rights=access_rights,
+        )
+        detail = {"identity": "scep", "subject": made.scep.subject.rfc4514_string()}
     tx.events.record(
-        "enrollment_link.used",
-        actor=f"peer:{peer}",
-        subject=str(link_id),
-        detail={"identity_sha256": sha256},
+        "enrollment_link.used", actor=f"peer:{peer}", subject=str(link_id), detail=detail
     )
     return link_id

@@ -1,8 +1,10 @@
 """Configuration profiles: the enrollment profile, and signing any profile (CMS SignedData).
 
 The enrollment profile holds only the basics ("Initial Profiles Should Contain Only The
-Basics"): the CA certificates of the server's chain, a PKCS#12 device identity, and the MDM
-payload. Profiles are signed with SHA-256, content attached, bytes as they are (no S/MIME
+Basics"): the CA certificates of the server's chain, the device identity, and the MDM
+payload. The identity is a SCEP payload (the device makes its own key and gets the
+certificate with a one-time challenge), or a PKCS#12 identity made here for clients
+without SCEP. Profiles are signed with SHA-256, content attached, bytes as they are (no S/MIME
 LF→CRLF canonicalisation, which would change what the device reads).
 """
 
@@ -73,6 +75,46 @@ def _payload(kind: str, identifier: str, name: str, **content: Any) -> dict[str,
     }
 
 
+@dataclass(frozen=True)
+class SCEPRequest:
+    """What a profile's com.apple.security.scep payload asks the device to do."""
+
+    url: str
+    name: str
+    subject: x509.Name
+    challenge: str
+    keysize: int = 2048
+    retries: int = 3
+    retry_delay: int = 10
+
+    def payload_content(self) -> dict[str, Any]:
+        return {
+            "URL": self.url,
+            "Name": self.name,
+            # An array of RDNs, each an array of [OID-or-short-name, value] pairs.
+            "Subject": [
+                [[_SUBJECT_NAMES.get(a.oid.dotted_string, a.oid.dotted_string), str(a.value)]]
+                for a in self.subject
+            ],
+            "Challenge": self.challenge,
+            "Keysize": self.keysize,
+            "Key Type": "RSA",
+            "Key Usage": 5,  # signing (1) and encryption (4)
+            "Retries": self.retries,
+            "RetryDelay": self.retry_delay,
+        }
+
+
+_SUBJECT_NAMES = {
+    "2.5.4.3": "CN",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+}
+
+
 def pkcs12_identity(identity: pki.IssuedPair, password: str, name: str) -> bytes:
     """The identity as PKCS#12 with the 3DES/SHA-1 encryption every Apple OS can read."""
     encryption = (
@@ -91,18 +133,35 @@ def pkcs12_identity(identity: pki.IssuedPair, password: str, name: str) -> bytes
     )
 
 
+def _identity_payload(identifier: str, identity: pki.IssuedPair | SCEPRequest) -> dict[str, Any]:
+    if isinstance(identity, SCEPRequest):
+        return _payload(
+            "com.apple.security.scep",
+            f"{identifier}.scep",
+            "Device identity (SCEP)",
+            PayloadContent=identity.payload_content(),
+        )
+    password = secrets.token_urlsafe(18)
+    return _payload(
+        "com.apple.security.pkcs12",
+        f"{identifier}.identity",
+        "Device identity",
+        PayloadContent=pkcs12_identity(identity, password, "mdmappliance device identity"),
+        Password=password,
+    )
+
+
 def enrollment_profile(
     *,
     identifier: str,
     display_name: str,
     organization: str,
     settings: MDMSettings,
-    identity: pki.IssuedPair,
+    identity: pki.IssuedPair | SCEPRequest,
     trust_chain: list[x509.Certificate],
 ) -> dict[str, Any]:
     """The enrollment profile as a dictionary (fresh UUIDs every time)."""
     settings.check()
-    password = secrets.token_urlsafe(18)
     payloads = [
         _payload(
             "com.apple.security.root",
@@ -112,13 +171,7 @@ def enrollment_profile(
         )
         for n, cert in enumerate(trust_chain)
     ]
-    identity_payload = _payload(
-        "com.apple.security.pkcs12",
-        f"{identifier}.identity",
-        "Device identity",
-        PayloadContent=pkcs12_identity(identity, password, "mdmappliance device identity"),
-        Password=password,
-    )
+    identity_payload = _identity_payload(identifier, identity)
     mdm = _payload(
         MDM_PAYLOAD,
         f"{identifier}.mdm",

@@ -2,7 +2,9 @@
 
 - Renewal ("Updating Expired Profiles"): a periodic job finds enrolled devices whose bound
   identity expires within ``[enrollment] renew_within_days`` and queues an InstallProfile of a
-  fresh enrollment profile with the same top-level PayloadIdentifier. The device replaces its
+  fresh enrollment profile with the same top-level PayloadIdentifier (with SCEP, carrying a
+  fresh one-time challenge bound to that device; Apple's clients do not send RenewalReq on
+  their own, SCEP clients that do are renewed by the SCEP server directly). The device replaces its
   profile, re-Authenticates with the new identity, and the device channel re-binds it.
 - Revocation puts a device's identities on the deny list: every request made with them is
   refused (403, audited), whatever they are bound to.
@@ -25,9 +27,10 @@ from twisted.logger import Logger
 
 from mdmappliance.commands.queue import enqueue
 from mdmappliance.core.periodic import PeriodicJob, timer_service
-from mdmappliance.core.timestamps import utc_timestamp
-from mdmappliance.enrollment.factory import ProfileFactory
+from mdmappliance.core.timestamps import parse_timestamp, utc_timestamp
+from mdmappliance.enrollment.factory import MadeProfile, ProfileFactory
 from mdmappliance.enrollment.links import record_issued
+from mdmappliance.scep.challenges import record_challenge
 from mdmappliance.store import Store, Tx
 from mdmappliance.store.enrollments import DueIdentity
 
@@ -44,18 +47,38 @@ def identities_due(tx: Tx, cutoff: str) -> list[DueIdentity]:
 def queue_renewal(
     tx: Tx,
     due: DueIdentity,
-    certificate: Any,
-    signed_profile: bytes,
+    made: MadeProfile,
     access_rights: int | None = None,
 ) -> str:
-    """InstallProfile of the fresh enrollment profile, recorded as the renewal of ``due``."""
-    new_sha256 = record_issued(
-        tx, certificate, renews=due.sha256, udid=due.udid, access_rights=access_rights
-    )
+    """InstallProfile of the fresh enrollment profile, recorded as the renewal of ``due``.
+
+    A PKCS#12 profile's identity is recorded now; a SCEP profile's challenge is recorded
+    bound to this device and identity (valid until that identity expires), and the identity
+    it gets is recorded when the device asks for it."""
+    new_sha256: str | None = None
+    if made.identity is not None:
+        new_sha256 = record_issued(
+            tx,
+            made.identity.certificate,
+            renews=due.sha256,
+            udid=due.udid,
+            access_rights=access_rights,
+        )
+    else:
+        assert made.scep is not None
+        record_challenge(
+            tx,
+            made.scep.challenge,
+            made.scep.subject,
+            parse_timestamp(due.not_after),
+            renews_sha256=due.sha256,
+            udid=due.udid,
+            access_rights=access_rights,
+        )
     command_uuid = enqueue(
         tx,
         due.enrollment_id,
-        {"RequestType": "InstallProfile", "Payload": signed_profile},
+        {"RequestType": "InstallProfile", "Payload": made.signed},
         priority=RENEWAL_PRIORITY,
         actor="renewal",
     )
@@ -66,6 +89,7 @@ def queue_renewal(
         detail={
             "old_sha256": due.sha256,
             "new_sha256": new_sha256,
+            "by": "pkcs12" if made.identity is not None else "scep",
             "expires": due.not_after,
             "command_uuid": command_uuid,
         },
@@ -96,16 +120,10 @@ class RenewalJob(PeriodicJob):
         cutoff = utc_timestamp(self.now() + self.window)
         queued: list[str] = []
         for due in await self.store.run(identities_due, cutoff):
-            identity, signed = await self._make(
-                partial(self.factory.make, f"mdmappliance device {due.udid}")
-            )
+            made = await self._make(partial(self.factory.make, f"mdmappliance device {due.udid}"))
             queued.append(
                 await self.store.transaction(
-                    queue_renewal,
-                    due,
-                    identity.certificate,
-                    signed,
-                    self.factory.settings().access_rights,
+                    queue_renewal, due, made, self.factory.settings().access_rights
                 )
             )
         if queued:

@@ -1,17 +1,19 @@
 """The enrollment endpoint: ``GET /enroll/<token>`` answers with a signed enrollment profile.
 
-TLS without a client certificate (the device has none yet). Each download issues a fresh
-device identity; the link is consumed in the same transaction that records that identity.
+TLS without a client certificate (the device has none yet). Each download carries a fresh
+one-time SCEP challenge (or, with ``identity = "pkcs12"``, a fresh device identity); the link
+is consumed in the same transaction that records it.
 A link that cannot be used gets 403 and one line a person can act on; nothing is issued.
 
 Interrupted downloads: if the client is gone before the link is consumed, nothing was handed
-out, the new identity is dropped and the link stays usable. Once consumed, the profile is being
-written; if the transfer breaks after that the link is used up (the identity may have reached
-the client), and the admin makes a new link.
+out, the new identity or challenge is dropped and the link stays usable. Once consumed, the
+profile is being written; if the transfer breaks after that the link is used up (the
+identity may have reached the client), and the admin makes a new link.
 """
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from klein import Klein
@@ -23,9 +25,9 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from werkzeug import exceptions as routing
 
-from mdmappliance import pki
-from mdmappliance.enrollment.factory import ProfileFactory
+from mdmappliance.enrollment.factory import MadeProfile, ProfileFactory
 from mdmappliance.enrollment.links import LinkRefused, check_link, consume_link
+from mdmappliance.scep.routes import SCEPEndpoint
 from mdmappliance.store import Store
 from mdmappliance.store.errors import StoreUnavailable
 
@@ -41,11 +43,20 @@ def masked_token_path(path: str) -> str:
 
 
 class EnrollmentEndpoint:
-    def __init__(self, *, store: Store, factory: ProfileFactory) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        factory: ProfileFactory,
+        scep: SCEPEndpoint | None = None,
+        scep_path: str = "/scep",
+    ) -> None:
         self.store = store
         self.factory = factory
         self.app = Klein()
         self._routes()
+        if scep is not None:
+            scep.install(self.app, scep_path)
 
     def resource(self) -> IResource:
         return self.app.resource()
@@ -64,7 +75,10 @@ class EnrollmentEndpoint:
 
         @app.handle_errors(routing.MethodNotAllowed)
         def not_allowed(request: IRequest, failure: Failure) -> bytes:
-            request.setHeader(b"allow", b"GET, HEAD")
+            error = failure.value
+            assert isinstance(error, routing.MethodNotAllowed)
+            allowed = error.valid_methods or ["GET", "HEAD"]
+            request.setHeader(b"allow", ", ".join(sorted(allowed)).encode())
             return _text(request, 405, "Method not allowed.")
 
         @app.handle_errors(LinkRefused)
@@ -87,6 +101,11 @@ class EnrollmentEndpoint:
             log.failure("enrollment failed", failure)
             return _text(request, 500, "Enrollment failed; ask your IT team.")
 
+    def _challenge_expires(self) -> datetime.datetime | None:
+        if self.factory.scep is None:
+            return None
+        return datetime.datetime.now(datetime.UTC) + self.factory.scep.challenge_lifetime
+
     def _enroll(self, request: IRequest, token: str) -> Any:
         peer = _peer(request)
         try:
@@ -103,8 +122,7 @@ class EnrollmentEndpoint:
             lambda _: deferToThread(self.factory.make, f"mdmappliance device ({peer})")
         )
 
-        def consume(built: tuple[pki.IssuedPair, bytes]) -> Any:
-            identity, signed = built
+        def consume(made: MadeProfile) -> Any:
             if finished:
                 # Gone before anything was handed out: the identity is dropped unrecorded
                 # and the link stays usable.
@@ -113,11 +131,12 @@ class EnrollmentEndpoint:
             used = self.store.transaction(
                 consume_link,
                 token,
-                identity.certificate,
+                made,
                 peer,
                 self.factory.settings().access_rights,
+                self._challenge_expires(),
             )
-            return used.addCallback(lambda _: signed)
+            return used.addCallback(lambda _: made.signed)
 
         # Klein cancels what a route returns when the client hangs up; the work above
         # carries on regardless (and decides what happens to the link), so the route returns

@@ -43,7 +43,8 @@ class IssuedPair:
 
 
 def _key_usage(*, cert_sign: bool = False, key_encipherment: bool = False) -> x509.KeyUsage:
-    """digitalSignature always; certificate and CRL signing for a CA; key encipherment for TLS."""
+    """digitalSignature always; certificate and CRL signing for a CA; key encipherment for TLS
+    and for a CA that SCEP clients encrypt their requests to."""
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
@@ -86,7 +87,7 @@ def create_ca(common_name: str, *, now: datetime.datetime | None = None) -> Issu
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=CA_CERT_DAYS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(_key_usage(cert_sign=True, key_encipherment=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -101,25 +102,24 @@ def hostname_to_general_name(hostname: str) -> x509.GeneralName:
         return x509.DNSName(hostname)
 
 
-def issue_leaf(
+def certify(
     ca: IssuedPair,
-    common_name: str,
+    subject: x509.Name,
+    public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
     *,
     lifetime: datetime.timedelta,
     usages: list[x509.ObjectIdentifier],
     key_encipherment: bool = False,
     names: list[x509.GeneralName] | None = None,
     now: datetime.datetime | None = None,
-) -> IssuedPair:
-    """An end-entity certificate and its new RSA key, signed by ``ca``."""
+) -> x509.Certificate:
+    """An end-entity certificate for someone else's key (a CSR's), signed by ``ca``."""
     now = now or _now()
-    key = new_rsa_key(SERVER_KEY_BITS)
-    public = key.public_key()
     ca_public = ca.certificate.public_key()
     assert isinstance(ca_public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .subject_name(subject)
         .issuer_name(ca.certificate.subject)
         .public_key(public)
         .serial_number(x509.random_serial_number())
@@ -135,7 +135,32 @@ def issue_leaf(
     )
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return IssuedPair(builder.sign(ca.key, hashes.SHA256()), key)
+    return builder.sign(ca.key, hashes.SHA256())
+
+
+def issue_leaf(
+    ca: IssuedPair,
+    common_name: str,
+    *,
+    lifetime: datetime.timedelta,
+    usages: list[x509.ObjectIdentifier],
+    key_encipherment: bool = False,
+    names: list[x509.GeneralName] | None = None,
+    now: datetime.datetime | None = None,
+) -> IssuedPair:
+    """An end-entity certificate and its new RSA key, signed by ``ca``."""
+    key = new_rsa_key(SERVER_KEY_BITS)
+    certificate = certify(
+        ca,
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
+        key.public_key(),
+        lifetime=lifetime,
+        usages=usages,
+        key_encipherment=key_encipherment,
+        names=names,
+        now=now,
+    )
+    return IssuedPair(certificate, key)
 
 
 def issue_server_certificate(
@@ -164,6 +189,27 @@ def issue_device_identity(
     return issue_leaf(
         ca,
         name,
+        lifetime=lifetime,
+        usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        key_encipherment=True,
+        now=now,
+    )
+
+
+def certify_device_key(
+    ca: IssuedPair,
+    subject: x509.Name,
+    public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+    *,
+    lifetime: datetime.timedelta,
+    now: datetime.datetime | None = None,
+) -> x509.Certificate:
+    """A device identity for a key the device made itself (SCEP): the same usages as
+    ``issue_device_identity``, so the device channel cannot tell them apart."""
+    return certify(
+        ca,
+        subject,
+        public,
         lifetime=lifetime,
         usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
         key_encipherment=True,

@@ -43,6 +43,8 @@ class SignedContent:
     certificates: tuple[x509.Certificate, ...]
     #: The signingTime signed attribute, when the signer put one.
     signing_time: datetime.datetime | None = None
+    #: Every signed attribute (SCEP reads its own from here), or None without any.
+    signed_attrs: acms.CMSAttributes | None = None
 
 
 def _digest(name: str, data: bytes) -> bytes:
@@ -103,6 +105,7 @@ class _SignerFields:
     signer: x509.Certificate
     signed_bytes: bytes
     signing_time: datetime.datetime | None
+    signed_attrs: acms.CMSAttributes | None
 
 
 def _parse_signed_data(
@@ -192,7 +195,10 @@ def _read_signer_info(
         raise
     except (ValueError, TypeError, KeyError) as e:
         raise CMSError(f"malformed SignerInfo ({e})") from None
-    return _SignerFields(digest_name, algorithm, signature, signer, signed_bytes, signing_time)
+    attributes = info["signed_attrs"] if info["signed_attrs"].native is not None else None
+    return _SignerFields(
+        digest_name, algorithm, signature, signer, signed_bytes, signing_time, attributes
+    )
 
 
 def verify_signed_data(
@@ -214,4 +220,6 @@ def verify_signed_data(
         fields.signer, fields.signature, fields.signed_bytes, fields.digest_name, fields.algorithm
     )
     certificates = tuple(c for _, c in certs)
-    return SignedContent(content, fields.signer, certificates, fields.signing_time)
+    return SignedContent(
+        content, fields.signer, certificates, fields.signing_time, fields.signed_attrs
+    )

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography import x509
+
+from mdmappliance.core.timestamps import utc_timestamp
+from mdmappliance.pki.identity import DeviceIdentity
 from mdmappliance.store.family import Family
 
 
@@ -111,6 +115,34 @@ class Links(Family):
             ),
         )
 
+    def record_certificate(
+        self,
+        certificate: x509.Certificate,
+        now: str,
+        *,
+        token_id: int | None = None,
+        renews: str | None = None,
+        udid: str | None = None,
+        access_rights: int | None = None,
+    ) -> str:
+        """Remember an identity the appliance issued (through a link, by SCEP, or as a
+        renewal); its SHA-256."""
+        sha256 = DeviceIdentity.of(certificate, "issued").sha256
+        self.record_issued(
+            IssuedIdentity(
+                sha256=sha256,
+                subject=certificate.subject.rfc4514_string(),
+                serial=format(certificate.serial_number, "x"),
+                not_after=utc_timestamp(certificate.not_valid_after_utc),
+                token_id=token_id,
+                renews=renews,
+                udid=udid,
+                access_rights=access_rights,
+            ),
+            now,
+        )
+        return sha256
+
     def issued_for(self, sha256: str, udid: str) -> bool:
         """The appliance issued this certificate for this device (a renewal)."""
         row = self._conn.execute(
@@ -118,8 +150,14 @@ class Links(Family):
         ).fetchone()
         return row is not None
 
+    def renewal_issued(self, old_sha256: str, new_sha256: str) -> None:
+        """The identity a SCEP renewal got (unknown when its InstallProfile was queued)."""
+        self._conn.execute(
+            "UPDATE renewals SET new_sha256 = ? WHERE old_sha256 = ?", (new_sha256, old_sha256)
+        )
+
     def record_renewal(
-        self, old_sha256: str, new_sha256: str, udid: str, command_uuid: str, now: str
+        self, old_sha256: str, new_sha256: str | None, udid: str, command_uuid: str, now: str
     ) -> None:
         self._conn.execute(
             "INSERT INTO renewals (old_sha256, new_sha256, udid, command_uuid, queued_at) "

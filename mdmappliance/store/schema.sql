@@ -1,4 +1,4 @@
--- The current schema, as every migration in migrations/ together makes it (version 7).
+-- The current schema, as every migration in migrations/ together makes it (version 8).
 -- Written by `make schema`; tests/test_schema.py checks the two agree. Read it to
 -- learn the tables; change the schema only with a new numbered migration.
 
@@ -141,14 +141,6 @@ CREATE TABLE issued_identities (
     issued_at       TEXT NOT NULL
 , access_rights INTEGER) STRICT;
 
-CREATE TABLE renewals (
-    old_sha256      TEXT PRIMARY KEY NOT NULL,
-    new_sha256      TEXT NOT NULL,
-    udid            TEXT NOT NULL,
-    command_uuid    TEXT NOT NULL,
-    queued_at       TEXT NOT NULL
-) STRICT;
-
 CREATE TABLE command_bodies (
     id      INTEGER PRIMARY KEY,
     head    BLOB NOT NULL,
@@ -175,4 +167,34 @@ CREATE TABLE webhook_cursors (
     failures        INTEGER NOT NULL DEFAULT 0,
     last_error      TEXT,
     updated_at      TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE scep_challenges (
+    challenge_sha256    TEXT PRIMARY KEY NOT NULL,
+    token_id            INTEGER REFERENCES enrollment_tokens (id),
+    renews_sha256       TEXT,
+    udid                TEXT,
+    subject             TEXT NOT NULL,
+    access_rights       INTEGER,
+    created_at          TEXT NOT NULL,
+    expires_at          TEXT NOT NULL,
+    used_at             TEXT,
+    issued_sha256       TEXT
+) STRICT;
+
+CREATE TABLE scep_transactions (
+    transaction_id      TEXT NOT NULL,
+    signer_key_sha256   TEXT NOT NULL,
+    certificate         BLOB NOT NULL,
+    issued_sha256       TEXT NOT NULL,
+    created_at          TEXT NOT NULL,
+    PRIMARY KEY (transaction_id, signer_key_sha256)
+) STRICT;
+
+CREATE TABLE "renewals" (
+    old_sha256      TEXT PRIMARY KEY NOT NULL,
+    new_sha256      TEXT,
+    udid            TEXT NOT NULL,
+    command_uuid    TEXT NOT NULL,
+    queued_at       TEXT NOT NULL
 ) STRICT;

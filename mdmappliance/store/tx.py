@@ -16,6 +16,7 @@ from mdmappliance.store.fleet import Fleet
 from mdmappliance.store.inventory import Inventory
 from mdmappliance.store.links import Links
 from mdmappliance.store.pushes import Pushes
+from mdmappliance.store.scep import SCEP
 from mdmappliance.store.settings import Settings
 from mdmappliance.store.webhooks import Webhooks
 
@@ -30,6 +31,7 @@ class Tx:
         "inventory",
         "links",
         "pushes",
+        "scep",
         "settings",
         "webhooks",
     )
@@ -43,6 +45,7 @@ class Tx:
         self.inventory = Inventory(conn)
         self.links = Links(conn)
         self.pushes = Pushes(conn)
+        self.scep = SCEP(conn)
         self.settings = Settings(conn)
         self.webhooks = Webhooks(conn)
 

@@ -10,6 +10,7 @@ from mdmappliance.config.fields import (
     check_https_url_or_empty,
     check_ip_address,
     in_range,
+    one_of,
     setting,
 )
 
@@ -37,6 +38,14 @@ class EnrollmentSection:
         doc="How long a new enrollment link stays valid, in days (enroll-link --expires "
         "overrides it).",
         check=in_range(0.001, 365),
+    )
+    identity: str = setting(
+        "scep",
+        doc='How a profile gives the device its identity: "scep" (the device makes its key '
+        "and gets a certificate from the built-in SCEP server with a one-time challenge; the "
+        'key never leaves the device) or "pkcs12" (the appliance makes the key and ships it '
+        "in the profile, for clients without SCEP).",
+        check=one_of(("scep", "pkcs12")),
     )
     organization: str = setting("", doc="PayloadOrganization shown on the device.")
     profile_identifier: str = setting(
