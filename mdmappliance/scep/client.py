@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import os
 from dataclasses import dataclass
 
 from asn1crypto import cms as acms
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import AttributeOID, NameOID
 
 from mdmappliance import pki
@@ -24,7 +25,7 @@ from mdmappliance.pki.cms import CMSError, verify_signed_data
 from mdmappliance.scep import attributes as attrs
 from mdmappliance.scep.attributes import FailInfo, MessageType, PKIStatus
 from mdmappliance.scep.envelope import open_envelope, seal_envelope
-from mdmappliance.scep.message import key_sha256, sign_pki_message
+from mdmappliance.scep.message import sign_pki_message
 
 
 class CertRepError(ValueError):
@@ -44,6 +45,13 @@ class Answer:
     fail_info: FailInfo | None
     fail_text: str | None
     certificate: x509.Certificate | None
+
+
+def key_sha256(public: object) -> str:
+    """SHA-256 of a public key's SubjectPublicKeyInfo (transactionIDs are made from it)."""
+    assert isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+    spki = public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
 
 
 def self_signed(key: rsa.RSAPrivateKey, subject: x509.Name) -> x509.Certificate:

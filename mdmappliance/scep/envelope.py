@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from asn1crypto import algos
+from asn1crypto import algos, parser
 from asn1crypto import cms as acms
 from cryptography import x509
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -115,7 +115,7 @@ def open_envelope(
         encrypted_info = enveloped["encrypted_content_info"]
         algorithm = encrypted_info["content_encryption_algorithm"]
         name = algorithm["algorithm"].native
-        ciphertext = encrypted_info["encrypted_content"].native
+        ciphertext = _encrypted_content(encrypted_info)
         iv = algorithm["parameters"].native if name in CIPHERS else None
     except SCEPFailure:
         raise
@@ -141,6 +141,41 @@ def open_envelope(
     except ValueError:
         raise SCEPFailure(FailInfo.BAD_MESSAGE_CHECK, "the content does not decrypt") from None
     return Opened(content, name)
+
+
+def _octets(data: bytes, depth: int = 0) -> bytes:
+    """The bytes of an OCTET STRING's contents in constructed form: the concatenated
+    contents of the OCTET STRINGs inside (nested, definite or indefinite length)."""
+    if depth > 8:
+        raise ValueError("OCTET STRING chunks nested too deep")
+    chunks = []
+    while data:
+        cls, method, tag, header, contents, trailer = parser.parse(data)
+        data = data[len(header) + len(contents) + len(trailer) :]
+        if (cls, tag) == (0, 0):  # end-of-contents of an indefinite length
+            break
+        if (cls, tag) != (0, 4):
+            raise ValueError("a constructed OCTET STRING holds something else")
+        chunks.append(_octets(contents, depth + 1) if method else contents)
+    return b"".join(chunks)
+
+
+def _encrypted_content(encrypted_info: acms.EncryptedContentInfo) -> bytes:
+    """encryptedContent ([0] IMPLICIT OCTET STRING), primitive or constructed. asn1crypto
+    refuses the constructed form that Go's pkcs7 (scepclient) writes, so that one is read
+    from the raw encoding here."""
+    try:
+        value = encrypted_info["encrypted_content"].native
+        return value if isinstance(value, bytes) else b""
+    except ValueError:
+        pass
+    rest = encrypted_info.contents
+    for _ in range(3):
+        cls, method, tag, header, contents, trailer = parser.parse(rest)
+        if (cls, tag) == (2, 0):
+            return _octets(contents) if method else contents
+        rest = rest[len(header) + len(contents) + len(trailer) :]
+    raise ValueError("no encryptedContent")
 
 
 def reply_cipher(request_cipher: str) -> str:

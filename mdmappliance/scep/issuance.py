@@ -26,27 +26,25 @@ class Candidate:
     """A certificate made for a request, waiting for the store's yes."""
 
     transaction_id: str
-    signer_key_sha256: str
+    signer_sha256: str
     certificate: x509.Certificate
     peer: str
 
 
-def previously_issued(tx: Tx, transaction_id: str, signer_key_sha256: str) -> bytes | None:
+def previously_issued(tx: Tx, transaction_id: str, signer_sha256: str) -> bytes | None:
     """The certificate this transaction got before (a resend or a GetCertInitial poll)."""
-    return tx.scep.issued_in(transaction_id, signer_key_sha256)
+    return tx.scep.issued_in(transaction_id, signer_sha256)
 
 
 def _finish(tx: Tx, candidate: Candidate, sha256: str, now: str) -> bytes:
     der = candidate.certificate.public_bytes(Encoding.DER)
-    tx.scep.record_transaction(
-        candidate.transaction_id, candidate.signer_key_sha256, der, sha256, now
-    )
+    tx.scep.record_transaction(candidate.transaction_id, candidate.signer_sha256, der, sha256, now)
     return der
 
 
 def issue_with_challenge(tx: Tx, candidate: Candidate, challenge: str) -> bytes:
     """PKCSReq: use the challenge up and record the identity against what it was for."""
-    again = previously_issued(tx, candidate.transaction_id, candidate.signer_key_sha256)
+    again = previously_issued(tx, candidate.transaction_id, candidate.signer_sha256)
     if again is not None:
         return again
     now = utc_timestamp()
@@ -93,7 +91,7 @@ def issue_with_challenge(tx: Tx, candidate: Candidate, challenge: str) -> bytes:
 def issue_renewal(tx: Tx, candidate: Candidate, signer_sha256: str) -> bytes:
     """RenewalReq: a current, unrevoked identity of a managed device gets its replacement,
     recorded as that device's renewal (the device channel then accepts it)."""
-    again = previously_issued(tx, candidate.transaction_id, candidate.signer_key_sha256)
+    again = previously_issued(tx, candidate.transaction_id, candidate.signer_sha256)
     if again is not None:
         return again
     old = tx.scep.renewable(signer_sha256)

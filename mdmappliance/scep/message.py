@@ -16,7 +16,7 @@ from asn1crypto import cms as acms
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from mdmappliance import pki
 from mdmappliance.pki.cms import CMSError, SignedContent, verify_signed_data
@@ -56,15 +56,11 @@ class Request:
     envelope: bytes
 
     @property
-    def signer_key_sha256(self) -> str:
-        return key_sha256(self.signer.public_key())
-
-
-def key_sha256(public: object) -> str:
-    """SHA-256 of a public key's SubjectPublicKeyInfo: the identity of a SCEP transaction."""
-    assert isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
-    spki = public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(spki).hexdigest()
+    def signer_sha256(self) -> str:
+        """SHA-256 of the signer certificate: with the transactionID, what tells a resent
+        request (or a poll) from a new one. Not the key: scepclient, for one, derives its
+        transactionID from the key and keeps the key when it renews."""
+        return hashlib.sha256(self.signer.public_bytes(Encoding.DER)).hexdigest()
 
 
 def read_header(der: bytes) -> Header:

@@ -118,7 +118,7 @@ class SCEPService:
         request = prepared.request
         if prepared.candidate is None:  # CertPoll
             found = await self.store.run(
-                previously_issued, request.header.transaction_id, request.signer_key_sha256
+                previously_issued, request.header.transaction_id, request.signer_sha256
             )
             if found is None:
                 raise SCEPFailure(FailInfo.BAD_CERT_ID, "no certificate for this transaction")
@@ -189,9 +189,7 @@ class SCEPService:
         certificate = pki.certify_device_key(
             self.ca, subject, public, lifetime=self.lifetime, now=self.now()
         )
-        return Candidate(
-            request.header.transaction_id, request.signer_key_sha256, certificate, peer
-        )
+        return Candidate(request.header.transaction_id, request.signer_sha256, certificate, peer)
 
     def _success(
         self, header: Header, recipient: x509.Certificate, cipher: str, certificate: bytes

@@ -80,27 +80,27 @@ class SCEP(Family):
         )
         return bool(cursor.rowcount)
 
-    def issued_in(self, transaction_id: str, signer_key_sha256: str) -> bytes | None:
+    def issued_in(self, transaction_id: str, signer_sha256: str) -> bytes | None:
         """The certificate (DER) this transaction already got, if any."""
         row = self._conn.execute(
             "SELECT certificate FROM scep_transactions WHERE transaction_id = ? "
-            "AND signer_key_sha256 = ?",
-            (transaction_id, signer_key_sha256),
+            "AND signer_sha256 = ?",
+            (transaction_id, signer_sha256),
         ).fetchone()
         return None if row is None else bytes(row[0])
 
     def record_transaction(
         self,
         transaction_id: str,
-        signer_key_sha256: str,
+        signer_sha256: str,
         certificate: bytes,
         issued_sha256: str,
         now: str,
     ) -> None:
         self._conn.execute(
-            "INSERT INTO scep_transactions (transaction_id, signer_key_sha256, certificate, "
+            "INSERT INTO scep_transactions (transaction_id, signer_sha256, certificate, "
             "issued_sha256, created_at) VALUES (?, ?, ?, ?, ?)",
-            (transaction_id, signer_key_sha256, certificate, issued_sha256, now),
+            (transaction_id, signer_sha256, certificate, issued_sha256, now),
         )
 
     def renewable(self, sha256: str) -> RenewableIdentity | None:

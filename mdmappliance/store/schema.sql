@@ -184,11 +184,11 @@ CREATE TABLE scep_challenges (
 
 CREATE TABLE scep_transactions (
     transaction_id      TEXT NOT NULL,
-    signer_key_sha256   TEXT NOT NULL,
+    signer_sha256   TEXT NOT NULL,
     certificate         BLOB NOT NULL,
     issued_sha256       TEXT NOT NULL,
     created_at          TEXT NOT NULL,
-    PRIMARY KEY (transaction_id, signer_key_sha256)
+    PRIMARY KEY (transaction_id, signer_sha256)
 ) STRICT;
 
 CREATE TABLE "renewals" (

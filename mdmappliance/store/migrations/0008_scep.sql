@@ -1,8 +1,8 @@
 -- 0008: SCEP. A challenge is made for each profile download (or renewal) and stored as its
 -- SHA-256 with its expiry and what it is for: the link it came from, or the identity it
 -- renews. The first successful PKCSReq consumes it. Transactions remember the certificate
--- issued for a (transactionID, signer key) so a resent request or a GetCertInitial poll
--- gets that certificate again instead of a second one.
+-- issued for a (transactionID, signer certificate) so a resent request or a GetCertInitial
+-- poll gets that certificate again instead of a second one.
 CREATE TABLE scep_challenges (
     challenge_sha256    TEXT PRIMARY KEY NOT NULL,
     token_id            INTEGER REFERENCES enrollment_tokens (id),
@@ -18,11 +18,11 @@ CREATE TABLE scep_challenges (
 
 CREATE TABLE scep_transactions (
     transaction_id      TEXT NOT NULL,
-    signer_key_sha256   TEXT NOT NULL,
+    signer_sha256   TEXT NOT NULL,
     certificate         BLOB NOT NULL,
     issued_sha256       TEXT NOT NULL,
     created_at          TEXT NOT NULL,
-    PRIMARY KEY (transaction_id, signer_key_sha256)
+    PRIMARY KEY (transaction_id, signer_sha256)
 ) STRICT;
 
 -- A renewal queued as an InstallProfile with a SCEP payload does not know its new identity
