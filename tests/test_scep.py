@@ -19,6 +19,7 @@ from mdmappliance.enrollment.links import create_link
 from mdmappliance.pki.identity import DeviceIdentity
 from mdmappliance.scep import client as scep_client
 from mdmappliance.scep.attributes import FailInfo, MessageType, PKIStatus
+from mdmappliance.scep.envelope import seal_envelope
 from tests.simulator import (
     DeviceTLSPolicy,
     ReceivedProfile,
@@ -314,3 +315,114 @@ class Renewal(SCEPCase):
         payload = {"URL": self.config.scep_url(), "Subject": [[["CN", "another name"]]]}
         answer = await self.refused(payload, renew=device.identity)
         self.assertIn("subject", answer.fail_text or "")
+
+
+class BadInput(SCEPCase):
+    """Each request is refused (400 when it is not a pkiMessage, a CertRep FAILURE when it
+    is) and nothing is issued or used up."""
+
+    async def assert_nothing_changed(self, before: tuple[int, int]) -> None:
+        self.assertEqual(self.counts(), before)
+
+    def counts(self) -> tuple[int, int]:
+        used = query(
+            self.config.store.path, "SELECT count(*) FROM scep_challenges WHERE used_at IS NOT NULL"
+        )[0][0]
+        return self.issued_count(), int(used)
+
+    async def not_a_pki_message(self, body: bytes) -> None:
+        before = self.counts()
+        code, reply, content_type = await self.post(body)
+        self.assertEqual(code, 400, reply)
+        self.assertTrue(content_type.startswith("text/plain"))
+        await self.assert_nothing_changed(before)
+
+    async def failure(
+        self, outgoing: scep_client.Outgoing, signer: x509.Certificate, key: Any
+    ) -> scep_client.Answer:
+        before = self.counts()
+        code, reply, _ = await self.post(outgoing.der)
+        self.assertEqual(code, 200, reply)
+        answer = scep_client.read_answer(reply, outgoing, ca=self.ca, signer=signer, key=key)
+        self.assertEqual(answer.status, PKIStatus.FAILURE)
+        await self.assert_nothing_changed(before)
+        return answer
+
+    async def test_garbage_truncated_and_wrong_content_types_are_400(self) -> None:
+        received = await self.profile()
+        assert received.scep
+        outgoing, _, _ = self.request(received.scep)
+        await self.not_a_pki_message(b"")
+        await self.not_a_pki_message(b"\x00" * 100)
+        await self.not_a_pki_message(b"hello, this is not DER")
+        await self.not_a_pki_message(outgoing.der[: len(outgoing.der) // 2])
+        # A SignedData without the SCEP attributes (the signed enrollment profile itself).
+        await self.not_a_pki_message(received.signed)
+        # An EnvelopedData where the SignedData should be.
+        envelope = seal_envelope(b"x", self.ca, "aes256_cbc")
+        await self.not_a_pki_message(envelope)
+        code, _, _ = await scep_request(self.config.scep_url(), self.ca_cert, "PKIOperation")
+        self.assertEqual(code, 400, "a GET PKIOperation without a message")
+
+    async def test_huge_body_is_refused_before_it_is_read(self) -> None:
+        before = self.counts()
+        code, _, _ = await self.post(b"\x30" * (1024 * 1024))
+        self.assertEqual(code, 413)
+        await self.assert_nothing_changed(before)
+
+    async def test_unknown_message_type_gets_bad_request(self) -> None:
+        received = await self.profile()
+        assert received.scep
+        for kind in (99, int(MessageType.GET_CRL), int(MessageType.UPDATE_REQ)):
+            outgoing, signer, key = self.request(received.scep, message_type=kind)
+            answer = await self.failure(outgoing, signer, key)
+            self.assertEqual(answer.fail_info, FailInfo.BAD_REQUEST)
+
+    async def test_csr_key_other_than_the_signers_issues_nothing(self) -> None:
+        received = await self.profile()
+        assert received.scep
+        other = pki.new_rsa_key(2048)
+        subject = subject_from_payload(received.scep["Subject"])
+        signer = scep_client.self_signed(other, subject)
+        outgoing, _, _ = self.request(received.scep, signer=signer, signer_key=other)
+        answer = await self.failure(outgoing, signer, other)
+        self.assertIn("not the key that signed", answer.fail_text or "")
+
+    async def test_request_encrypted_to_another_ca_issues_nothing(self) -> None:
+        received = await self.profile()
+        assert received.scep
+        stranger = pki.create_ca("Another CA").certificate
+        outgoing, signer, key = self.request(received.scep, ca=stranger)
+        answer = await self.failure(outgoing, signer, key)
+        self.assertEqual(answer.fail_info, FailInfo.BAD_MESSAGE_CHECK)
+
+    async def test_tampered_signature_issues_nothing(self) -> None:
+        received = await self.profile()
+        assert received.scep
+        outgoing, signer, key = self.request(received.scep)
+        der = bytearray(outgoing.der)
+        der[-5] ^= 0x01  # inside the SignerInfo's signature, the last field
+        tampered = scep_client.Outgoing(bytes(der), outgoing.transaction_id, outgoing.sender_nonce)
+        answer = await self.failure(tampered, signer, key)
+        self.assertEqual(answer.fail_info, FailInfo.BAD_MESSAGE_CHECK)
+
+    async def test_small_keys_are_refused(self) -> None:
+        received = await self.profile()
+        assert received.scep
+        small = pki.new_rsa_key(1024)
+        outgoing, signer, key = self.request(received.scep, key=small)
+        answer = await self.failure(outgoing, signer, key)
+        self.assertEqual(answer.fail_info, FailInfo.BAD_ALG)
+
+    async def test_bad_base64_in_get_is_400(self) -> None:
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(pool.closeCachedConnections)
+        client = treq.client.HTTPClient(
+            Agent(reactor, contextFactory=DeviceTLSPolicy(self.ca_cert, None), pool=pool)
+        )
+        response = await client.get(
+            self.config.scep_url().replace("localhost", "127.0.0.1"),
+            params={"operation": "PKIOperation", "message": "***not base64***"},
+        )
+        await response.content()
+        self.assertEqual(response.code, 400)
