@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import re
 import subprocess
 import tomllib
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from twisted.trial.unittest import TestCase
 
+from mdmappliance import pki
 from mdmappliance.config import SECTIONS, load_config, render_config, render_example
 from mdmappliance.config.errors import ConfigError
 from tests.support import REPO, make_installation, run_cli, subprocess_env, twistd
@@ -187,6 +193,68 @@ class Mistakes(TestCase):
         config = load_config(self.config_path)
         self.set_key("proxy", f'enabled = true\nbind = "127.0.0.1"\nport = {config.device.port}')
         self.assertConfigError("proxy.port", "needs its own port")
+
+    def test_scep_identity_needs_scep(self) -> None:
+        self.set_key("scep", "enabled = false")
+        self.assertConfigError("enrollment.identity", 'is "scep" but')
+        self.set_key("enrollment", 'identity = "pkcs12"')
+        load_config(self.config_path)
+
+    def test_scep_settings(self) -> None:
+        self.set_key("enrollment", 'identity = "pem"')
+        self.assertConfigError("enrollment.identity", "must be one of scep, pkcs12")
+
+    def test_scep_values(self) -> None:
+        for line, key, problem in (
+            ('path = "/enroll/x"', "scep.path", "enrollment links' path"),
+            ('path = "scep"', "scep.path", "/"),
+            ("rsa_min_bits = 1024", "scep.rsa_min_bits", "from 2048"),
+            ('ec_curves = ["P-521"]', "scep.ec_curves", "one of P-256, P-384"),
+            ('url = "http://scep.example.com/scep"', "scep.url", "https"),
+            ("challenge_hours = 0", "scep.challenge_hours", "must be from"),
+        ):
+            self.setUp()
+            self.set_key("scep", line)
+            self.assertConfigError(key, problem)
+
+    def replace_ca(self, ca: pki.IssuedPair) -> None:
+        (self.dir / "pki" / "ca.pem").write_bytes(pki.certificate_pem(ca.certificate))
+        key = self.dir / "pki" / "ca.key"
+        key.write_bytes(pki.private_key_pem(ca.key))
+
+    def test_scep_needs_an_rsa_ca(self) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "EC CA")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )  # fmt: skip
+        self.replace_ca(pki.IssuedPair(cert, key))
+        self.assertConfigError("pki.ca_key", "RSA CA key")
+
+    def test_ca_without_key_encipherment_is_a_warning(self) -> None:
+        ca = pki.create_ca("old CA")
+        usage = ca.certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+        self.assertTrue(usage.key_encipherment, "new CAs are fit for SCEP")
+        old = (
+            x509.CertificateBuilder().subject_name(ca.certificate.subject)
+            .issuer_name(ca.certificate.subject).public_key(ca.key.public_key())
+            .serial_number(2).not_valid_before(ca.certificate.not_valid_before_utc)
+            .not_valid_after(ca.certificate.not_valid_after_utc)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .sign(ca.key, hashes.SHA256())
+        )  # fmt: skip
+        self.replace_ca(pki.IssuedPair(old, ca.key))
+        config = load_config(self.config_path)
+        self.assertTrue(any("keyEncipherment" in w for w in config.warnings), config.warnings)
 
     def test_loose_key_mode_is_a_warning(self) -> None:
         (self.dir / "pki" / "server.key").chmod(0o644)

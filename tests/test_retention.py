@@ -68,6 +68,18 @@ def seed(tx: Any) -> None:
         "INSERT INTO webhook_cursors (url, last_event_id, updated_at) VALUES ('http://h/', 5, ?)",
         (RECENT,),
     )
+    for name, expires in (("old-1", OLD), ("old-2", OLD), ("old-3", OLD), ("live", RECENT)):
+        conn.execute(
+            "INSERT INTO scep_challenges (challenge_sha256, subject, created_at, expires_at) "
+            "VALUES (?, 'CN=x', ?, ?)",
+            (name, expires, expires),
+        )
+    for name, created in (("T-old", OLD), ("T-recent", RECENT)):
+        conn.execute(
+            "INSERT INTO scep_transactions (transaction_id, signer_sha256, certificate, "
+            "issued_sha256, created_at) VALUES (?, 's', x'00', 'i', ?)",
+            (name, created),
+        )
 
 
 class Retention(TestCase):
@@ -89,7 +101,9 @@ class Retention(TestCase):
             clock.advance(0)
             await task.deferLater(global_reactor(), 0.01, lambda: None)
         result = await done
-        self.assertEqual(result, {"expired": 1, "commands": 5, "events": 4})
+        self.assertEqual(result, {"expired": 1, "commands": 5, "events": 4, "scep": 3})
+        self.assertEqual(query(db, "SELECT challenge_sha256 FROM scep_challenges"), [("live",)])
+        self.assertEqual(query(db, "SELECT transaction_id FROM scep_transactions"), [("T-recent",)])
         self.assertEqual(
             query(db, "SELECT uuid, state FROM commands ORDER BY uuid"),
             [

@@ -1,4 +1,5 @@
-"""Retention: old command results, answered commands and events are pruned after
+"""Retention: old command results, answered commands, events, and SCEP challenges and
+transactions are pruned after
 ``[retention] days``, in small batches, each its own short transaction, so check-ins keep
 flowing between them.
 
@@ -41,6 +42,11 @@ def prune_events(tx: Tx, cutoff: str, webhook_urls: Sequence[str], limit: int) -
     return tx.events.prune(cutoff, NO_LIMIT_ID if delivered is None else delivered, limit)
 
 
+def prune_scep(tx: Tx, cutoff: str, limit: int) -> int:
+    """SCEP challenges that expired, and SCEP transactions made, before ``cutoff``."""
+    return tx.scep.prune(cutoff, limit)
+
+
 class RetentionJob(PeriodicJob):
     description = "retention job"
 
@@ -62,11 +68,12 @@ class RetentionJob(PeriodicJob):
     async def run_once(self) -> dict[str, int]:
         now = self.now()
         cutoff = utc_timestamp(now - self.keep)
-        done = {"expired": 0, "commands": 0, "events": 0}
+        done = {"expired": 0, "commands": 0, "events": 0, "scep": 0}
         steps = (
             ("expired", expire_batch, (utc_timestamp(now), self.batch)),
             ("commands", prune_commands, (cutoff, self.batch)),
             ("events", prune_events, (cutoff, self.webhook_urls, self.batch)),
+            ("scep", prune_scep, (cutoff, self.batch)),
         )
         for name, step, args in steps:
             while True:
@@ -77,8 +84,8 @@ class RetentionJob(PeriodicJob):
                 await deferLater(self.clock, 0, lambda: None)  # let device requests in
         if any(done.values()):
             log.info(
-                "retention: {expired} command(s) expired, {commands} old command(s) and "
-                "{events} old event(s) pruned",
+                "retention: {expired} command(s) expired, {commands} old command(s), "
+                "{events} old event(s) and {scep} SCEP challenge/transaction row(s) pruned",
                 **done,
             )
         return done

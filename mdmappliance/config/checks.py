@@ -8,6 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from mdmappliance import pki
 from mdmappliance.config.errors import ConfigError
 from mdmappliance.config.model import Config, _extra_keys, _read_api_key
@@ -113,6 +116,7 @@ def _cross_check(config: Config) -> Config:
         warnings += _private_key_mode_warning("admin.extra_keys", path)
     warnings += _check_device(config)
     warnings += _check_enrollment(config)
+    warnings += _check_scep(config, ca)
     warnings += _check_apns(config)
     if config.webhooks.urls:
         _check_api_key_file(config, "webhooks.secret_file", config.webhooks.secret_file)
@@ -138,6 +142,39 @@ def _check_enrollment(config: Config) -> list[str]:
             "enrollment profiles cannot be served until `mdmappliance pushcert import`"
         )
     return warnings
+
+
+def _check_scep(config: Config, ca: x509.Certificate) -> list[str]:
+    s = config.scep
+    if config.enrollment.identity == "scep" and not s.enabled:
+        raise ConfigError(
+            config.path,
+            "enrollment.identity",
+            'is "scep" but [scep] enabled is false; enable SCEP or use "pkcs12"',
+        )
+    if not s.enabled:
+        return []
+    if s.path == "/enroll" or s.path.startswith("/enroll/"):
+        raise ConfigError(config.path, "scep.path", f"{s.path} is the enrollment links' path")
+    if not isinstance(ca.public_key(), rsa.RSAPublicKey):
+        raise ConfigError(
+            config.path,
+            "pki.ca_key",
+            "SCEP needs an RSA CA key (clients encrypt their requests to it); disable [scep] "
+            'and use [enrollment] identity = "pkcs12" with this CA',
+        )
+    try:
+        usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
+        encipherment = usage.key_encipherment
+    except x509.ExtensionNotFound:
+        encipherment = True  # no keyUsage: every usage is allowed
+    if not encipherment:
+        return [
+            f"pki.ca_cert: {config.pki.ca_cert} has no keyEncipherment in its keyUsage, which "
+            "RFC 8894 asks of a SCEP CA (clients encrypt requests to it); strict clients may "
+            "refuse it. `mdmappliance init` makes CAs with it since SCEP arrived."
+        ]
+    return []
 
 
 def _check_apns(config: Config) -> list[str]:

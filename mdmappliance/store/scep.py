@@ -119,10 +119,17 @@ class SCEP(Family):
         udid, rights, bound, current, revoked, state = row
         return RenewableIdentity(udid, rights, bound, bool(current), revoked, state)
 
-    def prune(self, before: str) -> int:
-        """Forget challenges that expired before ``before`` unused, and old transactions."""
-        cursor = self._conn.execute(
-            "DELETE FROM scep_challenges WHERE used_at IS NULL AND expires_at < ?", (before,)
+    def prune(self, before: str, limit: int) -> int:
+        """Forget challenges that expired before ``before`` (used or not) and transactions
+        older than that, at most ``limit`` of each; how many rows went."""
+        challenges = self._conn.execute(
+            "DELETE FROM scep_challenges WHERE rowid IN (SELECT rowid FROM scep_challenges "
+            "WHERE expires_at < ? LIMIT ?)",
+            (before, limit),
         )
-        done = self._conn.execute("DELETE FROM scep_transactions WHERE created_at < ?", (before,))
-        return cursor.rowcount + done.rowcount
+        transactions = self._conn.execute(
+            "DELETE FROM scep_transactions WHERE rowid IN (SELECT rowid FROM scep_transactions "
+            "WHERE created_at < ? LIMIT ?)",
+            (before, limit),
+        )
+        return max(challenges.rowcount, transactions.rowcount)
