@@ -3,7 +3,8 @@
 - store: committed transactions per second through the Deferred API, FULL vs NORMAL sync;
 - admin: ``GET /v1/health`` requests per second over loopback with keep-alive;
 - commands: one command queued for 10,000 and 100,000 enrollments in one call;
-- apns: pushes per second to 10,000 enrollments through one HTTP/2 connection.
+- apns: pushes per second to 10,000 enrollments through one HTTP/2 connection;
+- scep: issuances per second (PKCSReq -> CertRep) and enrollments per second end to end.
 
 Each runs a bounded number of operations on loopback and in a temporary directory.
 """
@@ -26,6 +27,7 @@ from twisted.web.client import HTTPConnectionPool
 from bench.apns import bench_apns
 from bench.commands import bench_commands
 from bench.device_channel import bench_device_channel
+from bench.scep import bench_scep
 from mdmappliance.app.admin_listener import admin_listener
 from mdmappliance.app.reactor import global_reactor
 from mdmappliance.store import Store, record_event
@@ -108,6 +110,7 @@ async def main(_: Any) -> None:
         await bench_health(directory)
         await bench_commands(directory)
         await bench_apns()
+    await bench_scep()
     await bench_device_channel()
 
 

@@ -67,10 +67,12 @@ def new_rsa_key(bits: int) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
-def create_ca(common_name: str, *, now: datetime.datetime | None = None) -> IssuedPair:
+def create_ca(
+    common_name: str, *, now: datetime.datetime | None = None, bits: int = CA_KEY_BITS
+) -> IssuedPair:
     """A self-signed CA that issues the appliance's server and device certificates."""
     now = now or _now()
-    key = new_rsa_key(CA_KEY_BITS)
+    key = new_rsa_key(bits)
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
