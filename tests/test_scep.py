@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import treq
+from asn1crypto import cms as acms
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -246,6 +248,56 @@ class Challenges(SCEPCase):
             self.assertIsNotNone(answer.certificate)
 
 
+def _tlv(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    if size < 128:
+        return bytes([tag, size]) + body
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(octets)]) + octets + body
+
+
+def indefinite_ber(der: bytes) -> bytes:
+    """The same pkiMessage as Apple encodes it: ContentInfo, its [0], the SignedData and the
+    encapsulated content in indefinite lengths, the content a constructed OCTET STRING in two
+    chunks. The signed attributes stay DER (the signature covers them)."""
+    info = acms.ContentInfo.load(der)
+    signed = info["content"]
+    envelope = signed["encap_content_info"]["content"].native
+    half = len(envelope) // 2
+    chunks = _tlv(0x04, envelope[:half]) + _tlv(0x04, envelope[half:])
+    end = b"\x00\x00"
+    encapsulated = (
+        b"\x30\x80" + signed["encap_content_info"]["content_type"].dump()
+        + b"\xa0\x80" + b"\x24\x80" + chunks + end + end + end
+    )  # fmt: skip
+    body: bytes = (
+        signed["version"].dump() + signed["digest_algorithms"].dump() + encapsulated
+        + signed["certificates"].dump() + signed["signer_infos"].dump()
+    )  # fmt: skip
+    content_type: bytes = info["content_type"].dump()
+    return b"\x30\x80" + content_type + b"\xa0\x80" + b"\x30\x80" + body + end * 3
+
+
+class AppleEncoding(SCEPCase):
+    async def test_indefinite_length_ber_is_answered(self) -> None:
+        received = await self.profile()
+        assert received.scep
+        outgoing, signer, key = self.request(received.scep)
+        ber = indefinite_ber(outgoing.der)
+        self.assertIn(b"\x30\x80", ber[:2])
+        code, body, _ = await self.post(ber)
+        self.assertEqual(code, 200, body)
+        answer = scep_client.read_answer(
+            body,
+            scep_client.Outgoing(ber, outgoing.transaction_id, outgoing.sender_nonce),
+            ca=self.ca,
+            signer=signer,
+            key=key,
+        )
+        self.assertIsNotNone(answer.certificate)
+        self.assertEqual(self.issued_count(), 1)
+
+
 class Renewal(SCEPCase):
     async def enrolled_by_scep(self) -> SimulatedDevice:
         token, _ = await self.appliance.store.transaction(create_link, DAY, "scep", "test")
@@ -426,3 +478,54 @@ class BadInput(SCEPCase):
         )
         await response.content()
         self.assertEqual(response.code, 400)
+
+
+class KeyTypes(TestCase):
+    """``[scep] ec_curves``: an EC key is accepted on a listed curve. The CertRep is enveloped
+    to the request's signer, so an EC key comes by a RenewalReq its RSA identity signs."""
+
+    async def test_ec_key_by_renewal_when_its_curve_is_allowed(self) -> None:
+        appliance = InProcessAppliance(Path(self.mktemp()), scep={"ec_curves": ["P-256"]})
+        self.addCleanup(appliance.stop)
+        token, _ = await appliance.store.transaction(create_link, DAY, "ec", "test")
+        device = await SimulatedDevice.from_enrollment_link(
+            appliance.config.enrollment_url(token), appliance.config.pki.ca_cert
+        )
+        self.addCleanup(device.close)
+        await device.enroll()
+        assert device.identity is not None
+        subject = device.identity.certificate.subject.rfc4514_string()[3:]
+        payload = {"URL": appliance.config.scep_url(), "Subject": [[["CN", subject]]]}
+        for curve, allowed in ((ec.SECP384R1(), False), (ec.SECP256R1(), True)):
+            key = ec.generate_private_key(curve)
+            if not allowed:
+                with self.assertRaises(SCEPRefused) as caught:
+                    await scep_enroll(
+                        payload, appliance.config.pki.ca_cert, renew=device.identity, key=key
+                    )
+                self.assertEqual(caught.exception.answer.fail_info, FailInfo.BAD_ALG)
+                continue
+            new = await scep_enroll(
+                payload, appliance.config.pki.ca_cert, renew=device.identity, key=key
+            )
+            self.assertIsInstance(new.certificate.public_key(), ec.EllipticCurvePublicKey)
+            await device.use_identity(new)
+            await device.enroll()  # an EC identity checks in over mTLS like any other
+
+    async def test_ec_self_signed_pkcs_req_is_refused_with_bad_alg(self) -> None:
+        appliance = InProcessAppliance(Path(self.mktemp()), scep={"ec_curves": ["P-256"]})
+        self.addCleanup(appliance.stop)
+        token, _ = await appliance.store.transaction(create_link, DAY, "ec", "test")
+        code, body, _ = await get_enrollment_link(
+            appliance.config.enrollment_url(token), appliance.config.pki.ca_cert
+        )
+        self.assertEqual(code, 200, body)
+        received = unpack_profile(body, appliance.config.pki.ca_cert)
+        assert received.scep is not None
+        with self.assertRaises(SCEPRefused) as caught:
+            await scep_enroll(
+                received.scep,
+                appliance.config.pki.ca_cert,
+                key=ec.generate_private_key(ec.SECP256R1()),
+            )
+        self.assertEqual(caught.exception.answer.fail_info, FailInfo.BAD_ALG)
