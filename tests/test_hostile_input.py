@@ -4,6 +4,7 @@ moves on. A refusal changes nothing."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import time
@@ -15,7 +16,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from mdmappliance.app.reactor import global_reactor
 from mdmappliance.app.retention import RetentionJob
-from tests.simulator import SimulatedDevice
+from tests.simulator import SimulatedDevice, detached_signature
 from tests.support import local_users_sections, query, sql
 from tests.test_devicechannel import DeviceChannelCase
 
@@ -96,6 +97,32 @@ class MalformedBodies(HostileCase):
                 self.assertEqual(reply.code, 400, reply.body)
                 self.assertIn(b"not a valid XML plist", reply.body)
         self.assertEqual(query(self.db, "SELECT count(*) FROM events"), before, "nothing written")
+
+
+class MangledSignatures(HostileCase):
+    async def test_a_signature_whose_certificate_does_not_parse_is_a_403(self) -> None:
+        """Found fuzzing the SCEP server, which shares the CMS code: a signer certificate
+        with an impossible version or key type raised past the CMS checks (a 500)."""
+        device = await self.enrolled()
+        assert device.identity is not None
+        body = plist(
+            b"<dict><key>UDID</key><string>" + device.udid.encode() + b"</string>"
+            b"<key>Status</key><string>Idle</string></dict>"
+        )
+        signature = base64.b64decode(detached_signature(device.identity, body))
+        version = b"\xa0\x03\x02\x01\x02"  # [0] EXPLICIT INTEGER 2: an X.509 v3 certificate
+        rsa_oid = bytes.fromhex("06092a864886f70d010101")
+        self.assertIn(version, signature)
+        for mangled in (
+            signature.replace(version, b"\xa0\x03\x02\x01\x57", 1),
+            signature.replace(rsa_oid, bytes.fromhex("06092a864886f70d017101"), 1),
+        ):
+            reply = await device.put(
+                device.server_path,
+                body,
+                headers={"Mdm-Signature": base64.b64encode(mangled)},
+            )
+            self.assertEqual(reply.code, 403, reply.body)
 
 
 class DigestWithNonASCII(HostileCase):

@@ -355,6 +355,14 @@ class Renewal(SCEPCase):
             pki.read_issuer(self.ca_cert, self.config.pki.ca_key), subject, lifetime=DAY
         )
         await self.refused(payload, renew=unknown)
+        expired = pki.issue_device_identity(
+            pki.read_issuer(self.ca_cert, self.config.pki.ca_key),
+            subject,
+            lifetime=DAY,
+            now=datetime.datetime.now(datetime.UTC) - 3 * DAY,
+        )
+        answer = await self.refused(payload, renew=expired)
+        self.assertEqual(answer.fail_info, FailInfo.BAD_TIME)
         await self.appliance.store.transaction(
             sql, "UPDATE identities SET revoked_at = '2026-01-01T00:00:00.000Z'"
         )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from asn1crypto import cms as acms
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
@@ -34,6 +34,18 @@ DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
 
 class CMSError(ValueError):
     """The signature is malformed, does not verify, or does not cover the content."""
+
+
+#: What asn1crypto and ``cryptography`` raise for bytes that do not hold what they should
+#: (found by fuzzing: not only ValueError).
+PARSE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    x509.InvalidVersion,
+    UnsupportedAlgorithm,
+)
 
 
 @dataclass(frozen=True)
@@ -76,7 +88,10 @@ def _find_signer(
 def _verify_signature(
     cert: x509.Certificate, signature: bytes, data: bytes, digest: str, algorithm: str
 ) -> None:
-    public = cert.public_key()
+    try:
+        public = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as e:  # a certificate with an unreadable key
+        raise CMSError(f"the signer's public key is unreadable ({e})") from None
     hash_algorithm = DIGESTS[digest]()
     try:
         if isinstance(public, rsa.RSAPublicKey):
@@ -125,7 +140,7 @@ def _parse_signed_data(
         signer_infos = list(signed["signer_infos"])
     except CMSError:
         raise
-    except (ValueError, TypeError, KeyError) as e:
+    except PARSE_ERRORS as e:
         raise CMSError(f"malformed CMS structure ({e})") from None
     return encapsulated, certs, signer_infos
 
@@ -193,7 +208,7 @@ def _read_signer_info(
         signing_time = _signing_time(info["signed_attrs"])
     except CMSError:
         raise
-    except (ValueError, TypeError, KeyError) as e:
+    except PARSE_ERRORS as e:
         raise CMSError(f"malformed SignerInfo ({e})") from None
     attributes = info["signed_attrs"] if info["signed_attrs"].native is not None else None
     return _SignerFields(

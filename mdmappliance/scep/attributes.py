@@ -9,6 +9,8 @@ from typing import Any
 from asn1crypto import cms as acms
 from asn1crypto import core
 
+from mdmappliance.pki.cms import PARSE_ERRORS
+
 MESSAGE_TYPE = "2.16.840.1.113733.1.9.2"
 PKI_STATUS = "2.16.840.1.113733.1.9.3"
 FAIL_INFO = "2.16.840.1.113733.1.9.4"
@@ -80,7 +82,7 @@ def read_attributes(attributes: acms.CMSAttributes | None) -> dict[str, Any]:
         try:
             parsed = value.parse(spec) if isinstance(value, core.Any) else value
             found[oid] = parsed.native
-        except (ValueError, TypeError) as e:
+        except PARSE_ERRORS as e:
             raise SCEPFailure(FailInfo.BAD_REQUEST, f"attribute {oid} is malformed ({e})") from None
     return found
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import AttributeOID, NameOID
 
 from mdmappliance import pki
-from mdmappliance.pki.cms import CMSError, verify_signed_data
+from mdmappliance.pki.cms import PARSE_ERRORS, CMSError, verify_signed_data
 from mdmappliance.scep import attributes as attrs
 from mdmappliance.scep.attributes import FailInfo, MessageType, PKIStatus
 from mdmappliance.scep.envelope import open_envelope, seal_envelope
@@ -155,7 +155,7 @@ def read_answer(
 def _has_content(der: bytes) -> bool:
     try:
         content = acms.ContentInfo.load(der)["content"]["encap_content_info"]["content"]
-    except (ValueError, TypeError, KeyError) as e:
+    except PARSE_ERRORS as e:
         raise CertRepError(f"the CertRep is not a SignedData ({e})") from None
     return content.native is not None
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 from asn1crypto import csr as acsr
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import AttributeOID
 
-from mdmappliance.pki.cms import DIGESTS
+from mdmappliance.pki.cms import DIGESTS, PARSE_ERRORS
 from mdmappliance.scep.attributes import FailInfo, SCEPFailure
 
 CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
@@ -113,7 +113,9 @@ def check_csr(der: bytes, policy: KeyPolicy) -> CheckedCSR:
         challenge = _challenge(csr)
     except SCEPFailure:
         raise
-    except (ValueError, TypeError, KeyError, x509.InvalidVersion) as e:
+    except UnsupportedAlgorithm as e:
+        raise SCEPFailure(FailInfo.BAD_ALG, f"the CSR's key is of no known type ({e})") from None
+    except PARSE_ERRORS as e:
         raise SCEPFailure(FailInfo.BAD_REQUEST, f"the CSR does not parse ({e})") from None
     if not _signature_valid(request, public):
         raise SCEPFailure(FailInfo.BAD_MESSAGE_CHECK, "the CSR's self-signature does not verify")

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, algorithms, modes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from mdmappliance.pki.cms import PARSE_ERRORS
 from mdmappliance.scep.attributes import FailInfo, SCEPFailure
 
 #: Content ciphers by asn1crypto's name: key length, block size, and the family.
@@ -78,25 +79,27 @@ def _recipient(
 
 
 def _unwrap_key(ktri: acms.KeyTransRecipientInfo, ca_key: rsa.RSAPrivateKey) -> bytes:
-    algorithm = ktri["key_encryption_algorithm"]
-    name = algorithm["algorithm"].native
-    encrypted = ktri["encrypted_key"].native
     try:
-        if name == "rsaes_pkcs1v15":
-            return ca_key.decrypt(encrypted, rsa_padding.PKCS1v15())
+        algorithm = ktri["key_encryption_algorithm"]
+        name = algorithm["algorithm"].native
+        encrypted = ktri["encrypted_key"].native
+        oaep: rsa_padding.OAEP | None = None
         if name == "rsaes_oaep":
             params = algorithm["parameters"]
             digest = OAEP_HASHES[params["hash_algorithm"]["algorithm"].native]
             mgf = OAEP_HASHES[params["mask_gen_algorithm"]["parameters"]["algorithm"].native]
             label = params["p_source_algorithm"]["parameters"].native or None
-            return ca_key.decrypt(
-                encrypted, rsa_padding.OAEP(rsa_padding.MGF1(mgf()), digest(), label)
-            )
-    except (KeyError, TypeError):
-        raise SCEPFailure(FailInfo.BAD_ALG, "unsupported RSA-OAEP parameters") from None
+            oaep = rsa_padding.OAEP(rsa_padding.MGF1(mgf()), digest(), label)
+    except (KeyError, TypeError, ValueError) as e:
+        raise SCEPFailure(FailInfo.BAD_ALG, f"unreadable key transport ({e})") from None
+    if name not in ("rsaes_pkcs1v15", "rsaes_oaep"):
+        raise SCEPFailure(FailInfo.BAD_ALG, f"unsupported key transport {name}")
+    if not isinstance(encrypted, bytes):
+        raise SCEPFailure(FailInfo.BAD_REQUEST, "the RecipientInfo has no encrypted key")
+    try:
+        return ca_key.decrypt(encrypted, oaep or rsa_padding.PKCS1v15())
     except ValueError:
         raise SCEPFailure(FailInfo.BAD_MESSAGE_CHECK, "the content key does not decrypt") from None
-    raise SCEPFailure(FailInfo.BAD_ALG, f"unsupported key transport {name}")
 
 
 def open_envelope(
@@ -119,7 +122,7 @@ def open_envelope(
         iv = algorithm["parameters"].native if name in CIPHERS else None
     except SCEPFailure:
         raise
-    except (ValueError, TypeError, KeyError) as e:
+    except PARSE_ERRORS as e:
         raise SCEPFailure(FailInfo.BAD_REQUEST, f"malformed EnvelopedData ({e})") from None
     if name not in CIPHERS:
         raise SCEPFailure(FailInfo.BAD_ALG, f"unsupported content cipher {name}")

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mdmappliance import pki
-from mdmappliance.pki.cms import CMSError, SignedContent, verify_signed_data
+from mdmappliance.pki.cms import PARSE_ERRORS, CMSError, SignedContent, verify_signed_data
 from mdmappliance.scep import attributes as attrs
 from mdmappliance.scep.attributes import FailInfo, MessageType, PKIStatus, SCEPFailure
 
@@ -84,7 +84,7 @@ def read_header(der: bytes) -> Header:
         raise
     except SCEPFailure as e:
         raise MalformedMessage(str(e)) from None
-    except (ValueError, TypeError, KeyError) as e:
+    except PARSE_ERRORS as e:
         raise MalformedMessage(f"not a pkiMessage ({e})") from None
     transaction_id = found.get(attrs.TRANSACTION_ID)
     message_type = found.get(attrs.MESSAGE_TYPE)

@@ -97,7 +97,7 @@ class SCEPService:
         addressed to it); StoreUnavailable when the decision cannot be recorded now."""
         header = read_header(der)
         try:
-            prepared: Prepared = await self.in_thread(self._prepare, der, header, peer)
+            prepared: Prepared = await self.in_thread(self.prepare, der, header, peer)
             certificate = await self._decide(prepared)
         except SCEPFailure as failure:
             log.info(
@@ -135,7 +135,9 @@ class SCEPService:
         return renewed
 
     # The crypto, on a worker thread.
-    def _prepare(self, der: bytes, header: Header, peer: str) -> Prepared:
+    def prepare(self, der: bytes, header: Header, peer: str = "?") -> Prepared:
+        """The crypto of a request: SCEPFailure when anything in it is wrong, else what the
+        store is asked to approve (with the certificate already made)."""
         kind = header.message_type
         if kind not in (MessageType.PKCS_REQ, MessageType.RENEWAL_REQ, MessageType.CERT_POLL):
             raise SCEPFailure(FailInfo.BAD_REQUEST, f"messageType {kind} is not supported here")
