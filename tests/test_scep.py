@@ -200,6 +200,15 @@ class Challenges(SCEPCase):
         self.assertIsNotNone(answers[0].certificate)
         self.assertEqual(self.issued_count(), 1)
 
+        # After a restart (the CertRep lost on the way, say) the resend still gets it.
+        await self.appliance.stop()
+        self.appliance = InProcessAppliance.reopen(self.config.path)
+        self.addCleanup(self.appliance.stop)
+        code, body, _ = await self.post(outgoing.der)
+        again = scep_client.read_answer(body, outgoing, ca=self.ca, signer=signer, key=key)
+        self.assertEqual(again.certificate, answers[0].certificate)
+        self.assertEqual(self.issued_count(), 1)
+
     async def test_get_cert_initial_returns_the_stored_result(self) -> None:
         received = await self.profile()
         assert received.scep
