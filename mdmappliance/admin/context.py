@@ -11,6 +11,7 @@ from twisted.internet.interfaces import IReactorTime
 from mdmappliance.admin.metrics import Metrics
 from mdmappliance.apns.pusher import PushService
 from mdmappliance.commands.send import CommandSender
+from mdmappliance.dep.service import DEPRuntime
 from mdmappliance.store import Store
 
 
@@ -26,3 +27,4 @@ class AdminContext:
     sender: CommandSender | None = None
     webhook_urls: tuple[str, ...] = ()
     metrics: Metrics = field(default_factory=Metrics)
+    dep: DEPRuntime | None = None

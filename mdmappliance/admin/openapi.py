@@ -243,6 +243,14 @@ OPERATION_IDS = {
     ("post", "/v1/enrollment-tokens"): "createEnrollmentToken",
     ("get", "/v1/enrollment-tokens"): "listEnrollmentTokens",
     ("delete", "/v1/enrollment-tokens/{link_id}"): "revokeEnrollmentToken",
+    ("post", "/v1/dep/sync"): "depSync",
+    ("get", "/v1/dep/devices"): "listDEPDevices",
+    ("get", "/v1/dep/devices/{serial}"): "getDEPDevice",
+    ("get", "/v1/dep/account"): "depAccount",
+    ("get", "/v1/dep/profiles"): "listDEPProfiles",
+    ("post", "/v1/dep/profiles"): "defineDEPProfile",
+    ("put", "/v1/dep/profiles/{profile_uuid}/devices"): "assignDEPProfile",
+    ("post", "/v1/dep/disown"): "disownDEPDevices",
 }
 
 
@@ -257,6 +265,111 @@ def _link(
     paths[path][method]["responses"][status]["links"] = {
         name: {"operationId": operation, "parameters": parameters}
         for name, (operation, parameters) in links.items()
+    }
+
+
+APPLE = {
+    "502": _json(_ref("Error"), "Apple's DEP service refused; its error in words."),
+    "409": _json(_ref("Error"), "No DEP server token is imported."),
+    "503": _json(_ref("Error"), "Apple is busy (Retry-After)."),
+}
+SERIALS = {
+    "type": "array",
+    "items": {"type": "string", "pattern": "^[A-Za-z0-9]{1,64}$"},
+    "minItems": 1,
+    "maxItems": 1000,
+}
+
+
+def _dep_paths() -> dict[str, Any]:
+    return {
+        "/v1/dep/sync": {
+            "post": _op(
+                "Run the DEP device sync now",
+                {
+                    "200": _json({"type": "object"}, "What the run did."),
+                    **APPLE,
+                },
+            )
+        },
+        "/v1/dep/devices": {
+            "get": _op(
+                "DEP devices assigned to this server, by serial, a page at a time",
+                {
+                    "200": _json(
+                        {"type": "object"}, "A page; next is the serial to pass as after."
+                    ),
+                    "400": ERRORS,
+                },
+                parameters=[
+                    {"name": "after", "in": "query", "schema": {"type": "string"}},
+                    {**LIMIT, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                ],
+            )
+        },
+        "/v1/dep/devices/{serial}": {
+            "get": _op(
+                "One DEP device",
+                {"200": _json({"type": "object"}, "The device.")},
+                parameters=[_path_param("serial")],
+            )
+        },
+        "/v1/dep/account": {
+            "get": _op(
+                "Apple's Account Details for this server",
+                {"200": _json({"type": "object"}, "As Apple sent it."), **APPLE},
+            )
+        },
+        "/v1/dep/profiles": {
+            "get": _op("DEP profiles defined here", {"200": _json({"type": "object"}, "Them.")}),
+            "post": _op(
+                "Define a DEP profile (url and anchor_certs filled in when absent)",
+                {"201": _json({"type": "object"}, "Apple's answer."), "400": ERRORS, **APPLE},
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "required": ["profile"],
+                        "properties": {
+                            "profile": {"type": "object"},
+                            "default": {"type": "boolean"},
+                        },
+                        "additionalProperties": False,
+                    }
+                ),
+            ),
+        },
+        "/v1/dep/profiles/{profile_uuid}/devices": {
+            "put": _op(
+                "Assign a DEP profile to devices",
+                {"200": _json({"type": "object"}, "Per serial."), "400": ERRORS, **APPLE},
+                parameters=[_path_param("profile_uuid")],
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "required": ["devices"],
+                        "properties": {"devices": SERIALS},
+                        "additionalProperties": False,
+                    }
+                ),
+            )
+        },
+        "/v1/dep/disown": {
+            "post": _op(
+                'Disown devices for good (confirm must be "disown")',
+                {"200": _json({"type": "object"}, "Per serial."), "400": ERRORS, **APPLE},
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "required": ["devices", "confirm"],
+                        "properties": {
+                            "devices": SERIALS,
+                            "confirm": {"type": "string", "enum": ["disown"]},
+                        },
+                        "additionalProperties": False,
+                    }
+                ),
+            )
+        },
     }
 
 
@@ -440,6 +553,7 @@ def document() -> dict[str, Any]:
             )
         },
     }
+    paths.update(_dep_paths())
     for path, operations in paths.items():
         for method, operation in operations.items():
             operation["operationId"] = OPERATION_IDS[(method, path)]

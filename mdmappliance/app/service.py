@@ -19,6 +19,7 @@ from mdmappliance._version import __version__
 from mdmappliance.admin.metrics import Metrics
 from mdmappliance.admin.webhooks import webhook_service
 from mdmappliance.app.admin_listener import admin_listener, command_sender
+from mdmappliance.app.dep_service import dep_runtime, dep_timer
 from mdmappliance.app.device_listener import device_listeners
 from mdmappliance.app.enrollment_listener import enrollment_listener, profile_factory
 from mdmappliance.app.push_service import push_service
@@ -125,6 +126,9 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
             retry_base=config.webhooks.retry_base_seconds,
             poll_interval=config.webhooks.poll_interval,
         ).setServiceParent(top)
+    dep = dep_runtime(config, reactor, store) if config.dep.enabled else None
+    if dep is not None:
+        dep_timer(config, dep, reactor).setServiceParent(top)
     admin_listener(
         reactor,
         store,
@@ -139,6 +143,7 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
         sender=command_sender(config, store, push),
         webhook_urls=config.webhooks.urls,
         metrics=metrics,
+        dep=dep,
         tls=server_tls_options(config, None) if config.admin.tls else None,
     ).setServiceParent(top)
     for listener in device_listeners(config, reactor, store, metrics):

@@ -126,6 +126,7 @@ def _resolve_paths(config: Config) -> Config:
         device=paths_of(config.device),
         enrollment=paths_of(config.enrollment),
         apns=paths_of(config.apns),
+        dep=paths_of(config.dep),
         webhooks=paths_of(config.webhooks),
     )
 

@@ -15,6 +15,7 @@ from mdmappliance.config.sections.appliance import (
     PKISection,
     StoreSection,
 )
+from mdmappliance.config.sections.dep import DEPSection
 from mdmappliance.config.sections.device import DeviceSection, ProxySection
 from mdmappliance.config.sections.enrollment import EnrollmentSection
 from mdmappliance.config.sections.scep import SCEPSection
@@ -30,6 +31,7 @@ SECTIONS: dict[str, type] = {
     "proxy": ProxySection,
     "enrollment": EnrollmentSection,
     "scep": SCEPSection,
+    "dep": DEPSection,
     "apns": APNsSection,
     "webhooks": WebhooksSection,
     "retention": RetentionSection,
@@ -50,6 +52,7 @@ class Config:
     proxy: ProxySection
     enrollment: EnrollmentSection
     scep: SCEPSection
+    dep: DEPSection
     apns: APNsSection
     webhooks: WebhooksSection
     retention: RetentionSection
@@ -81,6 +84,20 @@ class Config:
             return self.scep.url
         port = "" if self.enrollment.port == 443 else f":{self.enrollment.port}"
         return f"https://{self.appliance.hostname}{port}{self.scep.path}"
+
+    def dep_ca_file(self) -> Path | None:
+        if not self.dep.ca_file:
+            return None
+        return _resolve(self.appliance.data_dir, Path(self.dep.ca_file))
+
+    def dep_default_profile(self) -> Path | None:
+        if not self.dep.default_profile:
+            return None
+        return _resolve(self.appliance.data_dir, Path(self.dep.default_profile))
+
+    def dep_enroll_url(self) -> str:
+        port = "" if self.enrollment.port == 443 else f":{self.enrollment.port}"
+        return f"https://{self.appliance.hostname}{port}{self.dep.enroll_path}"
 
     def apns_ca_file(self) -> Path | None:
         if not self.apns.ca_file:

@@ -1,4 +1,4 @@
--- The current schema, as every migration in migrations/ together makes it (version 8).
+-- The current schema, as every migration in migrations/ together makes it (version 9).
 -- Written by `make schema`; tests/test_schema.py checks the two agree. Read it to
 -- learn the tables; change the schema only with a new numbered migration.
 
@@ -197,4 +197,42 @@ CREATE TABLE "renewals" (
     udid            TEXT NOT NULL,
     command_uuid    TEXT NOT NULL,
     queued_at       TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE dep_devices (
+    serial              TEXT PRIMARY KEY NOT NULL,
+    state               TEXT NOT NULL CHECK (state IN ('assigned', 'deleted', 'moved')),
+    model               TEXT,
+    description         TEXT,
+    os                  TEXT,
+    device_family       TEXT,
+    profile_status      TEXT,
+    profile_uuid        TEXT,
+    profile_assign_time TEXT,
+    device_assigned_date TEXT,
+    op_type             TEXT,
+    op_date             TEXT,
+    data                TEXT NOT NULL CHECK (json_valid(data)),
+    updated_at          TEXT NOT NULL
+) STRICT;
+
+CREATE INDEX dep_devices_unprofiled ON dep_devices (serial)
+    WHERE state = 'assigned' AND (profile_uuid IS NULL OR profile_status IN ('empty', 'removed'));
+
+CREATE TABLE dep_profiles (
+    profile_uuid        TEXT PRIMARY KEY NOT NULL,
+    name                TEXT NOT NULL,
+    body                TEXT NOT NULL CHECK (json_valid(body)),
+    is_default          INTEGER NOT NULL DEFAULT 0 CHECK (is_default IN (0, 1)),
+    defined_at          TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE dep_sync (
+    id                  INTEGER PRIMARY KEY CHECK (id = 1),
+    cursor              TEXT,
+    phase               TEXT NOT NULL CHECK (phase IN ('fetch', 'sync')),
+    last_run_at         TEXT,
+    last_success_at     TEXT,
+    alert               TEXT,
+    updated_at          TEXT NOT NULL
 ) STRICT;

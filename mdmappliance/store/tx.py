@@ -10,6 +10,7 @@ import sqlite3
 from typing import Any
 
 from mdmappliance.store.commands import Commands
+from mdmappliance.store.dep import DEP
 from mdmappliance.store.enrollments import Enrollments
 from mdmappliance.store.events import Events
 from mdmappliance.store.fleet import Fleet
@@ -25,6 +26,7 @@ class Tx:
     __slots__ = (
         "commands",
         "conn",
+        "dep",
         "enrollments",
         "events",
         "fleet",
@@ -39,6 +41,7 @@ class Tx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.commands = Commands(conn)
+        self.dep = DEP(conn)
         self.enrollments = Enrollments(conn)
         self.events = Events(conn)
         self.fleet = Fleet(conn)

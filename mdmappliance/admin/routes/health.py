@@ -1,11 +1,11 @@
-"""``GET /v1/health``: version, uptime, the database, APNs; 503 when something is down."""
+"""``GET /v1/health``: version, uptime, the database, APNs, DEP; 503 when something is down."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from klein import Klein
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import TimeoutError as DeferredTimeout
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -29,10 +29,11 @@ def register(app: Klein, ctx: AdminContext) -> None:
         checked.addTimeout(HEALTH_DB_TIMEOUT, ctx.clock)
         body["apns"] = ctx.push.status() if ctx.push is not None else {"enabled": False}
 
-        def healthy(version: int) -> bytes:
+        async def healthy(version: int) -> bytes:
             body["database"] = {"ok": True, "schema_version": version}
-            if "alert" in body["apns"]:
-                body["status"] = "degraded"  # loud: every push has stopped
+            body["dep"] = await ctx.dep.status() if ctx.dep is not None else {"enabled": False}
+            if "alert" in body["apns"] or "alert" in body["dep"]:
+                body["status"] = "degraded"  # loud: every push, or the DEP sync, has stopped
                 return write_json(request, 503, body)
             body["status"] = "ok"
             return write_json(request, 200, body)
@@ -48,4 +49,6 @@ def register(app: Klein, ctx: AdminContext) -> None:
             body["database"] = {"ok": False, "error": reason}
             return write_json(request, 503, body)
 
-        return checked.addCallbacks(healthy, unhealthy)
+        return checked.addCallbacks(
+            lambda version: Deferred.fromCoroutine(healthy(version)), unhealthy
+        )
