@@ -105,7 +105,9 @@ def apply_sync_page(
         op = str(device.get("op_type") or "").lower()
         op_date = str(device.get("op_date") or "")
         previous = known.get(serial)
-        if previous is not None and previous[1] and op_date and op_date <= previous[1]:
+        # Strictly older only: two changes in one second share an op_date, and the later in
+        # the page is the newer; a repeat of one already applied is the same record.
+        if previous is not None and previous[1] and op_date and op_date < previous[1]:
             report.ignored += 1
             continue
         if op == "deleted":
