@@ -29,7 +29,13 @@ INACTIVE = ("checked_out", "retired")
 
 
 def refuse_foreign_certificate(tx: Tx, udid: str, identity: DeviceIdentity) -> None:
-    """One certificate never serves two UDIDs."""
+    """One certificate never serves two UDIDs; one issued for a UDID (a DEP enrollment, a
+    renewal) serves only that one."""
+    issued_to = tx.links.issued_udid(identity.sha256)
+    if issued_to is not None and issued_to != udid:
+        raise IdentityRefused(
+            f"certificate {identity.sha256[:16]}… was issued for device {issued_to}, not {udid}"
+        )
     owner = tx.enrollments.identity_owner(identity.sha256)
     if owner is None:
         return

@@ -25,6 +25,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from werkzeug import exceptions as routing
 
+from mdmappliance.enrollment.configuration_url import ConfigurationURL
 from mdmappliance.enrollment.factory import MadeProfile, ProfileFactory
 from mdmappliance.enrollment.links import LinkRefused, check_link, consume_link
 from mdmappliance.scep.routes import SCEPEndpoint
@@ -50,6 +51,8 @@ class EnrollmentEndpoint:
         factory: ProfileFactory,
         scep: SCEPEndpoint | None = None,
         scep_path: str = "/scep",
+        configuration_url: ConfigurationURL | None = None,
+        configuration_path: str = "/dep/enroll",
     ) -> None:
         self.store = store
         self.factory = factory
@@ -57,6 +60,8 @@ class EnrollmentEndpoint:
         self._routes()
         if scep is not None:
             scep.install(self.app, scep_path)
+        if configuration_url is not None:
+            configuration_url.install(self.app, configuration_path)
 
     def resource(self) -> IResource:
         return self.app.resource()

@@ -143,6 +143,13 @@ class Links(Family):
         )
         return sha256
 
+    def issued_udid(self, sha256: str) -> str | None:
+        """The UDID an identity was issued for, when it was issued for one."""
+        row = self._conn.execute(
+            "SELECT udid FROM issued_identities WHERE sha256 = ?", (sha256,)
+        ).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
     def issued_for(self, sha256: str, udid: str) -> bool:
         """The appliance issued this certificate for this device (a renewal)."""
         row = self._conn.execute(
