@@ -18,6 +18,7 @@ from mdmappliance.app.graceful import ConnectionLimits, DrainingSite, ListenerSe
 from mdmappliance.app.reactor import Reactor
 from mdmappliance.app.tls import server_tls_options
 from mdmappliance.config import Config
+from mdmappliance.enrollment.configuration_url import ConfigurationURL
 from mdmappliance.enrollment.factory import ProfileFactory, SCEPProfile
 from mdmappliance.enrollment.profile import MDMSettings
 from mdmappliance.enrollment.routes import EnrollmentEndpoint, masked_token_path
@@ -100,7 +101,19 @@ def enrollment_listener(
     scep = (
         SCEPEndpoint(scep_service(config, store, factory.issuer)) if config.scep.enabled else None
     )
-    routes = EnrollmentEndpoint(store=store, factory=factory, scep=scep, scep_path=config.scep.path)
+    dep = (
+        ConfigurationURL(store=store, factory=factory, minimum_os=config.dep.minimum_os)
+        if config.dep.enabled
+        else None
+    )
+    routes = EnrollmentEndpoint(
+        store=store,
+        factory=factory,
+        scep=scep,
+        scep_path=config.scep.path,
+        configuration_url=dep,
+        configuration_path=config.dep.enroll_path,
+    )
     site = DrainingSite(
         routes.resource(),
         max_body_bytes=64 * 1024,

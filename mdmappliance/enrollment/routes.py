@@ -60,6 +60,7 @@ class EnrollmentEndpoint:
         self._routes()
         if scep is not None:
             scep.install(self.app, scep_path)
+        self.configuration_url = configuration_url
         if configuration_url is not None:
             configuration_url.install(self.app, configuration_path)
 
