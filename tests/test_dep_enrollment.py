@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.http_headers import Headers
 
 from mdmappliance import pki
 from mdmappliance.commands.queue import enqueue_for_device
@@ -56,7 +57,7 @@ class ConfigurationURL(TestCase):
             Agent(reactor, contextFactory=DeviceTLSPolicy(self.config.pki.ca_cert, None), pool=pool)
         )
         all_headers = {b"content-type": [b"application/pkcs7-signature"], **(headers or {})}
-        response = await client.post(self.url, data=body or b"", headers=all_headers)
+        response = await client.post(self.url, data=body or b"", headers=Headers(all_headers))
         content = await response.content()
         content_type = (response.headers.getRawHeaders("content-type") or [""])[0]
         return response.code, content, content_type
@@ -119,7 +120,7 @@ class ConfigurationURL(TestCase):
         foreign = (
             pkcs7.PKCS7SignatureBuilder()
             .set_data(plist)
-            .add_signer(leaf.certificate, leaf.key, hashes.SHA256())  # type: ignore[arg-type]
+            .add_signer(leaf.certificate, leaf.key, hashes.SHA256())
             .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
         )
         for body in (bytes(tampered), foreign, b"garbage", b""):
@@ -146,7 +147,7 @@ class ConfigurationURL(TestCase):
             signed = (
                 pkcs7.PKCS7SignatureBuilder()
                 .set_data(plist)
-                .add_signer(leaf.certificate, leaf.key, hashes.SHA256())  # type: ignore[arg-type]
+                .add_signer(leaf.certificate, leaf.key, hashes.SHA256())
                 .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
             )
             code, body, content_type = await self.post(signed)
