@@ -101,9 +101,7 @@ class Sessions(DEPCase):
             await client.account()
         self.assertEqual(self.fake.session_requests, 1, "one /session only")
         self.assertEqual(len(self.paths("/account")), 4)
-        rotated = {
-            tuple(h.get("x-adm-auth-session", [])) for h in self.fake.request_headers[-3:]
-        }
+        rotated = {tuple(h.get("x-adm-auth-session", [])) for h in self.fake.request_headers[-3:]}
         self.assertEqual(len(rotated), 3, "each call used the token the last answer rotated to")
 
     async def test_an_expired_session_costs_one_401_one_session_and_one_retry(self) -> None:
