@@ -95,12 +95,15 @@ def detached_signature(identity: pki.IssuedPair, body: bytes) -> bytes:
     return base64.b64encode(der)
 
 
-def digest_response(username: str, password: str, realm: str, challenge: str, uri: str) -> str:
-    """What a Mac computes for a UserAuthenticate DigestChallenge."""
+def digest_response(
+    username: str, password: str, realm: str, challenge: str, uri: str, method: str = "PUT"
+) -> str:
+    """What a Mac computes for a UserAuthenticate DigestChallenge (or, with POST, for the
+    ConfigurationURL's login)."""
     params = parse_digest(challenge)
     cnonce, nc = secrets.token_hex(8), "00000001"
     ha1 = md5_hex(f"{username}:{realm}:{password}")
-    ha2 = md5_hex(f"PUT:{uri}")
+    ha2 = md5_hex(f"{method}:{uri}")
     response = md5_hex(f"{ha1}:{params['nonce']}:{nc}:{cnonce}:auth:{ha2}")
     return (
         f'Digest username="{username}", realm="{realm}", nonce="{params["nonce"]}", '

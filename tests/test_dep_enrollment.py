@@ -20,8 +20,14 @@ from mdmappliance import pki
 from mdmappliance.commands.queue import enqueue_for_device
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.store import Tx
-from tests.simulator import DeviceTLSPolicy, SimulatedDevice, install_profile, reactor
-from tests.support import InProcessAppliance, query, testdata
+from tests.simulator import (
+    DeviceTLSPolicy,
+    SimulatedDevice,
+    digest_response,
+    install_profile,
+    reactor,
+)
+from tests.support import InProcessAppliance, local_users_sections, query, testdata
 
 CAPTURE = ("zentral", "tests", "mdm", "testdata", "ota_playload_phase_2")
 SERIAL = "ZDL2M9PTJ3"
@@ -36,6 +42,26 @@ def assign(tx: Tx, serial: str, profile_uuid: str | None = PROFILE_UUID) -> None
     if profile_uuid:
         device["profile_uuid"] = profile_uuid
     tx.dep.upsert(device, "assigned", now)
+
+
+async def post_machine_info(
+    case: TestCase,
+    url: str,
+    ca_cert: Path,
+    body: bytes | None,
+    headers: dict[bytes, list[bytes]] | None = None,
+) -> tuple[int, bytes, str]:
+    """POST a MachineInfo as a device in Setup Assistant does; status, body, content type."""
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    case.addCleanup(pool.closeCachedConnections)
+    client = treq.client.HTTPClient(
+        Agent(reactor, contextFactory=DeviceTLSPolicy(ca_cert, None), pool=pool)
+    )
+    all_headers = {b"content-type": [b"application/pkcs7-signature"], **(headers or {})}
+    response = await client.post(url, data=body or b"", headers=Headers(all_headers))
+    content = await response.content()
+    content_type = (response.headers.getRawHeaders("content-type") or [""])[0]
+    return response.code, content, content_type
 
 
 class ConfigurationURL(TestCase):
@@ -156,3 +182,41 @@ class ConfigurationURL(TestCase):
                 self.assertEqual(content_type, "application/json")
                 self.assertIn(b"com.apple.softwareupdate.required", body)
                 self.assertIn(b"17.4", body)
+
+
+class Login(TestCase):
+    """``[dep] require_login``: HTTP Digest (POST) against the local users file."""
+
+    timeout = 60
+
+    async def test_a_login_is_asked_for_and_checked(self) -> None:
+        sections = local_users_sections(self)
+        sections["dep"] = {"require_login": True}
+        appliance = InProcessAppliance(Path(self.mktemp()), **sections)
+        self.addCleanup(appliance.stop)
+        config = appliance.config
+        await appliance.store.transaction(assign, SERIAL)
+        url = config.dep_enroll_url().replace("localhost", "127.0.0.1")
+        capture = testdata(*CAPTURE).read_bytes()
+        code, body, _ = await post_machine_info(self, url, config.pki.ca_cert, capture)
+        self.assertEqual(code, 401, body)
+        self.assertEqual(query(config.store.path, "SELECT count(*) FROM scep_challenges"), [(0,)])
+        for password, expected in (("wrong", 401), ("s3cret", 200)):
+            challenge = await self.challenge(url, config.pki.ca_cert, capture)
+            answer = digest_response(
+                "cjoe", password, "mdmappliance", challenge, config.dep.enroll_path, "POST"
+            )
+            code, body, _ = await post_machine_info(
+                self, url, config.pki.ca_cert, capture, {b"authorization": [answer.encode()]}
+            )
+            self.assertEqual(code, expected, (password, body))
+
+    async def challenge(self, url: str, ca_cert: Path, capture: bytes) -> str:
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(pool.closeCachedConnections)
+        client = treq.client.HTTPClient(
+            Agent(reactor, contextFactory=DeviceTLSPolicy(ca_cert, None), pool=pool)
+        )
+        response = await client.post(url, data=capture)
+        await response.content()
+        return str((response.headers.getRawHeaders("www-authenticate") or [""])[0])

@@ -18,11 +18,13 @@ from mdmappliance.app.graceful import ConnectionLimits, DrainingSite, ListenerSe
 from mdmappliance.app.reactor import Reactor
 from mdmappliance.app.tls import server_tls_options
 from mdmappliance.config import Config
+from mdmappliance.device.digest import DigestAuthority
 from mdmappliance.enrollment.configuration_url import ConfigurationURL
 from mdmappliance.enrollment.factory import ProfileFactory, SCEPProfile
 from mdmappliance.enrollment.profile import MDMSettings
 from mdmappliance.enrollment.routes import EnrollmentEndpoint, masked_token_path
 from mdmappliance.pki.signing import ProfileSigner
+from mdmappliance.pki.users import read_users_file
 from mdmappliance.scep.csr import KeyPolicy
 from mdmappliance.scep.routes import SCEPEndpoint
 from mdmappliance.scep.service import SCEPService
@@ -90,6 +92,15 @@ def profile_factory(config: Config) -> ProfileFactory:
     )
 
 
+def dep_login(config: Config, reactor: Reactor) -> DigestAuthority | None:
+    """HTTP Digest at the ConfigurationURL, when ``[dep] require_login`` asks for it."""
+    users_file = config.users_file()
+    if not config.dep.require_login or users_file is None:
+        return None
+    users = read_users_file(users_file, config.device.users_realm)
+    return DigestAuthority(users, config.device.users_realm, reactor, method="POST")
+
+
 def enrollment_listener(
     config: Config,
     reactor: Reactor,
@@ -102,7 +113,12 @@ def enrollment_listener(
         SCEPEndpoint(scep_service(config, store, factory.issuer)) if config.scep.enabled else None
     )
     dep = (
-        ConfigurationURL(store=store, factory=factory, minimum_os=config.dep.minimum_os)
+        ConfigurationURL(
+            store=store,
+            factory=factory,
+            minimum_os=config.dep.minimum_os,
+            login=dep_login(config, reactor),
+        )
         if config.dep.enabled
         else None
     )

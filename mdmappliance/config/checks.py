@@ -117,6 +117,7 @@ def _cross_check(config: Config) -> Config:
     warnings += _check_device(config)
     warnings += _check_enrollment(config)
     warnings += _check_scep(config, ca)
+    _check_dep(config)
     warnings += _check_apns(config)
     if config.webhooks.urls:
         _check_api_key_file(config, "webhooks.secret_file", config.webhooks.secret_file)
@@ -142,6 +143,25 @@ def _check_enrollment(config: Config) -> list[str]:
             "enrollment profiles cannot be served until `mdmappliance pushcert import`"
         )
     return warnings
+
+
+def _check_dep(config: Config) -> None:
+    if config.dep.require_login and config.users_file() is None:
+        raise ConfigError(
+            config.path,
+            "dep.require_login",
+            "needs [device] users_file (the local users the login is checked against)",
+        )
+    profile = config.dep_default_profile()
+    if profile is not None:
+        _check_readable_file(config.path, "dep.default_profile", profile)
+    ca_file = config.dep_ca_file()
+    if ca_file is not None:
+        _check_readable_file(config.path, "dep.ca_file", ca_file)
+        try:
+            pki.read_certificates(ca_file)
+        except pki.PKIError as e:
+            raise ConfigError(config.path, "dep.ca_file", str(e)) from None
 
 
 def _check_scep(config: Config, ca: x509.Certificate) -> list[str]:

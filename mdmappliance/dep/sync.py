@@ -22,6 +22,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from mdmappliance.core.errors import ApplianceError
 from mdmappliance.core.periodic import PeriodicJob
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.dep.client import (
@@ -201,6 +202,9 @@ class DEPSync(PeriodicJob):
             except DEPError as e:
                 report.errors.append(str(e))
                 log.warn("DEP sync failed: {error}", error=str(e))
+            except ApplianceError as e:  # the default profile file, say: the admin must act
+                report.alert = f"DEP sync stopped: {e}"
+                log.error("{alert}", alert=report.alert)
             await self.store.transaction(finish_run, report)
             self.last = report
             return report

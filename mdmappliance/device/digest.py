@@ -54,10 +54,15 @@ class _Nonce:
 
 
 class DigestAuthority:
-    def __init__(self, users: dict[str, str], realm: str, clock: IReactorTime) -> None:
+    def __init__(
+        self, users: dict[str, str], realm: str, clock: IReactorTime, method: str = METHOD
+    ) -> None:
         self.users = users
         self.realm = realm
         self.clock = clock
+        #: The HTTP method the digest covers: PUT on the device channel, POST at the
+        #: ConfigurationURL.
+        self.method = method
         self._nonces: dict[str, _Nonce] = {}
 
     def challenge(self, udid: str, user_id: str) -> str:
@@ -85,7 +90,7 @@ class DigestAuthority:
         ha1 = self.users.get(username)
         if ha1 is None or params.get("algorithm", "MD5").upper() != "MD5":
             return None
-        ha2 = md5_hex(f"{METHOD}:{params.get('uri', '')}")
+        ha2 = md5_hex(f"{self.method}:{params.get('uri', '')}")
         qop = params.get("qop")
         if qop == "auth":
             expected = md5_hex(

@@ -28,6 +28,7 @@ from mdmappliance.dep.machineinfo import (
     machine_info_from_header,
     read_machine_info,
 )
+from mdmappliance.device.digest import DigestAuthority
 from mdmappliance.enrollment.factory import MadeProfile, ProfileFactory
 from mdmappliance.enrollment.links import record_issued
 from mdmappliance.scep.challenges import record_challenge
@@ -101,8 +102,11 @@ class ConfigurationURL:
         factory: ProfileFactory,
         minimum_os: str = "",
         chain: tuple[x509.Certificate, ...] | None = None,
+        login: DigestAuthority | None = None,
     ) -> None:
         self.store = store
+        #: ``[dep] require_login``: HTTP Digest against the local users file.
+        self.login = login
         self.factory = factory
         self.minimum_os = minimum_os
         #: The Apple device CA chain (None: the shipped one); tests give their own.
@@ -123,6 +127,21 @@ class ConfigurationURL:
             return _text(request, 403, "This device's MachineInfo was not accepted.")
         if self._too_old(machine):
             return _software_update(request, self.minimum_os)
+        if self.login is not None:
+            answer = request.getHeader(b"authorization")
+            user = (
+                self.login.verify(machine.udid, "dep-enroll", answer.decode("latin-1"))
+                if answer is not None
+                else None
+            )
+            if user is None:
+                request.setHeader(
+                    b"www-authenticate", self.login.challenge(machine.udid, "dep-enroll").encode()
+                )
+                return _text(request, 401, "Sign in to enroll this device.")
+            log.info(
+                "DEP enrollment of {serial} signed in as {user}", serial=machine.serial, user=user
+            )
         try:
             self.factory.settings().check()
         except ValueError as e:
