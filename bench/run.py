@@ -4,7 +4,8 @@
 - admin: ``GET /v1/health`` requests per second over loopback with keep-alive;
 - commands: one command queued for 10,000 and 100,000 enrollments in one call;
 - apns: pushes per second to 10,000 enrollments through one HTTP/2 connection;
-- scep: issuances per second (PKCSReq -> CertRep) and enrollments per second end to end.
+- scep: issuances per second (PKCSReq -> CertRep) and enrollments per second end to end;
+- dep: the first fetch of 100,000 devices and a sync of 1,000 changes, time and peak memory.
 
 Each runs a bounded number of operations on loopback and in a temporary directory.
 """
@@ -26,6 +27,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from bench.apns import bench_apns
 from bench.commands import bench_commands
+from bench.dep import bench_dep
 from bench.device_channel import bench_device_channel
 from bench.scep import bench_scep
 from mdmappliance.app.admin_listener import admin_listener
@@ -111,6 +113,7 @@ async def main(_: Any) -> None:
         await bench_commands(directory)
         await bench_apns()
     await bench_scep()
+    await bench_dep()
     await bench_device_channel()
 
 
