@@ -138,6 +138,28 @@ class Sessions(DEPCase):
         await task.deferLater(reactor, 0.2, lambda: None)
         self.assertEqual(len(self.fake.log), first, "quiet until the next interval")
 
+    async def test_busy_apple_is_asked_again_only_after_retry_after(self) -> None:
+        self.fake.add_devices(5)
+        clock = task.Clock()
+        clock.advance(1000)
+        client = self.client()
+
+        async def factory() -> DEPClient:
+            return client
+
+        job = DEPSync(self.store, factory, clock)
+        await client.account()  # the session first, so the 503 is the fetch's
+        self.fake.fail_next = [(503, "", {"Retry-After": "120"})]
+        report = await job.run_once()
+        self.assertIn("retry after 120", " ".join(report.errors))
+        calls = len(self.fake.log)
+        clock.advance(60)
+        report = await job.run_once()
+        self.assertEqual(len(self.fake.log), calls, "nothing asked before Retry-After")
+        clock.advance(61)
+        report = await job.run_once()
+        self.assertEqual(report.fetched, 5)
+
     async def test_a_refused_token_stops_the_poller(self) -> None:
         self.token = ServerToken(**{**self.fake.token_json(), "access_secret": "AS_wrong"})
         with self.assertRaises(DEPStopped):

@@ -178,11 +178,17 @@ class DEPSync(PeriodicJob):
         self.default_profile = default_profile
         self.running = False
         self.last: SyncReport | None = None
+        #: After a 429/503, no request before this (clock seconds): Retry-After honoured.
+        self.not_before = 0.0
 
     async def run_once(self) -> SyncReport:
         report = SyncReport()
         if self.running:
             report.errors.append("a DEP sync is already running")
+            return report
+        wait = self.not_before - self.clock.seconds()
+        if wait > 0:
+            report.errors.append(f"Apple asked to wait: the next request in {wait:.0f} s")
             return report
         self.running = True
         try:
@@ -197,6 +203,7 @@ class DEPSync(PeriodicJob):
                 report.alert = f"DEP sync stopped: {e}"
                 log.error("{alert}", alert=report.alert)
             except DEPBusy as e:
+                self.not_before = self.clock.seconds() + e.retry_after
                 report.errors.append(str(e))
                 log.warn("DEP sync paused: {error}", error=str(e))
             except DEPError as e:
