@@ -354,3 +354,26 @@ class Tokens(SynchronousTestCase):
         self.assertIn("does not decrypt", str(caught.exception))
         with self.assertRaises(TokenError):
             parse_token_file(b"MIME-Version: 1.0\n\n!!!not base64!!!", key, cert)
+
+
+class Services(DEPCase):
+    async def test_define_fetch_assign_remove_details_and_disown(self) -> None:
+        serials = self.fake.add_devices(3)
+        client = self.client()
+        defined = await client.define_profile(
+            {"profile_name": "Lab", "url": "https://mdm.example.com/dep/enroll", "devices": []}
+        )
+        profile_uuid = defined["profile_uuid"]
+        fetched = await client.fetch_profile(profile_uuid)
+        self.assertEqual(fetched["profile_name"], "Lab")
+        assigned = await client.assign_profile(profile_uuid, serials[:2])
+        self.assertEqual(assigned["devices"], {s: "SUCCESS" for s in serials[:2]})
+        details = await client.device_details(serials[:1])
+        self.assertEqual(details["devices"][serials[0]]["profile_uuid"], profile_uuid)
+        removed = await client.remove_profile(serials[:1])
+        self.assertEqual(removed["devices"], {serials[0]: "SUCCESS"})
+        self.assertEqual(self.fake.devices[serials[0]]["profile_status"], "removed")
+        disowned = await client.disown(serials[2:])
+        self.assertEqual(disowned["devices"], {serials[2]: "SUCCESS"})
+        account = await client.account()
+        self.assertIn("server_name", account)

@@ -250,6 +250,8 @@ OPERATION_IDS = {
     ("get", "/v1/dep/profiles"): "listDEPProfiles",
     ("post", "/v1/dep/profiles"): "defineDEPProfile",
     ("put", "/v1/dep/profiles/{profile_uuid}/devices"): "assignDEPProfile",
+    ("get", "/v1/dep/profiles/{profile_uuid}"): "fetchDEPProfile",
+    ("post", "/v1/dep/remove-profile"): "removeDEPProfile",
     ("post", "/v1/dep/disown"): "disownDEPDevices",
 }
 
@@ -309,9 +311,37 @@ def _dep_paths() -> dict[str, Any]:
         },
         "/v1/dep/devices/{serial}": {
             "get": _op(
-                "One DEP device",
-                {"200": _json({"type": "object"}, "The device.")},
-                parameters=[_path_param("serial")],
+                "One DEP device (with live=true, also Apple's Device Details)",
+                {"200": _json({"type": "object"}, "The device."), **APPLE},
+                parameters=[
+                    _path_param("serial"),
+                    {
+                        "name": "live",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["true", "false"]},
+                    },
+                ],
+            )
+        },
+        "/v1/dep/profiles/{profile_uuid}": {
+            "get": _op(
+                "Fetch a DEP profile from Apple",
+                {"200": _json({"type": "object"}, "As Apple holds it."), **APPLE},
+                parameters=[_path_param("profile_uuid")],
+            )
+        },
+        "/v1/dep/remove-profile": {
+            "post": _op(
+                "Remove the DEP profile from devices",
+                {"200": _json({"type": "object"}, "Per serial."), "400": ERRORS, **APPLE},
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "required": ["devices"],
+                        "properties": {"devices": SERIALS},
+                        "additionalProperties": False,
+                    }
+                ),
             )
         },
         "/v1/dep/account": {

@@ -134,6 +134,26 @@ def cmd_profile_assign(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile_show(args: argparse.Namespace) -> int:
+    path = f"/v1/dep/profiles/{args.profile_uuid}"
+    _print(AdminClient.from_config(args.config).call("GET", path), args.json)
+    return 0
+
+
+def cmd_profile_remove(args: argparse.Namespace) -> int:
+    body = {"devices": args.serials}
+    result = AdminClient.from_config(args.config).call("POST", "/v1/dep/remove-profile", body)
+    _print(result, args.json)
+    return 0
+
+
+def cmd_device(args: argparse.Namespace) -> int:
+    path = f"/v1/dep/devices/{args.serial}"
+    query = {"live": "true"} if args.live else {}
+    _print(AdminClient.from_config(args.config).call("GET", path, **query), args.json)
+    return 0
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     _print(AdminClient.from_config(args.config).call("GET", "/v1/dep/profiles"), args.json)
     return 0
@@ -189,11 +209,22 @@ def add_parser(sub: Any, default_config: str) -> None:
     assign.add_argument("profile_uuid")
     assign.add_argument("serials", nargs="+")
     assign.set_defaults(func=cmd_profile_assign)
+    show = profile_actions.add_parser("show", help="a profile as Apple holds it")
+    show.add_argument("profile_uuid")
+    show.set_defaults(func=cmd_profile_show)
+    remove = profile_actions.add_parser("remove", help="remove the profile from devices")
+    remove.add_argument("serials", nargs="+")
+    remove.set_defaults(func=cmd_profile_remove)
+    device = actions.add_parser("device", help="one DEP device")
+    device.add_argument("serial")
+    device.add_argument("--live", action="store_true", help="also Apple's Device Details now")
+    device.set_defaults(func=cmd_device)
     disown = actions.add_parser("disown", help="disown devices for good")
     disown.add_argument("serials", nargs="+")
     disown.add_argument("--yes", action="store_true", help="yes, for good")
     disown.set_defaults(func=cmd_disown)
-    for command in (sync, devices, account, profiles, define, assign, disown):
+    api = (sync, devices, device, account, profiles, define, assign, show, remove, disown)
+    for command in api:
         command.add_argument("--json", action="store_true", help="print JSON")
-    for command in (*commands, sync, devices, account, profiles, define, assign, disown):
+    for command in (*commands, *api):
         command.add_argument("--config", default=default_config, help=f"default {default_config}")

@@ -157,6 +157,33 @@ class DEPRoutes:
 
         return await self.with_client(request, work)
 
+    async def dep_profile(self, request: IRequest, profile_uuid: str) -> bytes:
+        """Fetch Profile: the profile as Apple holds it."""
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", profile_uuid):
+            return write_json(request, 404, {"error": "no such profile"})
+
+        async def work(client: DEPClient) -> bytes:
+            return write_json(request, 200, await client.fetch_profile(profile_uuid))
+
+        return await self.with_client(request, work)
+
+    async def dep_remove_profile(self, request: IRequest) -> bytes:
+        """Remove Profile from devices."""
+        body, errors = json_body(request)
+        errors += unknown_fields(body, {"devices"})
+        serials = _serials(body, errors)
+        if errors:
+            return write_json(request, 400, {"errors": errors})
+
+        async def work(client: DEPClient) -> bytes:
+            answer = await client.remove_profile(serials)
+            found = answer.get("devices")
+            results = found if isinstance(found, dict) else {}
+            await self.ctx.store.transaction(record_removed, results, actor(request))
+            return write_json(request, 200, answer)
+
+        return await self.with_client(request, work)
+
     async def dep_assign(self, request: IRequest, profile_uuid: str) -> bytes:
         body, errors = json_body(request)
         errors += unknown_fields(body, {"devices"})
@@ -199,6 +226,13 @@ class DEPRoutes:
         return await self.with_client(request, work)
 
 
+def record_removed(tx: Tx, results: dict[str, Any], who: str) -> None:
+    """Profiles this server removed: a later sync then does not take them for moved devices."""
+    succeeded = [s for s, outcome in results.items() if outcome == "SUCCESS"]
+    tx.dep.set_profile(succeeded, None, "removed", utc_timestamp())
+    tx.events.record("dep.profile_removed", actor=who, detail={"results": results})
+
+
 def register(app: Klein, ctx: AdminContext) -> None:
     routes = DEPRoutes(ctx)
     app.route("/v1/dep/sync", methods=["POST"])(routes.dep_sync)
@@ -207,5 +241,7 @@ def register(app: Klein, ctx: AdminContext) -> None:
     app.route("/v1/dep/account", methods=["GET"])(routes.dep_account)
     app.route("/v1/dep/profiles", methods=["GET"])(routes.dep_profiles)
     app.route("/v1/dep/profiles", methods=["POST"])(routes.dep_define_profile)
+    app.route("/v1/dep/profiles/<string:profile_uuid>", methods=["GET"])(routes.dep_profile)
     app.route("/v1/dep/profiles/<string:profile_uuid>/devices", methods=["PUT"])(routes.dep_assign)
+    app.route("/v1/dep/remove-profile", methods=["POST"])(routes.dep_remove_profile)
     app.route("/v1/dep/disown", methods=["POST"])(routes.dep_disown)
