@@ -262,6 +262,16 @@ class EnrollmentRefused(Exception):
         self.body = body
 
 
+def tls_client(case: Any, ca_cert: Path) -> treq.client.HTTPClient:
+    """An HTTPS client without a client certificate, as a device has before it enrolls; its
+    connections close when ``case`` (a test) ends."""
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    case.addCleanup(pool.closeCachedConnections)
+    return treq.client.HTTPClient(
+        Agent(reactor, contextFactory=DeviceTLSPolicy(ca_cert, None), pool=pool)
+    )
+
+
 async def get_enrollment_link(url: str, ca_cert: Path) -> tuple[int, bytes, str]:
     pool = HTTPConnectionPool(reactor, persistent=False)
     client = treq.client.HTTPClient(

@@ -9,24 +9,16 @@ import plistlib
 from pathlib import Path
 from typing import Any
 
-import treq
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
 from mdmappliance import pki
 from mdmappliance.commands.queue import enqueue_for_device
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.store import Tx
-from tests.simulator import (
-    DeviceTLSPolicy,
-    SimulatedDevice,
-    digest_response,
-    install_profile,
-    reactor,
-)
+from tests.simulator import SimulatedDevice, digest_response, install_profile, tls_client
 from tests.support import InProcessAppliance, local_users_sections, query, testdata
 
 CAPTURE = ("zentral", "tests", "mdm", "testdata", "ota_playload_phase_2")
@@ -52,11 +44,7 @@ async def post_machine_info(
     headers: dict[bytes, list[bytes]] | None = None,
 ) -> tuple[int, bytes, str]:
     """POST a MachineInfo as a device in Setup Assistant does; status, body, content type."""
-    pool = HTTPConnectionPool(reactor, persistent=False)
-    case.addCleanup(pool.closeCachedConnections)
-    client = treq.client.HTTPClient(
-        Agent(reactor, contextFactory=DeviceTLSPolicy(ca_cert, None), pool=pool)
-    )
+    client = tls_client(case, ca_cert)
     all_headers = {b"content-type": [b"application/pkcs7-signature"], **(headers or {})}
     response = await client.post(url, data=body or b"", headers=Headers(all_headers))
     content = await response.content()
@@ -77,16 +65,7 @@ class ConfigurationURL(TestCase):
     async def post(
         self, body: bytes | None, headers: dict[bytes, list[bytes]] | None = None
     ) -> tuple[int, bytes, str]:
-        pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(pool.closeCachedConnections)
-        client = treq.client.HTTPClient(
-            Agent(reactor, contextFactory=DeviceTLSPolicy(self.config.pki.ca_cert, None), pool=pool)
-        )
-        all_headers = {b"content-type": [b"application/pkcs7-signature"], **(headers or {})}
-        response = await client.post(self.url, data=body or b"", headers=Headers(all_headers))
-        content = await response.content()
-        content_type = (response.headers.getRawHeaders("content-type") or [""])[0]
-        return response.code, content, content_type
+        return await post_machine_info(self, self.url, self.config.pki.ca_cert, body, headers)
 
     def nothing_issued(self) -> None:
         db = self.config.store.path
@@ -212,11 +191,6 @@ class Login(TestCase):
             self.assertEqual(code, expected, (password, body))
 
     async def challenge(self, url: str, ca_cert: Path, capture: bytes) -> str:
-        pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(pool.closeCachedConnections)
-        client = treq.client.HTTPClient(
-            Agent(reactor, contextFactory=DeviceTLSPolicy(ca_cert, None), pool=pool)
-        )
-        response = await client.post(url, data=capture)
+        response = await tls_client(self, ca_cert).post(url, data=capture)
         await response.content()
         return str((response.headers.getRawHeaders("www-authenticate") or [""])[0])

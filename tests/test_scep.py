@@ -8,12 +8,10 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-import treq
 from asn1crypto import cms as acms
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, HTTPConnectionPool
 
 from mdmappliance import pki
 from mdmappliance.commands.queue import enqueue_for_device
@@ -23,15 +21,14 @@ from mdmappliance.scep import client as scep_client
 from mdmappliance.scep.attributes import FailInfo, MessageType, PKIStatus
 from mdmappliance.scep.envelope import seal_envelope
 from tests.simulator import (
-    DeviceTLSPolicy,
     ReceivedProfile,
     SCEPRefused,
     SimulatedDevice,
     get_enrollment_link,
-    reactor,
     scep_enroll,
     scep_request,
     subject_from_payload,
+    tls_client,
     unpack_profile,
 )
 from tests.support import InProcessAppliance, query, sql
@@ -242,12 +239,7 @@ class Challenges(SCEPCase):
             received = await self.profile()
             assert received.scep
             outgoing, signer, key = self.request(received.scep)
-            pool = HTTPConnectionPool(reactor, persistent=False)
-            self.addCleanup(pool.closeCachedConnections)
-            client = treq.client.HTTPClient(
-                Agent(reactor, contextFactory=DeviceTLSPolicy(self.ca_cert, None), pool=pool)
-            )
-            response = await client.get(
+            response = await tls_client(self, self.ca_cert).get(
                 self.config.scep_url().replace("localhost", "127.0.0.1"),
                 params={"operation": "PKIOperation", "message": encode(outgoing.der).decode()},
             )
@@ -484,12 +476,7 @@ class BadInput(SCEPCase):
         self.assertEqual(answer.fail_info, FailInfo.BAD_ALG)
 
     async def test_bad_base64_in_get_is_400(self) -> None:
-        pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(pool.closeCachedConnections)
-        client = treq.client.HTTPClient(
-            Agent(reactor, contextFactory=DeviceTLSPolicy(self.ca_cert, None), pool=pool)
-        )
-        response = await client.get(
+        response = await tls_client(self, self.ca_cert).get(
             self.config.scep_url().replace("localhost", "127.0.0.1"),
             params={"operation": "PKIOperation", "message": "***not base64***"},
         )

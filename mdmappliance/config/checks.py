@@ -145,6 +145,17 @@ def _check_enrollment(config: Config) -> list[str]:
     return warnings
 
 
+def _check_ca_file(config: Config, key: str, ca_file: Path | None) -> None:
+    """A CA bundle an outbound connection trusts (APNs, DEP), when one is configured."""
+    if ca_file is None:
+        return
+    _check_readable_file(config.path, key, ca_file)
+    try:
+        pki.read_certificates(ca_file)
+    except pki.PKIError as e:
+        raise ConfigError(config.path, key, str(e)) from None
+
+
 def _check_dep(config: Config) -> None:
     if config.dep.require_login and config.users_file() is None:
         raise ConfigError(
@@ -155,13 +166,7 @@ def _check_dep(config: Config) -> None:
     profile = config.dep_default_profile()
     if profile is not None:
         _check_readable_file(config.path, "dep.default_profile", profile)
-    ca_file = config.dep_ca_file()
-    if ca_file is not None:
-        _check_readable_file(config.path, "dep.ca_file", ca_file)
-        try:
-            pki.read_certificates(ca_file)
-        except pki.PKIError as e:
-            raise ConfigError(config.path, "dep.ca_file", str(e)) from None
+    _check_ca_file(config, "dep.ca_file", config.dep_ca_file())
 
 
 def _check_scep(config: Config, ca: x509.Certificate) -> list[str]:
@@ -199,13 +204,7 @@ def _check_scep(config: Config, ca: x509.Certificate) -> list[str]:
 
 def _check_apns(config: Config) -> list[str]:
     a = config.apns
-    ca_file = config.apns_ca_file()
-    if ca_file is not None:
-        _check_readable_file(config.path, "apns.ca_file", ca_file)
-        try:
-            pki.read_certificates(ca_file)
-        except pki.PKIError as e:
-            raise ConfigError(config.path, "apns.ca_file", str(e)) from None
+    _check_ca_file(config, "apns.ca_file", config.apns_ca_file())
     if not a.cert_file.exists():
         if not config.device.topic:
             return []  # the missing push topic is already warned about, with the remedy
