@@ -4,6 +4,7 @@ and the server token's formats."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import time
@@ -17,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from mdmappliance import pki
 from mdmappliance.app.reactor import global_reactor
 from mdmappliance.core.periodic import timer_service
-from mdmappliance.dep.client import DEPClient, DEPStopped
+from mdmappliance.dep.client import DEPBusy, DEPClient, DEPStopped
 from mdmappliance.dep.service import DEPRuntime
 from mdmappliance.dep.sync import DEPSync
 from mdmappliance.dep.token import (
@@ -159,6 +160,12 @@ class Sessions(DEPCase):
         clock.advance(61)
         report = await job.run_once()
         self.assertEqual(report.fetched, 5)
+
+    async def test_a_busy_session_endpoint_is_busy_not_a_refused_token(self) -> None:
+        self.fake.fail_next = [(503, "", {"Retry-After": "9"})]
+        with self.assertRaises(DEPBusy) as caught:
+            await self.client().account()
+        self.assertEqual(caught.exception.retry_after, 9)
 
     async def test_a_refused_token_stops_the_poller(self) -> None:
         self.token = ServerToken(**{**self.fake.token_json(), "access_secret": "AS_wrong"})
@@ -307,6 +314,13 @@ class Tokens(SynchronousTestCase):
         token = parse_token_json(json.dumps(self.FIVE).encode())
         self.assertEqual(token.consumer_key, "CK_1")
         self.assertGreater(token.days_left(), 0)
+
+    def test_an_expiry_without_a_zone_is_utc(self) -> None:
+        token = parse_token_json(
+            json.dumps({**self.FIVE, "access_token_expiry": "2030-01-01"}).encode()
+        )
+        self.assertGreater(token.days_left(), 0)
+        self.assertEqual(token.expiry().utcoffset(), datetime.timedelta(0))
 
     def test_missing_or_bad_fields(self) -> None:
         for broken in (

@@ -4,11 +4,11 @@ and the timer that runs the sync every ``[dep] sync_interval``."""
 from __future__ import annotations
 
 from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred
 
 from mdmappliance.app.enrollment_listener import profile_trust_chain
 from mdmappliance.app.reactor import Reactor
 from mdmappliance.config import Config
-from mdmappliance.core.periodic import timer_service
 from mdmappliance.dep.client import DEPClient
 from mdmappliance.dep.service import DEPRuntime
 from mdmappliance.dep.token import ServerToken
@@ -39,5 +39,19 @@ def dep_runtime(config: Config, reactor: Reactor, store: Store) -> DEPRuntime:
     )
 
 
+class DEPTimer(TimerService):
+    """The sync timer; stopping it also closes the DEP client's connections."""
+
+    def __init__(self, runtime: DEPRuntime, interval: float, reactor: Reactor) -> None:
+        super().__init__(interval, runtime.job)
+        self.clock = reactor
+        self.runtime = runtime
+        self.setName("dep-sync")
+
+    def stopService(self) -> Deferred[None]:
+        stopped: Deferred[None] = super().stopService()
+        return stopped.addCallback(lambda _: Deferred.fromCoroutine(self.runtime.close()))
+
+
 def dep_timer(config: Config, runtime: DEPRuntime, reactor: Reactor) -> TimerService:
-    return timer_service(runtime.job, config.dep.sync_interval, reactor, "dep-sync")
+    return DEPTimer(runtime, config.dep.sync_interval, reactor)

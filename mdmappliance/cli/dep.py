@@ -52,7 +52,11 @@ def cmd_token_import(args: argparse.Namespace) -> int:
         key = pki.read_private_key(d.key_file) if d.key_file.exists() else None
         cert = pki.read_certificate(d.cert_file) if d.cert_file.exists() else None
         token = parse_token_file(data, key, cert)
-        current = read_token(d.token_file)
+        try:
+            current = read_token(d.token_file)
+        except TokenError as e:
+            print(f"warning: the current token file is unreadable ({e}); replacing it")
+            current = None
         if current is not None and current.consumer_key != token.consumer_key and not args.force:
             return fail(
                 "this token is for another DEP server (another consumer key): importing it "

@@ -223,6 +223,10 @@ class DEPClient:
         )
         _, signed, _ = oauth.sign(url, http_method="GET")
         answer = await self._send("GET", url, {**self._headers(False), **signed}, None)
+        if answer.status in (429, 503):
+            raise DEPBusy(answer.status, _retry_after(answer.headers))
+        if answer.status >= 500:
+            raise DEPError(f"GET /session answered {answer.status}: Apple's service failed")
         if answer.status != 200:
             code = answer.code()
             raise DEPStopped(

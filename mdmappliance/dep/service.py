@@ -22,11 +22,14 @@ from mdmappliance.store import Store, Tx
 log = Logger()
 
 
-def record_profile(tx: Tx, profile_uuid: str, profile: dict[str, Any], default: bool) -> None:
+def record_profile(
+    tx: Tx, profile_uuid: str, profile: dict[str, Any], default: bool, actor: str = "dep-sync"
+) -> None:
     name = str(profile.get("profile_name", ""))
     tx.dep.add_profile(profile_uuid, name, profile, default, utc_timestamp())
     tx.events.record(
         "dep.profile_defined",
+        actor=actor,
         subject=profile_uuid,
         detail={"name": name, "default": default, "digest": profile_digest(profile)},
     )
@@ -67,7 +70,7 @@ class DEPRuntime:
             self.client,
             reactor,
             page_size=page_size,
-            default_profile=self.ensure_default_profile if default_profile else None,
+            default_profile=self.ensure_default_profile,
         )
 
     def token(self) -> ServerToken | None:
@@ -91,8 +94,10 @@ class DEPRuntime:
         return self._client
 
     async def ensure_default_profile(self, client: DEPClient) -> str | None:
-        """The default profile's UUID, defining it with Apple when it is new or changed."""
-        assert self.default_profile_file is not None
+        """The default profile's UUID: ``[dep] default_profile``'s, defined with Apple when
+        it is new or changed; else the one defined over the API with ``default``; else none."""
+        if self.default_profile_file is None:
+            return await self.store.run(lambda tx: tx.dep.default_profile())
         profile = complete_profile(
             read_profile_file(self.default_profile_file), url=self.enroll_url, anchors=self.anchors
         )
@@ -107,6 +112,12 @@ class DEPRuntime:
         await self.store.transaction(record_profile, profile_uuid, profile, True)
         log.info("DEP default profile defined: {uuid}", uuid=profile_uuid)
         return profile_uuid
+
+    async def close(self) -> None:
+        """Close the client's connections (the service is stopping)."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     async def sync_now(self) -> SyncReport:
         return await self.job.run_once()

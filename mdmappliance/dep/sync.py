@@ -53,6 +53,8 @@ class SyncReport:
     assigned: int = 0
     refetched: bool = False
     alert: str | None = None
+    #: Seconds Apple asked to wait (429/503), when it did.
+    retry_after: float | None = None
     pages: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -60,7 +62,7 @@ class SyncReport:
         return {
             k: v
             for k, v in self.__dict__.items()
-            if k not in ("errors",) and v not in (0, False, None)
+            if k not in ("errors", "retry_after") and v not in (0, False, None)
         }
 
 
@@ -188,6 +190,7 @@ class DEPSync(PeriodicJob):
             return report
         wait = self.not_before - self.clock.seconds()
         if wait > 0:
+            report.retry_after = wait
             report.errors.append(f"Apple asked to wait: the next request in {wait:.0f} s")
             return report
         self.running = True
@@ -204,6 +207,7 @@ class DEPSync(PeriodicJob):
                 log.error("{alert}", alert=report.alert)
             except DEPBusy as e:
                 self.not_before = self.clock.seconds() + e.retry_after
+                report.retry_after = e.retry_after
                 report.errors.append(str(e))
                 log.warn("DEP sync paused: {error}", error=str(e))
             except DEPError as e:

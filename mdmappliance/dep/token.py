@@ -49,7 +49,9 @@ class ServerToken:
     access_token_expiry: str
 
     def expiry(self) -> datetime.datetime:
-        return datetime.datetime.fromisoformat(self.access_token_expiry.replace("Z", "+00:00"))
+        """The expiry as an aware datetime (one written without a zone is read as UTC)."""
+        moment = datetime.datetime.fromisoformat(self.access_token_expiry.replace("Z", "+00:00"))
+        return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
     def days_left(self, now: datetime.datetime | None = None) -> float:
         now = now or datetime.datetime.now(datetime.UTC)
@@ -97,6 +99,8 @@ def parse_token_file(
 ) -> ServerToken:
     """A token from what the admin downloaded: Apple's .p7m (decrypted with the DEP key) or
     plain JSON."""
+    if not data.strip():
+        raise TokenError("the token file is empty")
     if data.lstrip().startswith(b"{"):
         return parse_token_json(data)
     if key is None or cert is None:

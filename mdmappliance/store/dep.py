@@ -119,6 +119,14 @@ class DEP(Family):
             ),
         )
 
+    def mark_state(self, serial: str, state: str, op_type: str, now: str) -> None:
+        """A change made here (disowned): the state, the rest as Apple last said."""
+        self._conn.execute(
+            "UPDATE dep_devices SET state = ?, op_type = ?, op_date = ?, updated_at = ? "
+            "WHERE serial = ?",
+            (state, op_type, now, now, serial),
+        )
+
     def set_profile(
         self, serials: Iterable[str], profile_uuid: str | None, status: str, now: str
     ) -> int:

@@ -19,6 +19,7 @@ from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.dep.client import DEPBusy, DEPClient, DEPError
 from mdmappliance.dep.profiles import ProfileInvalid, complete_profile
 from mdmappliance.dep.service import record_profile
+from mdmappliance.dep.token import TokenError
 from mdmappliance.store import Tx
 
 NO_TOKEN = "DEP is not set up: no server token (`mdmappliance dep token import`)"
@@ -43,13 +44,7 @@ def record_disowned(tx: Tx, serials: list[str], results: dict[str, Any], who: st
     now = utc_timestamp()
     for serial in serials:
         if results.get(serial) == "SUCCESS":
-            device = tx.dep.get(serial)
-            if device is not None:
-                tx.dep.upsert(
-                    {"serial_number": serial, "op_type": "disowned", "op_date": now},
-                    "deleted",
-                    now,
-                )
+            tx.dep.mark_state(serial, "deleted", "disowned", now)
     tx.events.record("dep.disowned", actor=who, detail={"results": results})
 
 
@@ -68,7 +63,10 @@ class DEPRoutes:
     async def with_client(
         self, request: IRequest, work: Callable[[DEPClient], Awaitable[bytes]]
     ) -> bytes:
-        client = await self.ctx.dep.client() if self.ctx.dep is not None else None
+        try:
+            client = await self.ctx.dep.client() if self.ctx.dep is not None else None
+        except TokenError as e:
+            return write_json(request, 409, {"error": f"the DEP server token: {e}"})
         if client is None:
             return write_json(
                 request,
@@ -84,17 +82,24 @@ class DEPRoutes:
             return write_json(request, 502, {"error": f"Apple's DEP service: {e}"})
 
     async def dep_sync(self, request: IRequest) -> bytes:
-        if self.ctx.dep is None or self.ctx.dep.token() is None:
-            return write_json(
-                request,
-                409,
-                {"error": NO_TOKEN},
-            )
+        """Run the sync now: 200 with what it did; 502 when Apple refused (the alert or
+        error in words), 503 with Retry-After when Apple asked to wait."""
+        try:
+            token = self.ctx.dep.token() if self.ctx.dep is not None else None
+        except TokenError as e:
+            return write_json(request, 409, {"error": f"the DEP server token: {e}"})
+        if self.ctx.dep is None or token is None:
+            return write_json(request, 409, {"error": NO_TOKEN})
         if self.ctx.dep.job.running:
             return write_json(request, 409, {"error": "a DEP sync is running; try again soon"})
         report = await self.ctx.dep.sync_now()
-        body = {**report.counts(), "errors": report.errors}
-        return write_json(request, 502 if report.alert else 200, body)
+        body: dict[str, Any] = {**report.counts(), "errors": report.errors}
+        if report.retry_after is not None:
+            request.setHeader(b"retry-after", str(int(report.retry_after + 0.999)).encode())
+            return write_json(request, 503, {**body, "error": report.errors[-1]})
+        if report.alert or report.errors:
+            return write_json(request, 502, {**body, "error": report.alert or report.errors[0]})
+        return write_json(request, 200, body)
 
     async def dep_devices(self, request: IRequest) -> bytes:
         after = arg(request, "after") or ""
@@ -152,7 +157,9 @@ class DEPRoutes:
             profile_uuid = answer.get("profile_uuid")
             if not isinstance(profile_uuid, str) or not profile_uuid:
                 return write_json(request, 502, {"error": "Apple sent no profile_uuid"})
-            await self.ctx.store.transaction(record_profile, profile_uuid, profile, bool(default))
+            await self.ctx.store.transaction(
+                record_profile, profile_uuid, profile, bool(default), actor(request)
+            )
             return write_json(request, 201, answer)
 
         return await self.with_client(request, work)
