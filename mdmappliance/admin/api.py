@@ -18,10 +18,20 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from mdmappliance.admin.auth import BearerAuth
 from mdmappliance.admin.context import AdminContext
 from mdmappliance.admin.http import BadQuery, write_json
-from mdmappliance.admin.routes import commands, dep, devices, docs, events, health, links, push
+from mdmappliance.admin.routes import (
+    commands,
+    dep,
+    devices,
+    docs,
+    events,
+    health,
+    links,
+    push,
+    vpp,
+)
 from mdmappliance.store.errors import StoreUnavailable
 
-RESOURCES = (health, links, devices, commands, push, events, dep, docs)
+RESOURCES = (health, links, devices, commands, push, events, dep, vpp, docs)
 
 
 class AdminAPI:

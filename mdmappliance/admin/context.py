@@ -13,6 +13,7 @@ from mdmappliance.apns.pusher import PushService
 from mdmappliance.commands.send import CommandSender
 from mdmappliance.dep.service import DEPRuntime
 from mdmappliance.store import Store
+from mdmappliance.vpp.service import VPPRuntime
 
 
 @dataclass
@@ -28,3 +29,4 @@ class AdminContext:
     webhook_urls: tuple[str, ...] = ()
     metrics: Metrics = field(default_factory=Metrics)
     dep: DEPRuntime | None = None
+    vpp: VPPRuntime | None = None

@@ -253,6 +253,14 @@ OPERATION_IDS = {
     ("get", "/v1/dep/profiles/{profile_uuid}"): "fetchDEPProfile",
     ("post", "/v1/dep/remove-profile"): "removeDEPProfile",
     ("post", "/v1/dep/disown"): "disownDEPDevices",
+    ("post", "/v1/vpp/sync"): "vppSync",
+    ("get", "/v1/vpp/users"): "listVPPUsers",
+    ("post", "/v1/vpp/users"): "registerVPPUser",
+    ("get", "/v1/vpp/licenses"): "listVPPLicenses",
+    ("post", "/v1/vpp/users/{user_id}/retire"): "retireVPPUser",
+    ("post", "/v1/vpp/users/{user_id}/edit"): "editVPPUser",
+    ("post", "/v1/vpp/licenses/{license_id}/associate"): "associateVPPLicense",
+    ("post", "/v1/vpp/licenses/{license_id}/disassociate"): "disassociateVPPLicense",
 }
 
 
@@ -400,6 +408,98 @@ def _dep_paths() -> dict[str, Any]:
                 ),
             )
         },
+    }
+
+
+VPP_APPLE = {
+    "409": _json(_ref("Error"), "No sToken is imported, or Apple refused for a stated reason."),
+    "502": _json(_ref("Error"), "Apple's VPP service refused; its error in words."),
+    "503": _json(_ref("Error"), "Apple is busy or unreachable (Retry-After)."),
+}
+PAGE_BY_ID = [
+    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+    {**LIMIT, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+]
+
+
+def _vpp_paths() -> dict[str, Any]:
+    def action(summary: str, param: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        extra: dict[str, Any] = {"parameters": [_path_param(param, "integer")]}
+        if body is not None:
+            extra["requestBody"] = _body(body)
+        return {
+            "post": _op(
+                summary,
+                {"200": _json({"type": "object"}, "Apple's answer."), "400": ERRORS, **VPP_APPLE},
+                **extra,
+            )
+        }
+
+    associate = {
+        "type": "object",
+        "properties": {
+            "user_id": {"type": "integer", "minimum": 1},
+            "client_user_id": {"type": "string"},
+        },
+        "additionalProperties": False,
+    }
+    return {
+        "/v1/vpp/sync": {
+            "post": _op(
+                "Run the VPP sync now",
+                {"200": _json({"type": "object"}, "What the run did."), **VPP_APPLE},
+            )
+        },
+        "/v1/vpp/users": {
+            "get": _op(
+                "VPP users, a page at a time",
+                {"200": _json({"type": "object"}, "A page."), "400": ERRORS},
+                parameters=PAGE_BY_ID,
+            ),
+            "post": _op(
+                "Register the VPP user of an enrolled device (and invite it)",
+                {"201": _json({"type": "object"}, "The user."), "400": ERRORS, **VPP_APPLE},
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "required": ["udid"],
+                        "properties": {
+                            "udid": {"type": "string"},
+                            "email": {"type": "string"},
+                            "invite": {"type": "boolean", "default": True},
+                        },
+                        "additionalProperties": False,
+                    }
+                ),
+            ),
+        },
+        "/v1/vpp/licenses": {
+            "get": _op(
+                "VPP licenses, a page at a time",
+                {"200": _json({"type": "object"}, "A page."), "400": ERRORS},
+                parameters=[
+                    *PAGE_BY_ID,
+                    {"name": "user_id", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                ],
+            )
+        },
+        "/v1/vpp/users/{user_id}/retire": action("Retire a VPP user", "user_id", None),
+        "/v1/vpp/users/{user_id}/edit": action(
+            "Change a VPP user's email",
+            "user_id",
+            {
+                "type": "object",
+                "required": ["email"],
+                "properties": {"email": {"type": "string"}},
+                "additionalProperties": False,
+            },
+        ),
+        "/v1/vpp/licenses/{license_id}/associate": action(
+            "Assign a license to a VPP user", "license_id", associate
+        ),
+        "/v1/vpp/licenses/{license_id}/disassociate": action(
+            "Take a license back (not an irrevocable one)", "license_id", None
+        ),
     }
 
 
@@ -584,6 +684,7 @@ def document() -> dict[str, Any]:
         },
     }
     paths.update(_dep_paths())
+    paths.update(_vpp_paths())
     for path, operations in paths.items():
         for method, operation in operations.items():
             operation["operationId"] = OPERATION_IDS[(method, path)]

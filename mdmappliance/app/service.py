@@ -26,6 +26,7 @@ from mdmappliance.app.push_service import push_service
 from mdmappliance.app.reactor import Reactor
 from mdmappliance.app.retention import RetentionJob
 from mdmappliance.app.tls import server_tls_options
+from mdmappliance.app.vpp_service import VPPTimer, vpp_runtime
 from mdmappliance.config import Config
 from mdmappliance.core.periodic import timer_service
 from mdmappliance.device.inactivity import InactivityJob, inactivity_service
@@ -129,6 +130,9 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
     dep = dep_runtime(config, reactor, store) if config.dep.enabled else None
     if dep is not None:
         dep_timer(config, dep, reactor).setServiceParent(top)
+    vpp = vpp_runtime(config, reactor, store) if config.vpp.enabled else None
+    if vpp is not None:
+        VPPTimer(vpp, config.vpp.sync_interval, reactor).setServiceParent(top)
     admin_listener(
         reactor,
         store,
@@ -144,6 +148,7 @@ def make_service(config: Config, reactor: Reactor) -> ApplianceService:
         webhook_urls=config.webhooks.urls,
         metrics=metrics,
         dep=dep,
+        vpp=vpp,
         tls=server_tls_options(config, None) if config.admin.tls else None,
     ).setServiceParent(top)
     for listener in device_listeners(config, reactor, store, metrics):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mdmappliance._version import __version__
-from mdmappliance.cli import dep, fleet, lifecycle, pushcert
+from mdmappliance.cli import dep, fleet, lifecycle, pushcert, vpp
 from mdmappliance.cli.client import APIError
 from mdmappliance.cli.failure import PROG, fail
 from mdmappliance.config import LOG_FORMATS, load_config, render_example
@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     lifecycle.add_parsers(sub, DEFAULT_CONFIG)
     pushcert.add_parser(sub, DEFAULT_CONFIG)
     dep.add_parser(sub, DEFAULT_CONFIG)
+    vpp.add_parser(sub, DEFAULT_CONFIG)
     fleet.add_parsers(sub, DEFAULT_CONFIG)
     return parser
 

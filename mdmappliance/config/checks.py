@@ -167,6 +167,7 @@ def _check_dep(config: Config) -> None:
     if profile is not None:
         _check_readable_file(config.path, "dep.default_profile", profile)
     _check_ca_file(config, "dep.ca_file", config.dep_ca_file())
+    _check_ca_file(config, "vpp.ca_file", config.vpp_ca_file())
 
 
 def _check_scep(config: Config, ca: x509.Certificate) -> list[str]:

@@ -127,6 +127,7 @@ def _resolve_paths(config: Config) -> Config:
         enrollment=paths_of(config.enrollment),
         apns=paths_of(config.apns),
         dep=paths_of(config.dep),
+        vpp=paths_of(config.vpp),
         webhooks=paths_of(config.webhooks),
     )
 

@@ -19,6 +19,7 @@ from mdmappliance.config.sections.dep import DEPSection
 from mdmappliance.config.sections.device import DeviceSection, ProxySection
 from mdmappliance.config.sections.enrollment import EnrollmentSection
 from mdmappliance.config.sections.scep import SCEPSection
+from mdmappliance.config.sections.vpp import VPPSection
 from mdmappliance.config.sections.webhooks import RetentionSection, WebhooksSection
 from mdmappliance.pki.pushcert import PushCertError, read_push_certificate
 
@@ -32,6 +33,7 @@ SECTIONS: dict[str, type] = {
     "enrollment": EnrollmentSection,
     "scep": SCEPSection,
     "dep": DEPSection,
+    "vpp": VPPSection,
     "apns": APNsSection,
     "webhooks": WebhooksSection,
     "retention": RetentionSection,
@@ -53,6 +55,7 @@ class Config:
     enrollment: EnrollmentSection
     scep: SCEPSection
     dep: DEPSection
+    vpp: VPPSection
     apns: APNsSection
     webhooks: WebhooksSection
     retention: RetentionSection
@@ -89,6 +92,11 @@ class Config:
         if not self.dep.ca_file:
             return None
         return _resolve(self.appliance.data_dir, Path(self.dep.ca_file))
+
+    def vpp_ca_file(self) -> Path | None:
+        if not self.vpp.ca_file:
+            return None
+        return _resolve(self.appliance.data_dir, Path(self.vpp.ca_file))
 
     def dep_default_profile(self) -> Path | None:
         if not self.dep.default_profile:

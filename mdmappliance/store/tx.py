@@ -19,6 +19,7 @@ from mdmappliance.store.links import Links
 from mdmappliance.store.pushes import Pushes
 from mdmappliance.store.scep import SCEP
 from mdmappliance.store.settings import Settings
+from mdmappliance.store.vpp import VPP
 from mdmappliance.store.webhooks import Webhooks
 
 
@@ -35,6 +36,7 @@ class Tx:
         "pushes",
         "scep",
         "settings",
+        "vpp",
         "webhooks",
     )
 
@@ -50,6 +52,7 @@ class Tx:
         self.pushes = Pushes(conn)
         self.scep = SCEP(conn)
         self.settings = Settings(conn)
+        self.vpp = VPP(conn)
         self.webhooks = Webhooks(conn)
 
 

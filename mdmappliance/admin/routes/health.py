@@ -1,4 +1,5 @@
-"""``GET /v1/health``: version, uptime, the database, APNs, DEP; 503 when something is down."""
+"""``GET /v1/health``: version, uptime, the database, APNs, DEP, VPP; 503 when something is
+down."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ def register(app: Klein, ctx: AdminContext) -> None:
         async def healthy(version: int) -> bytes:
             body["database"] = {"ok": True, "schema_version": version}
             body["dep"] = await ctx.dep.status() if ctx.dep is not None else {"enabled": False}
-            if "alert" in body["apns"] or "alert" in body["dep"]:
-                body["status"] = "degraded"  # loud: every push, or the DEP sync, has stopped
+            body["vpp"] = await ctx.vpp.status() if ctx.vpp is not None else {"enabled": False}
+            if any("alert" in body[part] for part in ("apns", "dep", "vpp")):
+                body["status"] = "degraded"  # loud: every push, or a DEP or VPP sync, stopped
                 return write_json(request, 503, body)
             body["status"] = "ok"
             return write_json(request, 200, body)

@@ -1,0 +1,290 @@
+"""VPP: ``/v1/vpp/...`` (sync now, users and licenses as the last sync left them, register,
+invite, retire, edit, associate and disassociate licenses).
+
+Calls that reach Apple answer 502 with Apple's error in words, 503 with Retry-After when Apple
+is busy or unreachable, and 409 when no sToken is imported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+from mdmappliance.admin.context import AdminContext
+from mdmappliance.admin.http import actor, int_arg, json_body, unknown_fields, write_json
+from mdmappliance.commands.errors import CommandRejected
+from mdmappliance.commands.send import resolve_udids
+from mdmappliance.core.timestamps import utc_timestamp
+from mdmappliance.store import Tx
+from mdmappliance.vpp.client import AppAssignment, VPPBusy, VPPError, VPPRequestError
+from mdmappliance.vpp.token import STokenError
+
+NO_TOKEN = "VPP is not set up: no sToken (`mdmappliance vpp token import`)"
+MAX_ID = 2**63 - 1
+CLIENT_USER_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,256}$")
+
+
+def client_user_id_for(udid: str) -> str:
+    """Our own stable id for the user of a device: the spec wants one that never changes and
+    is never reused (not an email address)."""
+    return f"mdmappliance-device-{udid}"
+
+
+def record_user(tx: Tx, user: dict[str, Any], kind: str, who: str) -> None:
+    tx.vpp.upsert_user(user, utc_timestamp())
+    tx.events.record(
+        kind,
+        actor=who,
+        subject=str(user.get("userId")),
+        detail={"status": user.get("status"), "client_user_id": user.get("clientUserIdStr")},
+    )
+
+
+def record_license(tx: Tx, answer: dict[str, Any], kind: str, who: str) -> None:
+    now = utc_timestamp()
+    license_ = answer.get("license")
+    if isinstance(license_, dict):
+        tx.vpp.upsert_license(license_, now)
+        license_id = _id(license_.get("licenseId"))
+        if kind == "vpp.license_disassociated" and license_id is not None:
+            tx.vpp.set_license_user(license_id, None, None, now)
+    user = answer.get("user")
+    if isinstance(user, dict):
+        tx.vpp.upsert_user(user, now)
+    tx.events.record(
+        kind,
+        actor=who,
+        subject=str(license_.get("licenseId")) if isinstance(license_, dict) else None,
+        detail={"user_id": user.get("userId") if isinstance(user, dict) else None},
+    )
+
+
+def _id(value: Any) -> int | None:
+    """An id Apple would take: a positive integer, as a number or a string of digits."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 < value <= MAX_ID else None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ID:
+        return int(value)
+    return None
+
+
+class VPPRoutes:
+    def __init__(self, ctx: AdminContext) -> None:
+        self.ctx = ctx
+
+    async def with_client(
+        self, request: IRequest, work: Callable[[AppAssignment], Awaitable[bytes]]
+    ) -> bytes:
+        try:
+            client = await self.ctx.vpp.client() if self.ctx.vpp is not None else None
+        except STokenError as e:
+            return write_json(request, 409, {"error": f"the VPP sToken: {e}"})
+        if client is None:
+            return write_json(request, 409, {"error": NO_TOKEN})
+        try:
+            return await work(client)
+        except VPPBusy as e:
+            request.setHeader(b"retry-after", str(int(e.retry_after or 60)).encode())
+            return write_json(request, 503, {"error": str(e)})
+        except VPPError as e:
+            return write_json(request, 502, {"error": f"Apple's VPP service: {e}"})
+
+    async def sync(self, request: IRequest) -> bytes:
+        try:
+            token = self.ctx.vpp.token() if self.ctx.vpp is not None else None
+        except STokenError as e:
+            return write_json(request, 409, {"error": f"the VPP sToken: {e}"})
+        if self.ctx.vpp is None or token is None:
+            return write_json(request, 409, {"error": NO_TOKEN})
+        if self.ctx.vpp.job.running:
+            return write_json(request, 409, {"error": "a VPP sync is running; try again soon"})
+        report = await self.ctx.vpp.sync_now()
+        body: dict[str, Any] = {**report.counts(), "errors": report.errors}
+        if report.retry_after is not None:
+            request.setHeader(b"retry-after", str(int(report.retry_after + 0.999)).encode())
+            return write_json(request, 503, {**body, "error": report.errors[-1]})
+        if report.alert or report.errors:
+            return write_json(request, 502, {**body, "error": report.alert or report.errors[0]})
+        return write_json(request, 200, body)
+
+    async def users(self, request: IRequest) -> bytes:
+        after = int_arg(request, "after", 0, 0, MAX_ID)
+        limit = int_arg(request, "limit", 100, 1, 1000)
+        users = await self.ctx.store.run(lambda tx: tx.vpp.users(after, limit))
+        body: dict[str, Any] = {"users": users}
+        if len(users) == limit:
+            body["next"] = users[-1]["user_id"]
+        return write_json(request, 200, body)
+
+    async def licenses(self, request: IRequest) -> bytes:
+        after = int_arg(request, "after", 0, 0, MAX_ID)
+        limit = int_arg(request, "limit", 100, 1, 1000)
+        user = int_arg(request, "user_id", 0, 0, MAX_ID) or None
+        licenses = await self.ctx.store.run(lambda tx: tx.vpp.licenses(after, limit, user))
+        body: dict[str, Any] = {"licenses": licenses}
+        if len(licenses) == limit:
+            body["next"] = licenses[-1]["license_id"]
+        return write_json(request, 200, body)
+
+    async def register(self, request: IRequest) -> bytes:
+        """Register the VPP user of an enrolled device (our stable clientUserIdStr), and with
+        ``invite`` queue InviteToProgram with the invitation Apple returns."""
+        body, errors = json_body(request)
+        errors += unknown_fields(body, {"udid", "email", "invite"})
+        udid, email, invite = body.get("udid"), body.get("email"), body.get("invite", True)
+        if not isinstance(udid, str) or not udid or len(udid) > 100:
+            errors.append("udid: the enrolled device whose user this is")
+        if email is not None and (not isinstance(email, str) or len(email) > 320):
+            errors.append("email: a string")
+        if not isinstance(invite, bool):
+            errors.append("invite: true or false")
+        if errors:
+            return write_json(request, 400, {"errors": errors})
+        assert isinstance(udid, str)
+        found, unknown = await self.ctx.store.run(resolve_udids, [udid])
+        if unknown:
+            return write_json(request, 404, {"error": f"no enrolled device {udid}"})
+
+        async def work(client: AppAssignment) -> bytes:
+            params: dict[str, Any] = {"clientUserIdStr": client_user_id_for(udid)}
+            if email:
+                params["email"] = email
+            answer = await client.call("registerVPPUserSrv", params)
+            user = answer.get("user") if isinstance(answer.get("user"), dict) else None
+            if user is None:
+                return write_json(request, 502, {"error": "Apple registered no user"})
+            await self.ctx.store.transaction(
+                record_user, user, "vpp.user_registered", actor(request)
+            )
+            result: dict[str, Any] = {"user": user}
+            url = user.get("inviteUrl")
+            if invite and user.get("status") == "Registered" and isinstance(url, str):
+                result["invite_command_uuid"] = await self._invite(
+                    request, list(found.values()), url.replace("\\/", "/")
+                )
+            return write_json(request, 201, result)
+
+        return await self.with_client(request, work)
+
+    async def _invite(self, request: IRequest, enrollment_ids: list[int], url: str) -> str | None:
+        if self.ctx.sender is None:
+            return None
+        try:
+            sent = await self.ctx.sender.send(
+                enrollment_ids,
+                {
+                    "RequestType": "InviteToProgram",
+                    "ProgramID": "com.apple.cloudvpp",
+                    "InvitationURL": url,
+                },
+                actor=actor(request),
+            )
+        except CommandRejected:
+            return None
+        return next(iter(sent.queued.values()), None)
+
+    async def user_action(self, request: IRequest, user_id: int, action: str) -> bytes:
+        body, errors = json_body(request)
+        if action == "retire":
+            errors += unknown_fields(body, set())
+        else:
+            errors += unknown_fields(body, {"email"})
+            if not isinstance(body.get("email"), str) or len(body["email"]) > 320:
+                errors.append("email: the new address")
+        if not 0 < user_id <= MAX_ID:
+            errors.append("user_id: a VPP userId")
+        if errors:
+            return write_json(request, 400, {"errors": errors})
+        service = "retireVPPUserSrv" if action == "retire" else "editVPPUserSrv"
+        params: dict[str, Any] = {"userId": user_id}
+        if action == "edit":
+            params["email"] = body["email"]
+
+        async def work(client: AppAssignment) -> bytes:
+            answer = await client.call(service, params)
+            user = answer.get("user")
+            if action == "retire" and not isinstance(user, dict):
+                user = {"userId": user_id, "status": "Retired"}
+            if isinstance(user, dict):
+                kind = "vpp.user_retired" if action == "retire" else "vpp.user_edited"
+                await self.ctx.store.transaction(record_user, user, kind, actor(request))
+            return write_json(request, 200, answer)
+
+        return await self.with_client(request, work)
+
+    async def license_action(self, request: IRequest, license_id: int, action: str) -> bytes:
+        body, errors = json_body(request)
+        known = {"user_id", "client_user_id"} if action == "associate" else set()
+        errors += unknown_fields(body, known)
+        params: dict[str, Any] = {"licenseId": license_id}
+        if not 0 < license_id <= MAX_ID:
+            errors.append("license_id: a VPP licenseId")
+        if action == "associate":
+            user_id, client_user = _id(body.get("user_id")), body.get("client_user_id")
+            if user_id is not None:
+                params["userId"] = user_id
+            elif isinstance(client_user, str) and CLIENT_USER_ID.match(client_user):
+                params["clientUserIdStr"] = client_user
+            else:
+                errors.append("user_id or client_user_id: whom the license goes to")
+        if errors:
+            return write_json(request, 400, {"errors": errors})
+        if action == "disassociate":
+            known_license = await self.ctx.store.run(lambda tx: tx.vpp.license(license_id))
+            if known_license is not None and known_license["is_irrevocable"]:
+                return write_json(
+                    request,
+                    409,
+                    {
+                        "error": "license is irrevocable: Apple does not take back book licenses "
+                        "(9607)"
+                    },
+                )
+        service = (
+            "associateVPPLicenseWithVPPUserSrv"
+            if action == "associate"
+            else "disassociateVPPLicenseFromVPPUserSrv"
+        )
+
+        async def work(client: AppAssignment) -> bytes:
+            try:
+                answer = await client.call(service, params)
+            except VPPRequestError as e:
+                if e.code in (9607, 9616, 9619, 9609, 9610):
+                    return write_json(request, 409, {"error": str(e)})
+                raise
+            kind = f"vpp.license_{action}d"
+            await self.ctx.store.transaction(record_license, answer, kind, actor(request))
+            return write_json(request, 200, answer)
+
+        return await self.with_client(request, work)
+
+
+def register(app: Klein, ctx: AdminContext) -> None:
+    routes = VPPRoutes(ctx)
+    app.route("/v1/vpp/sync", methods=["POST"])(routes.sync)
+    app.route("/v1/vpp/users", methods=["GET"])(routes.users)
+    app.route("/v1/vpp/users", methods=["POST"])(routes.register)
+    app.route("/v1/vpp/licenses", methods=["GET"])(routes.licenses)
+
+    @app.route("/v1/vpp/users/<int:user_id>/retire", methods=["POST"])
+    async def retire(request: IRequest, user_id: int) -> bytes:
+        return await routes.user_action(request, user_id, "retire")
+
+    @app.route("/v1/vpp/users/<int:user_id>/edit", methods=["POST"])
+    async def edit(request: IRequest, user_id: int) -> bytes:
+        return await routes.user_action(request, user_id, "edit")
+
+    @app.route("/v1/vpp/licenses/<int:license_id>/associate", methods=["POST"])
+    async def associate(request: IRequest, license_id: int) -> bytes:
+        return await routes.license_action(request, license_id, "associate")
+
+    @app.route("/v1/vpp/licenses/<int:license_id>/disassociate", methods=["POST"])
+    async def disassociate(request: IRequest, license_id: int) -> bytes:
+        return await routes.license_action(request, license_id, "disassociate")
