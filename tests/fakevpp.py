@@ -6,7 +6,8 @@ or strings), an sToken that is base64 JSON {token, expDate, orgName} it decodes 
 ``status`` 0 or -1, null fields left out, ``tokenExpDate`` within 15 days of expiry, the
 9600-9623 error codes, batchToken / sinceModifiedToken paging, and service URLs that can move
 (9617) so a client must re-read VPPServiceConfigSrv. HTTPS on 127.0.0.1 with a certificate from
-its own CA (``ca_file``). Every answer is HTTP 200 unless ``fail_next`` says otherwise.
+its own CA (``ca_file``). Answers, errors too, are HTTP 200 JSON unless ``fail_next`` says
+otherwise (or the path or method is not a service's: 404, 405).
 
 Where the chapter is silent or contradicts itself the fake picks one answer and says so here:
 
@@ -122,7 +123,7 @@ ERROR_MESSAGES = {
 }
 
 #: The fields a user record may have (touch_user accepts these).
-USER_FIELDS = frozenset({"userId", "clientUserIdStr", "email", "status", "inviteCode", "itsIdHash"})
+USER_FIELDS = frozenset({"clientUserIdStr", "email", "status", "inviteCode", "itsIdHash"})
 LICENSE_FIELDS = (
     "licenseId",
     "adamId",

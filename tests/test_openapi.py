@@ -39,6 +39,10 @@ class OpenAPI(TestCase):
             for rule in api.app.url_map.iter_rules()
         }
         self.assertEqual(routes, set(document()["paths"]))
+        # Klein names each endpoint after its function: two routes with functions of one
+        # name would both call the last one registered.
+        rules = list(api.app.url_map.iter_rules())
+        self.assertEqual(len({rule.endpoint for rule in rules}), len(rules))
 
     async def test_schemathesis_finds_nothing(self) -> None:
         st = Path(sys.executable).with_name("st")

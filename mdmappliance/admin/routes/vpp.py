@@ -95,7 +95,7 @@ class VPPRoutes:
         except VPPError as e:
             return write_json(request, 502, {"error": f"Apple's VPP service: {e}"})
 
-    async def sync(self, request: IRequest) -> bytes:
+    async def vpp_sync(self, request: IRequest) -> bytes:
         try:
             token = self.ctx.vpp.token() if self.ctx.vpp is not None else None
         except STokenError as e:
@@ -113,7 +113,7 @@ class VPPRoutes:
             return write_json(request, 502, {**body, "error": report.alert or report.errors[0]})
         return write_json(request, 200, body)
 
-    async def users(self, request: IRequest) -> bytes:
+    async def vpp_users(self, request: IRequest) -> bytes:
         after = int_arg(request, "after", 0, 0, MAX_ID)
         limit = int_arg(request, "limit", 100, 1, 1000)
         users = await self.ctx.store.run(lambda tx: tx.vpp.users(after, limit))
@@ -122,7 +122,7 @@ class VPPRoutes:
             body["next"] = users[-1]["user_id"]
         return write_json(request, 200, body)
 
-    async def licenses(self, request: IRequest) -> bytes:
+    async def vpp_licenses(self, request: IRequest) -> bytes:
         after = int_arg(request, "after", 0, 0, MAX_ID)
         limit = int_arg(request, "limit", 100, 1, 1000)
         user = int_arg(request, "user_id", 0, 0, MAX_ID) or None
@@ -132,7 +132,7 @@ class VPPRoutes:
             body["next"] = licenses[-1]["license_id"]
         return write_json(request, 200, body)
 
-    async def register(self, request: IRequest) -> bytes:
+    async def vpp_register(self, request: IRequest) -> bytes:
         """Register the VPP user of an enrolled device (our stable clientUserIdStr), and with
         ``invite`` queue InviteToProgram with the invitation Apple returns."""
         body, errors = json_body(request)
@@ -268,23 +268,23 @@ class VPPRoutes:
 
 def register(app: Klein, ctx: AdminContext) -> None:
     routes = VPPRoutes(ctx)
-    app.route("/v1/vpp/sync", methods=["POST"])(routes.sync)
-    app.route("/v1/vpp/users", methods=["GET"])(routes.users)
-    app.route("/v1/vpp/users", methods=["POST"])(routes.register)
-    app.route("/v1/vpp/licenses", methods=["GET"])(routes.licenses)
+    app.route("/v1/vpp/sync", methods=["POST"])(routes.vpp_sync)
+    app.route("/v1/vpp/users", methods=["GET"])(routes.vpp_users)
+    app.route("/v1/vpp/users", methods=["POST"])(routes.vpp_register)
+    app.route("/v1/vpp/licenses", methods=["GET"])(routes.vpp_licenses)
 
     @app.route("/v1/vpp/users/<int:user_id>/retire", methods=["POST"])
-    async def retire(request: IRequest, user_id: int) -> bytes:
+    async def vpp_retire_user(request: IRequest, user_id: int) -> bytes:
         return await routes.user_action(request, user_id, "retire")
 
     @app.route("/v1/vpp/users/<int:user_id>/edit", methods=["POST"])
-    async def edit(request: IRequest, user_id: int) -> bytes:
+    async def vpp_edit_user(request: IRequest, user_id: int) -> bytes:
         return await routes.user_action(request, user_id, "edit")
 
     @app.route("/v1/vpp/licenses/<int:license_id>/associate", methods=["POST"])
-    async def associate(request: IRequest, license_id: int) -> bytes:
+    async def vpp_associate_license(request: IRequest, license_id: int) -> bytes:
         return await routes.license_action(request, license_id, "associate")
 
     @app.route("/v1/vpp/licenses/<int:license_id>/disassociate", methods=["POST"])
-    async def disassociate(request: IRequest, license_id: int) -> bytes:
+    async def vpp_disassociate_license(request: IRequest, license_id: int) -> bytes:
         return await routes.license_action(request, license_id, "disassociate")
