@@ -5,7 +5,8 @@
 - commands: one command queued for 10,000 and 100,000 enrollments in one call;
 - apns: pushes per second to 10,000 enrollments through one HTTP/2 connection;
 - scep: issuances per second (PKCSReq -> CertRep) and enrollments per second end to end;
-- dep: the first fetch of 100,000 devices and a sync of 1,000 changes, time and peak memory.
+- dep: the first fetch of 100,000 devices and a sync of 1,000 changes, time and peak memory;
+- vpp: a first sync of 50,000 users and 100,000 licenses, then of 1,000 changes, likewise.
 
 Each runs a bounded number of operations on loopback and in a temporary directory.
 """
@@ -30,6 +31,7 @@ from bench.commands import bench_commands
 from bench.dep import bench_dep
 from bench.device_channel import bench_device_channel
 from bench.scep import bench_scep
+from bench.vpp import bench_vpp
 from mdmappliance.app.admin_listener import admin_listener
 from mdmappliance.app.reactor import global_reactor
 from mdmappliance.store import Store, record_event
@@ -114,6 +116,7 @@ async def main(_: Any) -> None:
         await bench_apns()
     await bench_scep()
     await bench_dep()
+    await bench_vpp()
     await bench_device_channel()
 
 
