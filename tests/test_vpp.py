@@ -309,6 +309,27 @@ class AdminRoutes(TestCase):
         code, body = await self.api("GET", "/v1/vpp/users")
         self.assertEqual(body["users"][0]["status"], "Retired")
 
+    async def test_install_assigns_the_license_then_sends_install_application(self) -> None:
+        device = self.appliance.device()
+        self.addCleanup(device.close)
+        await device.enroll()
+        code, body = await self.api("POST", "/v1/vpp/users", {"udid": device.udid, "invite": False})
+        self.assertEqual(code, 201, body)
+        self.fake.associate_itunes(body["user"]["userId"])
+        (license_id,) = self.fake.add_licenses(1, adam_id=361285480)
+        code, body = await self.api(
+            "POST", "/v1/vpp/install", {"udid": device.udid, "adam_id": 361285480}
+        )
+        self.assertEqual(code, 201, body)
+        self.assertIsNotNone(self.fake.licenses[license_id].get("userId"), "the license first")
+        offered = (await device.report("Idle")).plist()
+        self.assertEqual(offered["CommandUUID"], body["command_uuid"])
+        command = offered["Command"]
+        self.assertEqual(
+            (command["RequestType"], command["iTunesStoreID"], command["Options"]),
+            ("InstallApplication", 361285480, {"PurchaseMethod": 1}),
+        )
+
     async def test_no_token_and_bad_input(self) -> None:
         self.appliance.config.vpp.token_file.unlink()
         code, body = await self.api("POST", "/v1/vpp/sync")

@@ -254,6 +254,7 @@ OPERATION_IDS = {
     ("post", "/v1/dep/remove-profile"): "removeDEPProfile",
     ("post", "/v1/dep/disown"): "disownDEPDevices",
     ("post", "/v1/vpp/sync"): "vppSync",
+    ("post", "/v1/vpp/install"): "vppInstall",
     ("get", "/v1/vpp/users"): "listVPPUsers",
     ("post", "/v1/vpp/users"): "registerVPPUser",
     ("get", "/v1/vpp/licenses"): "listVPPLicenses",
@@ -481,6 +482,29 @@ def _vpp_paths() -> dict[str, Any]:
                     *PAGE_BY_ID,
                     {"name": "user_id", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                 ],
+            )
+        },
+        "/v1/vpp/install": {
+            "post": _op(
+                "Assign a VPP license to a device's user, then InstallApplication "
+                "(Options.PurchaseMethod 1)",
+                {
+                    "201": _json({"type": "object"}, "The license and command."),
+                    "400": ERRORS,
+                    **VPP_APPLE,
+                },
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "required": ["udid", "adam_id"],
+                        "properties": {
+                            "udid": {"type": "string"},
+                            "adam_id": {"type": "integer", "minimum": 1},
+                            "pricing_param": {"type": "string", "enum": ["STDQ", "PLUS"]},
+                        },
+                        "additionalProperties": False,
+                    }
+                ),
             )
         },
         "/v1/vpp/users/{user_id}/retire": action("Retire a VPP user", "user_id", None),

@@ -84,6 +84,11 @@ def cmd_associate(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_install(args: argparse.Namespace) -> int:
+    body = {"udid": args.udid, "adam_id": args.adam_id}
+    return _call(args, "POST", "/v1/vpp/install", body)
+
+
 def cmd_disassociate(args: argparse.Namespace) -> int:
     return _call(args, "POST", f"/v1/vpp/licenses/{args.license_id}/disassociate")
 
@@ -125,7 +130,13 @@ def add_parser(sub: Any, default_config: str) -> None:
     disassociate = actions.add_parser("disassociate", help="take a license back")
     disassociate.add_argument("license_id", type=int)
     disassociate.set_defaults(func=cmd_disassociate)
-    api = (sync, users, licenses, register, retire, edit, associate, disassociate)
+    install = actions.add_parser(
+        "install", help="assign a license to a device's user, then InstallApplication"
+    )
+    install.add_argument("udid")
+    install.add_argument("adam_id", type=int, help="the app's iTunes Store ID")
+    install.set_defaults(func=cmd_install)
+    api = (sync, users, licenses, register, retire, edit, associate, disassociate, install)
     for command in api:
         command.add_argument("--json", action="store_true", help="print JSON")
     for command in (imp, *api):

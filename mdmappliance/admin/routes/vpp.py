@@ -189,6 +189,66 @@ class VPPRoutes:
             return None
         return next(iter(sent.queued.values()), None)
 
+    async def vpp_install(self, request: IRequest) -> bytes:
+        """InstallApplication of a VPP app for an enrolled device's user: the license first
+        (associateVPPLicenseWithVPPUserSrv by adamId), then the command with Options
+        PurchaseMethod 1 ("Volume Purchase Program App Assignment")."""
+        body, errors = json_body(request)
+        errors += unknown_fields(body, {"udid", "adam_id", "pricing_param"})
+        udid, adam_id = body.get("udid"), _id(body.get("adam_id"))
+        pricing = body.get("pricing_param", "STDQ")
+        if not isinstance(udid, str) or not udid or len(udid) > 100:
+            errors.append("udid: the enrolled device to install on")
+        if adam_id is None:
+            errors.append("adam_id: the app's iTunes Store ID (its adamId)")
+        if pricing not in ("STDQ", "PLUS"):
+            errors.append("pricing_param: STDQ (apps) or PLUS")
+        if self.ctx.sender is None:
+            errors.append("commands cannot be sent from here")
+        if errors:
+            return write_json(request, 400, {"errors": errors})
+        assert isinstance(udid, str) and self.ctx.sender is not None
+        found, unknown = await self.ctx.store.run(resolve_udids, [udid])
+        if unknown:
+            return write_json(request, 404, {"error": f"no enrolled device {udid}"})
+        sender = self.ctx.sender
+
+        async def work(client: AppAssignment) -> bytes:
+            params = {
+                "adamId": adam_id,
+                "pricingParam": pricing,
+                "clientUserIdStr": client_user_id_for(udid),
+            }
+            try:
+                answer = await client.call("associateVPPLicenseWithVPPUserSrv", params)
+            except VPPRequestError as e:
+                if e.code != 9616:  # already assigned to this user: install anyway
+                    return write_json(request, 409, {"error": str(e)})
+                answer = {}
+            if answer:
+                await self.ctx.store.transaction(
+                    record_license, answer, "vpp.license_associated", actor(request)
+                )
+            try:
+                sent = await sender.send(
+                    list(found.values()),
+                    {"RequestType": "InstallApplication", "iTunesStoreID": adam_id,
+                     "Options": {"PurchaseMethod": 1}},
+                    actor=actor(request),
+                )  # fmt: skip
+            except CommandRejected as e:
+                return write_json(request, 409, {"error": f"InstallApplication: {e}"})
+            return write_json(
+                request,
+                201,
+                {
+                    "license": answer.get("license"),
+                    "command_uuid": next(iter(sent.queued.values()), None),
+                },
+            )
+
+        return await self.with_client(request, work)
+
     async def user_action(self, request: IRequest, user_id: int, action: str) -> bytes:
         body, errors = json_body(request)
         if action == "retire":
@@ -272,6 +332,7 @@ def register(app: Klein, ctx: AdminContext) -> None:
     app.route("/v1/vpp/users", methods=["GET"])(routes.vpp_users)
     app.route("/v1/vpp/users", methods=["POST"])(routes.vpp_register)
     app.route("/v1/vpp/licenses", methods=["GET"])(routes.vpp_licenses)
+    app.route("/v1/vpp/install", methods=["POST"])(routes.vpp_install)
 
     @app.route("/v1/vpp/users/<int:user_id>/retire", methods=["POST"])
     async def vpp_retire_user(request: IRequest, user_id: int) -> bytes:
