@@ -339,3 +339,19 @@ class AdminRoutes(TestCase):
         self.assertEqual(code, 400)
         code, body = await self.api("POST", "/v1/vpp/users", {"udid": "NOPE", "bogus": 1})
         self.assertEqual(code, 400)
+
+
+class BrokenToken(VPPCase):
+    async def test_an_unreadable_stoken_file_is_an_alert_not_a_crash(self) -> None:
+        token_file = self.dir / "stoken"
+        token_file.write_text("not an sToken")
+        runtime = VPPRuntime(
+            self.store,
+            reactor,
+            token_file=token_file,
+            connect=lambda token: self.client(),
+        )
+        report = await runtime.sync_now()
+        self.assertIn("sToken", report.alert or "")
+        status = await runtime.status()
+        self.assertIn("alert", status)

@@ -195,7 +195,12 @@ class DEPSync(PeriodicJob):
             return report
         self.running = True
         try:
-            client = await self.client_factory()
+            try:
+                client = await self.client_factory()
+            except ApplianceError as e:  # an unreadable token file: the admin must act
+                report.alert = f"DEP sync stopped: {e}"
+                await self.store.transaction(finish_run, report)
+                return report
             if client is None:
                 report.errors.append("no DEP server token: `mdmappliance dep token import`")
                 return report

@@ -18,6 +18,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from mdmappliance.core.errors import ApplianceError
 from mdmappliance.core.periodic import PeriodicJob
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.store import Store, Tx
@@ -124,7 +125,12 @@ class VPPSync(PeriodicJob):
         self.running = True
         client: AppAssignment | None = None
         try:
-            client = await self.client_factory()
+            try:
+                client = await self.client_factory()
+            except ApplianceError as e:  # an unreadable sToken file: the admin must act
+                report.alert = f"VPP sync stopped: {e}"
+                await self.store.transaction(finish_run, report, None)
+                return report
             if client is None:
                 report.errors.append("no sToken: `mdmappliance vpp token import`")
                 return report
