@@ -355,3 +355,92 @@ class BrokenToken(VPPCase):
         self.assertIn("sToken", report.alert or "")
         status = await runtime.status()
         self.assertIn("alert", status)
+
+
+class Robustness(VPPCase):
+    """What a review found: each case once got a 500, a hang, or a stale alert."""
+
+    async def test_a_wrong_ca_is_an_error_not_busy_and_no_crash(self) -> None:
+        from mdmappliance import pki
+        from mdmappliance.vpp.client import VPPBusy, VPPError
+
+        other = self.dir / "other-ca.pem"
+        other.write_bytes(pki.certificate_pem(pki.create_ca("not the fake's").certificate))
+        client = LegacyVPPClient.connect(
+            parse_stoken(self.fake.stoken().encode()),
+            reactor,
+            service_config_url=self.fake.service_config_url,
+            ca_file=other,
+        )
+        self.addCleanup(client.close)
+        with self.assertRaises(VPPError) as caught:
+            await client.call("getVPPUsersSrv", {})
+        self.assertNotIsInstance(caught.exception, VPPBusy)
+
+    async def test_a_server_that_never_answers_times_out_as_busy(self) -> None:
+        from twisted.internet.protocol import Protocol, ServerFactory
+
+        from mdmappliance.vpp.client import VPPBusy
+
+        silent: Any = ServerFactory.forProtocol(Protocol)  # accepts, never answers
+        port: Any = reactor.listenTCP(0, silent, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        client = LegacyVPPClient.connect(
+            parse_stoken(self.fake.stoken().encode()),
+            reactor,
+            service_config_url=f"https://127.0.0.1:{port.getHost().port}/VPPServiceConfigSrv",
+            ca_file=self.fake.ca_file,
+        )
+        client.timeout = 0.5
+        self.addCleanup(client.close)
+        with self.assertRaises(VPPBusy):
+            await client.call("getVPPUsersSrv", {})
+
+    def test_retry_after_is_bounded(self) -> None:
+        from mdmappliance.vpp.client import bounded_retry_after
+
+        self.assertEqual(
+            [bounded_retry_after(v) for v in (b"inf", b"nan", b"1e12", b"-5", b"7", b"x", None)],
+            [3600.0, None, 3600.0, 1.0, 7.0, None, None],
+        )
+
+    async def test_a_failing_client_context_does_not_stop_the_listing(self) -> None:
+        self.fake.add_users(3)
+        client = self.client()
+        await client.service_config()
+        self.fake.fail_next = [(200, b'{"status": -1, "ErrorCode": 9603, "errorMessage": "x"}')]
+        report = await self.job(client).run_once()
+        self.assertEqual(report.users, 3, report)
+
+    async def test_a_new_token_clears_the_old_expiry_warning_and_alert(self) -> None:
+        soon = apple_date(datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=10))
+        token_file = self.dir / "stoken"
+        store_stoken(token_file, parse_stoken(self.fake.stoken(exp_date=soon).encode()))
+
+        def connect(token: Any) -> LegacyVPPClient:
+            return LegacyVPPClient.connect(
+                token, reactor, service_config_url=self.fake.service_config_url,
+                ca_file=self.fake.ca_file,
+            )  # fmt: skip
+
+        runtime = VPPRuntime(self.store, reactor, token_file=token_file, connect=connect)
+        self.addCleanup(runtime.close)
+        await runtime.sync_now()
+        self.assertIn("token_exp_date", (await runtime.status())["token"])
+        await self.store.transaction(lambda tx: tx.vpp.save_state("t", alert="old alert"))
+        later = apple_date(datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=300))
+        store_stoken(token_file, parse_stoken(self.fake.stoken(exp_date=later).encode()))
+        await runtime.sync_now()
+        status = await runtime.status()
+        self.assertNotIn("token_exp_date", status["token"])
+        self.assertNotIn("alert", status)
+        self.assertNotIn("warning", status)
+
+    async def test_a_retire_without_a_user_keeps_what_is_known(self) -> None:
+        user = {"userId": 5, "clientUserIdStr": "c-5", "email": "a@b", "status": "Associated"}
+        await self.store.transaction(lambda tx: tx.vpp.upsert_user(user, "t"))
+        await self.store.transaction(lambda tx: tx.vpp.set_user_status(5, "Retired", "t"))
+        (row,) = await self.store.run(lambda tx: tx.vpp.users(0, 10))
+        self.assertEqual(
+            (row["status"], row["client_user_id"], row["email"]), ("Retired", "c-5", "a@b")
+        )

@@ -21,6 +21,10 @@ def cmd_token_import(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     try:
         token = parse_stoken(Path(args.file).read_bytes())
+        if token.days_left() < 0:
+            return fail(
+                f"this sToken expired on {token.exp_date}: download a new one from the VPP portal"
+            )
         store_stoken(config.vpp.token_file, token)
         with offline_store(config) as store:
             store.transaction_now(_record_import, token, cli_actor())

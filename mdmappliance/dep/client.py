@@ -25,8 +25,19 @@ from urllib.parse import urlencode
 import treq
 from oauthlib.oauth1 import SIGNATURE_HMAC, Client
 from twisted.internet import ssl
+from twisted.internet.defer import CancelledError
+from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError, TimeoutError
 from twisted.internet.interfaces import IReactorTime
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web._newclient import RequestNotSent
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HTTPConnectionPool,
+    RequestGenerationFailed,
+    RequestTransmissionFailed,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
@@ -90,10 +101,10 @@ class DEPStopped(DEPError):
 
 
 class DEPBusy(DEPError):
-    """429 or 503: try again after ``retry_after`` seconds."""
+    """429 or 503 (or unreachable): try again after ``retry_after`` seconds."""
 
-    def __init__(self, status: int, retry_after: float) -> None:
-        super().__init__(f"Apple answered {status}; retry after {retry_after:g} s")
+    def __init__(self, status: int, retry_after: float, reason: str | None = None) -> None:
+        super().__init__(reason or f"Apple answered {status}; retry after {retry_after:g} s")
         self.status = status
         self.retry_after = retry_after
 
@@ -134,6 +145,29 @@ def https_agent(reactor: Any, ca_file: Path | None, pool: HTTPConnectionPool) ->
         [ssl.Certificate.loadPEM(pki.certificate_pem(c)) for c in pki.read_certificates(ca_file)]
     )
     return Agent(reactor, contextFactory=BrowserLikePolicyForHTTPS(trustRoot=trust), pool=pool)
+
+
+#: A service that cannot be reached now (or took too long: treq cancels at ``timeout``):
+#: busy, try later.
+UNREACHABLE: tuple[type[Exception], ...] = (
+    ConnectError,
+    DNSLookupError,
+    TimeoutError,
+    ConnectionLost,
+    ResponseFailed,
+    CancelledError,
+    RequestGenerationFailed,
+    RequestNotSent,
+)
+#: The connection itself failed (a TLS certificate the CA file does not vouch for, say):
+#: an error an admin must act on, not busy.
+BROKEN: tuple[type[Exception], ...] = (RequestTransmissionFailed, ResponseNeverReceived)
+REQUEST_TIMEOUT = 60.0
+
+
+def connection_failure(e: Exception) -> str:
+    reasons = "; ".join(str(r.value) for r in getattr(e, "reasons", []))[:200]
+    return f"{e.__class__.__name__}" + (f" ({reasons})" if reasons else "")
 
 
 def _retry_after(headers: Headers, default: float = 60.0) -> float:
@@ -199,10 +233,23 @@ class DEPClient:
     ) -> Answer:
         if body is not None:
             headers = {**headers, "Content-Type": JSON_TYPE}
-        response: IResponse = await self.http.request(
-            method, url, headers={k: [v] for k, v in headers.items()}, data=body
-        )
-        content = await treq.content(response)
+        try:
+            response: IResponse = await self.http.request(
+                method,
+                url,
+                headers={k: [v] for k, v in headers.items()},
+                data=body,
+                timeout=REQUEST_TIMEOUT,
+            )
+            content = await treq.content(response)
+        except UNREACHABLE as e:
+            raise DEPBusy(
+                0, 60.0, f"Apple's DEP service could not be reached ({connection_failure(e)})"
+            ) from None
+        except BROKEN as e:
+            raise DEPError(
+                f"the connection to Apple's DEP service failed: {connection_failure(e)}"
+            ) from None
         if len(content) > MAX_BODY:
             raise DEPError("Apple's answer is too large")
         rotated = response.headers.getRawHeaders(b"x-adm-auth-session")

@@ -25,11 +25,15 @@ class VPPState:
 
 
 def _int(value: Any) -> int | None:
-    """Apple's numbers may come as strings (the spec says so)."""
+    """Apple's numbers may come as strings (the spec says so); None for what is no SQLite
+    integer."""
+    if isinstance(value, bool):
+        return None
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if -(2**63) <= number < 2**63 else None
 
 
 class VPP(Family):
@@ -86,9 +90,10 @@ class VPP(Family):
             "invite_url, invite_code, data, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (user_id) DO UPDATE SET client_user_id = excluded.client_user_id, "
             "its_id_hash = excluded.its_id_hash, status = excluded.status, email = excluded.email, "
-            "invite_url = coalesce(excluded.invite_url, invite_url), invite_code = "
-            "coalesce(excluded.invite_code, invite_code), data = excluded.data, updated_at = "
-            "excluded.updated_at",
+            "invite_url = CASE WHEN excluded.status = 'Registered' THEN coalesce("
+            "excluded.invite_url, invite_url) END, invite_code = CASE WHEN excluded.status = "
+            "'Registered' THEN coalesce(excluded.invite_code, invite_code) END, data = "
+            "excluded.data, updated_at = excluded.updated_at",
             (
                 user_id,
                 _str(user.get("clientUserIdStr")),
@@ -134,6 +139,14 @@ class VPP(Family):
             ),
         )
         return True
+
+    def set_user_status(self, user_id: int, status: str, now: str) -> None:
+        """A status Apple confirmed without sending the user back (retireVPPUserSrv)."""
+        self._conn.execute(
+            "UPDATE vpp_users SET status = ?, invite_url = NULL, invite_code = NULL, "
+            "updated_at = ? WHERE user_id = ?",
+            (status, now, user_id),
+        )
 
     def set_license_user(
         self, license_id: int, user_id: int | None, client_user_id: str | None, now: str

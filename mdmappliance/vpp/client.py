@@ -17,10 +17,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import treq
-from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError, TimeoutError
-from twisted.web.client import HTTPConnectionPool, ResponseFailed
+from twisted.web.client import HTTPConnectionPool
 
-from mdmappliance.dep.client import https_agent
+from mdmappliance.dep.client import (
+    BROKEN,
+    REQUEST_TIMEOUT,
+    UNREACHABLE,
+    connection_failure,
+    https_agent,
+)
 from mdmappliance.vpp.token import SToken
 
 MAX_BODY = 32 * 1024 * 1024
@@ -88,12 +93,27 @@ class VPPBusy(VPPError):
         self.retry_after = retry_after
 
 
+def bounded_retry_after(value: bytes | str | None) -> float | None:
+    """A Retry-After in seconds, from 1 to an hour; None when absent or not a number."""
+    try:
+        seconds = float(value or "")
+    except ValueError:
+        return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 1.0), 3600.0)
+
+
 def error_of(answer: dict[str, Any]) -> tuple[int, str] | None:
-    """The error an answer carries, in either spelling; None for a success."""
-    code = answer.get("errorNumber", answer.get("ErrorCode"))
+    """The error an answer carries, in any spelling the spec (or Apple) uses; None for a
+    success (status 0, or no status and no error code)."""
+    code = next(
+        (answer[k] for k in ("errorNumber", "ErrorCode", "errorCode") if answer.get(k) is not None),
+        None,
+    )
     message = answer.get("errorMessage", answer.get("ErrorMessage"))
     status = str(answer.get("status", "0")).strip()
-    if code is None and status not in ("-1",):
+    if code is None and status in ("0", ""):
         return None
     try:
         number = int(code) if code is not None else 0
@@ -129,6 +149,8 @@ class LegacyVPPClient:
         self.service_urls = service_urls
         self.token_exp_date: str | None = None
         self.pool: HTTPConnectionPool | None = None
+        #: Seconds a request may take before it is given up (busy).
+        self.timeout = REQUEST_TIMEOUT
         #: How many VPPServiceConfigSrv requests were made (tests and health read it).
         self.config_requests = 0
 
@@ -152,32 +174,32 @@ class LegacyVPPClient:
                 url,
                 data=json.dumps(params).encode(),
                 headers={b"content-type": [b"application/json"], b"accept": [b"application/json"]},
+                timeout=self.timeout,
             )
             body = await treq.content(response)
-        except (ConnectError, DNSLookupError, TimeoutError, ConnectionLost, ResponseFailed) as e:
+        except UNREACHABLE as e:
             raise VPPBusy(
-                f"Apple's VPP service could not be reached ({e.__class__.__name__})"
+                f"Apple's VPP service could not be reached ({connection_failure(e)})"
+            ) from None
+        except BROKEN as e:  # a wrong [vpp] ca_file, say: not busy, wrong
+            raise VPPError(
+                f"the connection to Apple's VPP service failed: {connection_failure(e)}"
             ) from None
         if response.code in (429, 503):
             value = (response.headers.getRawHeaders(b"retry-after") or [b""])[0]
-            try:
-                retry_after: float | None = float(value)
-            except ValueError:
-                retry_after = None
-            raise VPPBusy(f"Apple's VPP service answered {response.code}", retry_after)
+            raise VPPBusy(
+                f"Apple's VPP service answered {response.code}", bounded_retry_after(value)
+            )
         if response.code >= 500:
             raise VPPBusy(f"Apple's VPP service answered {response.code}")
         if len(body) > MAX_BODY:
             raise VPPError("Apple's answer is too large")
         try:
             answer = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise VPPError(f"Apple's answer ({response.code}) is not JSON: {body[:80]!r}") from None
         if not isinstance(answer, dict):
             raise VPPError("Apple's answer is not a JSON object")
-        exp = answer.get("tokenExpDate")
-        if isinstance(exp, str) and exp:
-            self.token_exp_date = exp
         return answer
 
     async def service_config(self) -> dict[str, str]:
@@ -209,6 +231,9 @@ class LegacyVPPClient:
             if url is None:
                 raise VPPError(f"VPPServiceConfigSrv gave no URL for {service}")
             answer = await self._post(url, {**params, "sToken": self.token.blob})
+            # Present only inside the 15-day warning: its absence clears an old one.
+            exp = answer.get("tokenExpDate")
+            self.token_exp_date = exp if isinstance(exp, str) and exp else None
             failed = error_of(answer)
             if failed is None:
                 return answer

@@ -78,8 +78,8 @@ def finish_run(tx: Tx, report: VPPReport, urls: dict[str, str] | None) -> None:
         fields["last_success_at"] = now
     if urls is not None:
         fields["service_urls"] = urls
-    if report.token_exp_date is not None:
-        fields["token_exp_date"] = report.token_exp_date
+    if report.alert is None and not report.errors:
+        fields["token_exp_date"] = report.token_exp_date  # None: the warning is over
     tx.vpp.save_state(now, **fields)
     tx.events.record("vpp.synced", actor="vpp-sync", detail=report.counts())
     if report.shared_with:
@@ -101,8 +101,12 @@ class VPPSync(PeriodicJob):
         *,
         retry_base: float = 30.0,
         retry_max: float = 3600.0,
+        retry_soon: bool = False,
     ) -> None:
         self.store = store
+        #: After a backoff, run again when it ends (the runtime's timer job does); else wait
+        #: for the next interval.
+        self.retry_soon = retry_soon
         self.client_factory = client_factory
         self.clock = clock
         self.retry_base = retry_base
@@ -111,6 +115,7 @@ class VPPSync(PeriodicJob):
         self.not_before = 0.0
         self._backoff = retry_base
         self.last: VPPReport | None = None
+        self._retry: Any = None
 
     async def run_once(self) -> VPPReport:
         report = VPPReport()
@@ -147,6 +152,7 @@ class VPPSync(PeriodicJob):
                 self._backoff = min(self._backoff * 2, self.retry_max)
                 self.not_before = self.clock.seconds() + delay
                 report.retry_after = delay
+                self._schedule_retry(delay)
                 report.errors.append(f"{e}; trying again in {delay:.0f} s")
                 log.warn("VPP sync paused: {error}", error=report.errors[-1])
             except VPPError as e:
@@ -164,15 +170,32 @@ class VPPSync(PeriodicJob):
         finally:
             self.running = False
 
+    def _schedule_retry(self, delay: float) -> None:
+        """Try again after the backoff, not only at the next interval."""
+        if not self.retry_soon or (self._retry is not None and self._retry.active()):
+            return
+        self._retry = self.clock.callLater(delay, self)
+
+    def cancel_retry(self) -> None:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+
     async def _claim(self, client: AppAssignment, report: VPPReport) -> None:
         """Put this appliance's clientContext on the sToken, or notice another MDM server's:
         two servers syncing one token fight over its licenses."""
         context = await self.store.run(client_context)
-        answer = await client.call("VPPClientConfigSrv", {})
-        current = answer.get("clientContext")
-        if not current:
-            await client.call("VPPClientConfigSrv", {"clientContext": context})
-        elif current != context:
+        try:
+            answer = await client.call("VPPClientConfigSrv", {})
+            current = answer.get("clientContext")
+            if not current:
+                await client.call("VPPClientConfigSrv", {"clientContext": context})
+        except (VPPStopped, VPPBusy):
+            raise
+        except VPPError as e:  # advisory: the listing goes on
+            log.warn("VPP clientContext not read or written: {error}", error=str(e))
+            return
+        if current and current != context:
             report.shared_with = str(current)[:256]
             log.warn(
                 "the VPP sToken is also used by another MDM server ({other}): it may take "
@@ -211,7 +234,9 @@ class VPPSync(PeriodicJob):
                     error=str(e),
                 )
                 report.restarted.append(kind)
+                setattr(report, kind, getattr(report, kind) - arrived)
                 batch = since = None
+                arrived, expected = 0, None
                 await self.store.transaction(save_tokens, kind, None, None)
                 continue
             report.batches += 1
@@ -221,7 +246,10 @@ class VPPSync(PeriodicJob):
                     expected = int(answer["totalCount"])
                 except (TypeError, ValueError):
                     expected = None
-            next_batch = _text(answer.get("batchToken"))
+            raw_batch = answer.get("batchToken")
+            if raw_batch is not None and not isinstance(raw_batch, str):
+                raise VPPError(f"{kind}: Apple's batchToken is not a string")
+            next_batch = _text(raw_batch)
             next_since = _text(answer.get("sinceModifiedToken"))
             written = await self.store.transaction(
                 apply_batch,

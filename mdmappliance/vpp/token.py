@@ -52,7 +52,7 @@ def parse_stoken(data: bytes) -> SToken:
     try:
         decoded = base64.b64decode(text, validate=True)
         document = json.loads(decoded.decode("utf-8"))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+    except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError):
         raise STokenError(
             "this is not an sToken (base64 of JSON, as the VPP portal's download holds)"
         ) from None

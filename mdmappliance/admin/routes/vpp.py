@@ -24,6 +24,9 @@ from mdmappliance.vpp.client import AppAssignment, VPPBusy, VPPError, VPPRequest
 from mdmappliance.vpp.token import STokenError
 
 NO_TOKEN = "VPP is not set up: no sToken (`mdmappliance vpp token import`)"
+OFF = "VPP is off here ([vpp] enabled = false)"
+#: Documented refusals a request can meet (the request, not Apple, is at fault): 409.
+REFUSALS = (9607, 9610, 9616, 9618, 9619, 9620)
 MAX_ID = 2**63 - 1
 CLIENT_USER_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,256}$")
 
@@ -42,6 +45,11 @@ def record_user(tx: Tx, user: dict[str, Any], kind: str, who: str) -> None:
         subject=str(user.get("userId")),
         detail={"status": user.get("status"), "client_user_id": user.get("clientUserIdStr")},
     )
+
+
+def record_retired(tx: Tx, user_id: int, who: str) -> None:
+    tx.vpp.set_user_status(user_id, "Retired", utc_timestamp())
+    tx.events.record("vpp.user_retired", actor=who, subject=str(user_id), detail={})
 
 
 def record_license(tx: Tx, answer: dict[str, Any], kind: str, who: str) -> None:
@@ -81,8 +89,10 @@ class VPPRoutes:
     async def with_client(
         self, request: IRequest, work: Callable[[AppAssignment], Awaitable[bytes]]
     ) -> bytes:
+        if self.ctx.vpp is None:
+            return write_json(request, 409, {"error": OFF})
         try:
-            client = await self.ctx.vpp.client() if self.ctx.vpp is not None else None
+            client = await self.ctx.vpp.client()
         except STokenError as e:
             return write_json(request, 409, {"error": f"the VPP sToken: {e}"})
         if client is None:
@@ -92,15 +102,23 @@ class VPPRoutes:
         except VPPBusy as e:
             request.setHeader(b"retry-after", str(int(e.retry_after or 60)).encode())
             return write_json(request, 503, {"error": str(e)})
+        except VPPRequestError as e:
+            if e.code in (9609, 9604):
+                return write_json(request, 404, {"error": str(e)})
+            if e.code in REFUSALS:
+                return write_json(request, 409, {"error": str(e)})
+            return write_json(request, 502, {"error": f"Apple's VPP service: {e}"})
         except VPPError as e:
             return write_json(request, 502, {"error": f"Apple's VPP service: {e}"})
 
     async def vpp_sync(self, request: IRequest) -> bytes:
+        if self.ctx.vpp is None:
+            return write_json(request, 409, {"error": OFF})
         try:
-            token = self.ctx.vpp.token() if self.ctx.vpp is not None else None
+            token = self.ctx.vpp.token()
         except STokenError as e:
             return write_json(request, 409, {"error": f"the VPP sToken: {e}"})
-        if self.ctx.vpp is None or token is None:
+        if token is None:
             return write_json(request, 409, {"error": NO_TOKEN})
         if self.ctx.vpp.job.running:
             return write_json(request, 409, {"error": "a VPP sync is running; try again soon"})
@@ -189,6 +207,15 @@ class VPPRoutes:
             return None
         return next(iter(sent.queued.values()), None)
 
+    async def _give_back(self, client: AppAssignment, answer: dict[str, Any], who: str) -> None:
+        """Nothing will install the app: the license it just got goes back."""
+        license_ = answer.get("license")
+        given = _id(license_.get("licenseId")) if isinstance(license_, dict) else None
+        if given is None:
+            return
+        back = await client.call("disassociateVPPLicenseFromVPPUserSrv", {"licenseId": given})
+        await self.ctx.store.transaction(record_license, back, "vpp.license_disassociated", who)
+
     async def vpp_install(self, request: IRequest) -> bytes:
         """InstallApplication of a VPP app for an enrolled device's user: the license first
         (associateVPPLicenseWithVPPUserSrv by adamId), then the command with Options
@@ -237,6 +264,7 @@ class VPPRoutes:
                     actor=actor(request),
                 )  # fmt: skip
             except CommandRejected as e:
+                await self._give_back(client, answer, actor(request))
                 return write_json(request, 409, {"error": f"InstallApplication: {e}"})
             return write_json(
                 request,
@@ -269,11 +297,11 @@ class VPPRoutes:
         async def work(client: AppAssignment) -> bytes:
             answer = await client.call(service, params)
             user = answer.get("user")
-            if action == "retire" and not isinstance(user, dict):
-                user = {"userId": user_id, "status": "Retired"}
+            kind = "vpp.user_retired" if action == "retire" else "vpp.user_edited"
             if isinstance(user, dict):
-                kind = "vpp.user_retired" if action == "retire" else "vpp.user_edited"
                 await self.ctx.store.transaction(record_user, user, kind, actor(request))
+            elif action == "retire":  # the spec's answer is the status alone
+                await self.ctx.store.transaction(record_retired, user_id, actor(request))
             return write_json(request, 200, answer)
 
         return await self.with_client(request, work)
@@ -316,7 +344,7 @@ class VPPRoutes:
             try:
                 answer = await client.call(service, params)
             except VPPRequestError as e:
-                if e.code in (9607, 9616, 9619, 9609, 9610):
+                if e.code in (*REFUSALS, 9609):
                     return write_json(request, 409, {"error": str(e)})
                 raise
             kind = f"vpp.license_{action}d"
