@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
-import functools
 import hashlib
 import hmac
 import json
@@ -42,19 +41,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from cryptography import x509
-from twisted.internet import defer, ssl
-from twisted.internet.endpoints import SSL4ServerEndpoint
-from twisted.internet.interfaces import IListeningPort, IReactorSSL
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 
-from mdmappliance import pki
-from mdmappliance.app.reactor import global_reactor
+from tests.fakeserver import TLSListener, tls_material
 
 JSON_TYPE = "application/json;charset=UTF8"
 TEXT_TYPE = "text/plain;Charset=UTF8"
@@ -195,18 +188,6 @@ class Session:
     issued: float
 
 
-@functools.cache
-def _tls_material() -> tuple[bytes, bytes, bytes]:
-    """CA PEM, server certificate PEM and key PEM, made once per process (RSA is slow)."""
-    ca = pki.create_ca("Fake DEP CA", bits=2048)
-    server = pki.issue_server_certificate(ca, "127.0.0.1")
-    return (
-        pki.certificate_pem(ca.certificate),
-        pki.certificate_pem(server.certificate),
-        pki.private_key_pem(server.key),
-    )
-
-
 def parse_oauth_header(values: list[str] | None) -> list[tuple[str, str]]:
     """The Authorization header's parameters in order, duplicates kept (RFC 5849 3.5.1)."""
     if not values:
@@ -278,11 +259,11 @@ class FakeDEP:
         self.access_secret = "AS_" + secrets.token_hex(20)
         #: /session refuses the access token (401 token_rejected) after this; token_json sets it.
         self.access_token_expiry = "2030-01-01T00:00:00Z"
-        ca_pem, cert_pem, key_pem = _tls_material()
+        ca_pem, cert_pem, key_pem = tls_material("Fake DEP CA")
         directory.mkdir(parents=True, exist_ok=True)
         self.ca_file = directory / "fakedep-ca.pem"
         self.ca_file.write_bytes(ca_pem)
-        self._server_pem = cert_pem + key_pem
+        self._listener_pem = cert_pem + key_pem
         self.url = ""
         self.account: dict[str, str] = {
             "server_name": "Fake DEP Server",
@@ -323,8 +304,7 @@ class FakeDEP:
         self._authenticated_calls = 0
         self._serial_count = 0
         self._cursor_key = secrets.token_bytes(32)
-        self._port: IListeningPort | None = None
-        self._factory = _TrackingFactory(Site(_Resource(self)))
+        self._listener = TLSListener(self, self._listener_pem)
 
     # -- the server token and the listener --------------------------------------------------
 
@@ -341,23 +321,11 @@ class FakeDEP:
 
     async def start(self) -> None:
         """Listen on 127.0.0.1, an ephemeral port, TLS (HTTP/1.1)."""
-        server = ssl.PrivateCertificate.loadPEM(self._server_pem)
-        options = ssl.CertificateOptions(
-            privateKey=server.privateKey.original,
-            certificate=server.original,
-            acceptableProtocols=[b"http/1.1"],
-        )
-        reactor = cast(IReactorSSL, global_reactor())
-        endpoint = SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1")
-        self._port = await endpoint.listen(self._factory)
-        self.url = f"https://127.0.0.1:{self._port.getHost().port}"  # type: ignore[union-attr]
+        self.url = await self._listener.start()
 
     async def stop(self) -> None:
         """Stop listening and drop open connections, so the reactor is clean after a test."""
-        if self._port is not None:
-            await defer.maybeDeferred(self._port.stopListening)
-            self._port = None
-        await self._factory.close_all()
+        await self._listener.stop()
 
     # -- the account's devices --------------------------------------------------------------
 
@@ -813,44 +781,3 @@ def _is_base64_der_certificate(text: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     return True
-
-
-class _Resource(Resource):
-    isLeaf = True
-
-    def __init__(self, fake: FakeDEP) -> None:
-        super().__init__()
-        self.fake = fake
-
-    def render(self, request: Request) -> bytes:
-        answer = self.fake.handle(request)
-        request.setResponseCode(answer.status)
-        for name, value in answer.headers.items():
-            request.setHeader(name, value)
-        return answer.body
-
-
-class _TrackingFactory(WrappingFactory):
-    """Knows its open connections so stop() can drop them and wait until they are gone."""
-
-    def __init__(self, factory: Site) -> None:
-        super().__init__(factory)
-        self._gone: dict[ProtocolWrapper, defer.Deferred[None]] = {}
-
-    def registerProtocol(self, p: ProtocolWrapper) -> None:
-        super().registerProtocol(p)
-        self._gone[p] = defer.Deferred()
-
-    def unregisterProtocol(self, p: ProtocolWrapper) -> None:
-        super().unregisterProtocol(p)
-        gone = self._gone.pop(p, None)
-        if gone is not None:
-            gone.callback(None)
-
-    async def close_all(self) -> None:
-        waits = list(self._gone.values())
-        for p in list(self._gone):
-            if p.transport is not None:
-                p.transport.abortConnection()  # type: ignore[attr-defined]
-        for wait in waits:
-            await wait

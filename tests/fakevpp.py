@@ -44,7 +44,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
-import functools
 import hashlib
 import hmac
 import json
@@ -55,17 +54,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from twisted.internet import defer, ssl
-from twisted.internet.endpoints import SSL4ServerEndpoint
-from twisted.internet.interfaces import IListeningPort, IReactorSSL
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 
-from mdmappliance import pki
-from mdmappliance.app.reactor import global_reactor
+from tests.fakeserver import TLSListener, tls_material
 
 JSON_TYPE = "application/json;charset=UTF-8"
 TEXT_TYPE = "text/plain;charset=UTF-8"
@@ -167,18 +160,6 @@ class Listing:
     pricing_param: str | None = None
 
 
-@functools.cache
-def _tls_material() -> tuple[bytes, bytes, bytes]:
-    """CA PEM, server certificate PEM and key PEM, made once per process (RSA is slow)."""
-    ca = pki.create_ca("Fake VPP CA", bits=2048)
-    server = pki.issue_server_certificate(ca, "127.0.0.1")
-    return (
-        pki.certificate_pem(ca.certificate),
-        pki.certificate_pem(server.certificate),
-        pki.private_key_pem(server.key),
-    )
-
-
 def parse_exp_date(text: str) -> float:
     """The sToken's expDate, ISO 8601 as the chapter writes it: 2014-08-15T18:13:52-0700."""
     return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z").timestamp()
@@ -257,11 +238,11 @@ class FakeVPP:
     def __init__(self, directory: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.directory = directory
         self.clock = clock
-        ca_pem, cert_pem, key_pem = _tls_material()
+        ca_pem, cert_pem, key_pem = tls_material("Fake VPP CA")
         directory.mkdir(parents=True, exist_ok=True)
         self.ca_file = directory / "fakevpp-ca.pem"
         self.ca_file.write_bytes(ca_pem)
-        self._server_pem = cert_pem + key_pem
+        self._listener_pem = cert_pem + key_pem
         self.url = ""
         self.service_config_url = ""
         # data
@@ -288,8 +269,7 @@ class FakeVPP:
         self._next_user_id = 1
         self._next_license_id = 1
         self._listing_key = secrets.token_bytes(32)
-        self._port: IListeningPort | None = None
-        self._factory = _TrackingFactory(Site(_Resource(self)))
+        self._listener = TLSListener(self, self._listener_pem)
 
     # -- the sToken and the listener --------------------------------------------------------
 
@@ -303,24 +283,12 @@ class FakeVPP:
 
     async def start(self) -> None:
         """Listen on 127.0.0.1, an ephemeral port, TLS (HTTP/1.1)."""
-        server = ssl.PrivateCertificate.loadPEM(self._server_pem)
-        options = ssl.CertificateOptions(
-            privateKey=server.privateKey.original,
-            certificate=server.original,
-            acceptableProtocols=[b"http/1.1"],
-        )
-        reactor = cast(IReactorSSL, global_reactor())
-        endpoint = SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1")
-        self._port = await endpoint.listen(self._factory)
-        self.url = f"https://127.0.0.1:{self._port.getHost().port}"  # type: ignore[union-attr]
+        self.url = await self._listener.start()
         self.service_config_url = self.url + CONFIG_PATH
 
     async def stop(self) -> None:
         """Stop listening and drop open connections, so the reactor is clean after a test."""
-        if self._port is not None:
-            await defer.maybeDeferred(self._port.stopListening)
-            self._port = None
-        await self._factory.close_all()
+        await self._listener.stop()
 
     def service_path(self, service: str) -> str:
         """Where a service is served now (VPPServiceConfigSrv never moves)."""
@@ -830,44 +798,3 @@ def _loose_json(raw: bytes) -> dict[str, Any] | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return value if isinstance(value, dict) else None
-
-
-class _Resource(Resource):
-    isLeaf = True
-
-    def __init__(self, fake: FakeVPP) -> None:
-        super().__init__()
-        self.fake = fake
-
-    def render(self, request: Request) -> bytes:
-        answer = self.fake.handle(request)
-        request.setResponseCode(answer.status)
-        for name, value in answer.headers.items():
-            request.setHeader(name, value)
-        return answer.body
-
-
-class _TrackingFactory(WrappingFactory):
-    """Knows its open connections so stop() can drop them and wait until they are gone."""
-
-    def __init__(self, factory: Site) -> None:
-        super().__init__(factory)
-        self._gone: dict[ProtocolWrapper, defer.Deferred[None]] = {}
-
-    def registerProtocol(self, p: ProtocolWrapper) -> None:
-        super().registerProtocol(p)
-        self._gone[p] = defer.Deferred()
-
-    def unregisterProtocol(self, p: ProtocolWrapper) -> None:
-        super().unregisterProtocol(p)
-        gone = self._gone.pop(p, None)
-        if gone is not None:
-            gone.callback(None)
-
-    async def close_all(self) -> None:
-        waits = list(self._gone.values())
-        for p in list(self._gone):
-            if p.transport is not None:
-                p.transport.abortConnection()  # type: ignore[attr-defined]
-        for wait in waits:
-            await wait
