@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.web.iweb import IRequest
 
@@ -79,3 +79,25 @@ def write_json(request: IRequest, status: int, body: Mapping[str, Any]) -> bytes
 def actor(request: IRequest) -> str:
     """Who made a write, for the audit log: the API key's name."""
     return f"api:{getattr(request, 'api_key_name', 'admin')}"
+
+
+class SyncReport(Protocol):
+    """What a DEP or VPP sync run reports (dep.sync.SyncReport, vpp.sync.VPPReport)."""
+
+    alert: str | None
+    retry_after: float | None
+    errors: list[str]
+
+    def counts(self) -> dict[str, Any]: ...
+
+
+def sync_answer(request: IRequest, report: SyncReport) -> bytes:
+    """A sync run as the admin API answers it: 200 with what it did; 503 with Retry-After
+    when Apple asked to wait; 502 with the alert or error in words when Apple refused."""
+    body: dict[str, Any] = {**report.counts(), "errors": report.errors}
+    if report.retry_after is not None:
+        request.setHeader(b"retry-after", str(int(report.retry_after + 0.999)).encode())
+        return write_json(request, 503, {**body, "error": report.errors[-1]})
+    if report.alert or report.errors:
+        return write_json(request, 502, {**body, "error": report.alert or report.errors[0]})
+    return write_json(request, 200, body)

@@ -14,7 +14,15 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 
 from mdmappliance.admin.context import AdminContext
-from mdmappliance.admin.http import actor, arg, int_arg, json_body, unknown_fields, write_json
+from mdmappliance.admin.http import (
+    actor,
+    arg,
+    int_arg,
+    json_body,
+    sync_answer,
+    unknown_fields,
+    write_json,
+)
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.dep.client import DEPBusy, DEPClient, DEPError
 from mdmappliance.dep.profiles import ProfileInvalid, complete_profile
@@ -93,13 +101,7 @@ class DEPRoutes:
         if self.ctx.dep.job.running:
             return write_json(request, 409, {"error": "a DEP sync is running; try again soon"})
         report = await self.ctx.dep.sync_now()
-        body: dict[str, Any] = {**report.counts(), "errors": report.errors}
-        if report.retry_after is not None:
-            request.setHeader(b"retry-after", str(int(report.retry_after + 0.999)).encode())
-            return write_json(request, 503, {**body, "error": report.errors[-1]})
-        if report.alert or report.errors:
-            return write_json(request, 502, {**body, "error": report.alert or report.errors[0]})
-        return write_json(request, 200, body)
+        return sync_answer(request, report)
 
     async def dep_devices(self, request: IRequest) -> bytes:
         after = arg(request, "after") or ""

@@ -15,7 +15,14 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 
 from mdmappliance.admin.context import AdminContext
-from mdmappliance.admin.http import actor, int_arg, json_body, unknown_fields, write_json
+from mdmappliance.admin.http import (
+    actor,
+    int_arg,
+    json_body,
+    sync_answer,
+    unknown_fields,
+    write_json,
+)
 from mdmappliance.commands.errors import CommandRejected
 from mdmappliance.commands.send import resolve_udids
 from mdmappliance.core.timestamps import utc_timestamp
@@ -123,13 +130,7 @@ class VPPRoutes:
         if self.ctx.vpp.job.running:
             return write_json(request, 409, {"error": "a VPP sync is running; try again soon"})
         report = await self.ctx.vpp.sync_now()
-        body: dict[str, Any] = {**report.counts(), "errors": report.errors}
-        if report.retry_after is not None:
-            request.setHeader(b"retry-after", str(int(report.retry_after + 0.999)).encode())
-            return write_json(request, 503, {**body, "error": report.errors[-1]})
-        if report.alert or report.errors:
-            return write_json(request, 502, {**body, "error": report.alert or report.errors[0]})
-        return write_json(request, 200, body)
+        return sync_answer(request, report)
 
     async def vpp_users(self, request: IRequest) -> bytes:
         after = int_arg(request, "after", 0, 0, MAX_ID)
