@@ -5,21 +5,18 @@ memory flat (a page at a time, never the whole fleet)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.device_channel import REPO
+from bench.fakes import fake_process
 from mdmappliance.app.reactor import global_reactor
 from mdmappliance.dep.client import DEPClient
 from mdmappliance.dep.sync import DEPSync
 from mdmappliance.dep.token import ServerToken
 from mdmappliance.store import Store
-from tests.support import subprocess_env
 
 DEVICES = 100_000
 CHANGES = 1_000
@@ -54,20 +51,8 @@ async def bench_dep(_: Any = None) -> None:
     reactor = global_reactor()
     with tempfile.TemporaryDirectory(prefix="mdmappliance-bench-dep-") as name:
         directory = Path(name)
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                str(REPO / "bench" / "fakedep_server.py"),
-                str(directory),
-                str(DEVICES),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=subprocess_env(),
-        )
-        try:
-            assert server.stdout is not None and server.stdin is not None
-            started = json.loads(server.stdout.readline())
+        with fake_process("fakedep_server.py", str(directory), str(DEVICES)) as fake:
+            started = fake.started
             store = Store(directory / "dep.db", reactor=reactor)
             store.startService()
             client = DEPClient.connect(
@@ -83,19 +68,12 @@ async def bench_dep(_: Any = None) -> None:
 
             job = DEPSync(store, factory, reactor, page_size=1000)
             await _phase(f"dep: first fetch of {DEVICES:,} devices", job, DEVICES)
-            server.stdin.write(f"modify {CHANGES}\n".encode())
-            server.stdin.flush()
-            assert server.stdout.readline().strip() == b"ok"
+            fake.command(f"modify {CHANGES}")
             await _phase(f"dep: sync of {CHANGES:,} changes", job, CHANGES)
             count = await store.run(lambda tx: tx.dep.count())
             assert count == {"assigned": DEVICES}, count
             await client.close()
             await store.stopService()
-        finally:
-            if server.stdin is not None:
-                server.stdin.write(b"quit\n")
-                server.stdin.close()
-            server.wait(timeout=60)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,6 @@ records, a batch at a time."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -14,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.dep import _memory, _reset_peak
-from bench.device_channel import REPO
+from bench.fakes import fake_process
 from mdmappliance.app.reactor import global_reactor
 from mdmappliance.store import Store
 from mdmappliance.vpp.client import LegacyVPPClient
 from mdmappliance.vpp.sync import VPPSync
 from mdmappliance.vpp.token import parse_stoken
-from tests.support import subprocess_env
 
 USERS = 50_000
 LICENSES = 100_000
@@ -45,14 +42,8 @@ async def bench_vpp(_: Any = None) -> None:
     reactor = global_reactor()
     with tempfile.TemporaryDirectory(prefix="mdmappliance-bench-vpp-") as name:
         directory = Path(name)
-        server = subprocess.Popen(
-            [sys.executable, str(REPO / "bench" / "fakevpp_server.py"), str(directory),
-             str(USERS), str(LICENSES)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=subprocess_env(),
-        )  # fmt: skip
-        try:
-            assert server.stdout is not None and server.stdin is not None
-            started = json.loads(server.stdout.readline())
+        with fake_process("fakevpp_server.py", str(directory), str(USERS), str(LICENSES)) as fake:
+            started = fake.started
             store = Store(directory / "vpp.db", reactor=reactor)
             store.startService()
             client = LegacyVPPClient.connect(
@@ -66,22 +57,14 @@ async def bench_vpp(_: Any = None) -> None:
                 return client
 
             job = VPPSync(store, factory, reactor)
-            await _phase(
-                f"vpp: first sync, {USERS:,} users + {LICENSES:,} licenses", job, USERS + LICENSES
-            )
-            server.stdin.write(f"touch {CHANGES}\n".encode())
-            server.stdin.flush()
-            assert server.stdout.readline().strip() == b"ok"
+            first = f"vpp: first sync, {USERS:,} users + {LICENSES:,} licenses"
+            await _phase(first, job, USERS + LICENSES)
+            fake.command(f"touch {CHANGES}")
             await _phase(f"vpp: incremental sync of {CHANGES:,} changes", job, CHANGES)
             count = await store.run(lambda tx: tx.vpp.count())
             assert count == {"users": USERS, "licenses": LICENSES}, count
             await client.close()
             await store.stopService()
-        finally:
-            if server.stdin is not None:
-                server.stdin.write(b"quit\n")
-                server.stdin.close()
-            server.wait(timeout=60)
 
 
 if __name__ == "__main__":
