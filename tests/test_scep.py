@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from asn1crypto import cms as acms
+from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.trial.unittest import TestCase
@@ -157,6 +158,30 @@ class Challenges(SCEPCase):
         answer = await self.refused(received.scep)  # the same challenge, a new key
         self.assertEqual(answer.fail_info, FailInfo.BAD_REQUEST)
         self.assertIn("already used", answer.fail_text or "")
+
+    async def test_a_challenge_among_the_signed_attributes_is_used_as_apple_sends_it(self) -> None:
+        received = await self.profile()
+        assert received.scep
+        key = pki.new_rsa_key(2048)
+        subject = subject_from_payload(received.scep["Subject"])
+        signer = scep_client.self_signed(key, subject)
+        challenge = acms.CMSAttribute(
+            {
+                "type": acms.CMSAttributeType("1.2.840.113549.1.9.7"),
+                "values": [core.PrintableString(received.scep["Challenge"])],
+            }
+        )
+        outgoing = scep_client.request_message(
+            scep_client.make_csr(key, subject, None),  # the CSR carries none
+            signer=signer,
+            key=key,
+            ca=self.ca,
+            extra_attributes=(challenge,),
+        )
+        _, body, _ = await self.post(outgoing.der)
+        answer = scep_client.read_answer(body, outgoing, ca=self.ca, signer=signer, key=key)
+        self.assertIsNotNone(answer.certificate, answer)
+        self.assertEqual(self.issued_count(), 1)
 
     async def test_wrong_challenge_issues_nothing(self) -> None:
         received = await self.profile()

@@ -63,6 +63,7 @@ class Captures(TestCase):
         request = verify_request(der, header)
         self.assertIn("MDM SCEP SIGNER", request.signer.subject.rfc4514_string())
         self.assertTrue(request.envelope)
+        self.assertTrue(request.signed_challenge, "mdmclient signs the challenge too")
 
     def test_micromdm_capture_decrypts_with_its_test_ca(self) -> None:
         directory = Path(self.mktemp()).absolute()

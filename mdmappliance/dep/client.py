@@ -16,7 +16,6 @@ Session handling, as the spec and the field's bug trackers have it:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -368,6 +367,3 @@ def more_to_follow(page: dict[str, Any]) -> bool:
     if isinstance(value, str):
         return value.strip().lower() == "true"
     return bool(value)
-
-
-Clock = Callable[[], float]

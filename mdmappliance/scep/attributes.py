@@ -19,6 +19,9 @@ RECIPIENT_NONCE = "2.16.840.1.113733.1.9.6"
 TRANSACTION_ID = "2.16.840.1.113733.1.9.7"
 #: RFC 8894 3.2.1.4.1: a human-readable reason beside failInfo.
 FAIL_INFO_TEXT = "1.3.6.1.5.5.7.24.1"
+#: PKCS#9 challengePassword: Apple's mdmclient also puts it among the pkiMessage's signed
+#: attributes (seen in the commandment capture), beside the CSR's.
+CHALLENGE_PASSWORD = "1.2.840.113549.1.9.7"
 
 _SPECS: dict[str, type[core.Asn1Value]] = {
     MESSAGE_TYPE: core.PrintableString,
@@ -64,6 +67,20 @@ class SCEPFailure(ValueError):
         self.fail_info = fail_info
 
 
+def _directory_string(value: core.Asn1Value) -> str | None:
+    """A DirectoryString's text, whichever string type it came as."""
+    if not isinstance(value, core.Any):
+        return str(value.native) if isinstance(value.native, str) else None
+    for spec in (core.PrintableString, core.UTF8String, core.IA5String, core.BMPString):
+        try:
+            parsed = value.parse(spec).native
+        except (ValueError, TypeError):
+            continue
+        if isinstance(parsed, str):
+            return parsed
+    return None
+
+
 def read_attributes(attributes: acms.CMSAttributes | None) -> dict[str, Any]:
     """The SCEP attributes present, by OID, as Python values (str for strings, bytes for
     nonces). An attribute with more or fewer than one value is malformed."""
@@ -72,6 +89,11 @@ def read_attributes(attributes: acms.CMSAttributes | None) -> dict[str, Any]:
         return found
     for attribute in attributes:
         oid = attribute["type"].dotted
+        if oid == CHALLENGE_PASSWORD:
+            texts = [_directory_string(v) for v in attribute["values"]]
+            if len(texts) == 1 and texts[0] is not None:
+                found[oid] = texts[0]
+            continue
         spec = _SPECS.get(oid)
         if spec is None:
             continue

@@ -92,6 +92,7 @@ def request_message(
     cipher: str = "aes256_cbc",
     transaction_id: str | None = None,
     digest: str = "sha256",
+    extra_attributes: tuple[acms.CMSAttribute, ...] = (),
 ) -> Outgoing:
     """A PKCSReq or RenewalReq: the CSR enveloped to the CA, signed by ``signer``."""
     envelope = seal_envelope(csr.public_bytes(Encoding.DER), ca, cipher)
@@ -107,6 +108,7 @@ def request_message(
             attrs.attribute(attrs.TRANSACTION_ID, transaction_id),
             attrs.attribute(attrs.MESSAGE_TYPE, str(int(message_type))),
             attrs.attribute(attrs.SENDER_NONCE, nonce),
+            *extra_attributes,
         ],
         envelope,
         digest,

@@ -54,6 +54,8 @@ class Request:
     header: Header
     signer: x509.Certificate
     envelope: bytes
+    #: A challengePassword among the signed attributes (Apple sends one there too).
+    signed_challenge: str | None = None
 
     @property
     def signer_sha256(self) -> str:
@@ -111,7 +113,11 @@ def verify_request(der: bytes, header: Header) -> Request:
         raise SCEPFailure(
             FailInfo.BAD_MESSAGE_CHECK, f"the signature does not verify: {e}"
         ) from None
-    return Request(header, signed.signer, signed.content)
+    try:
+        challenge = attrs.read_attributes(signed.signed_attrs).get(attrs.CHALLENGE_PASSWORD)
+    except SCEPFailure:
+        challenge = None
+    return Request(header, signed.signer, signed.content, challenge)
 
 
 def _signer_identifier(cert: x509.Certificate) -> acms.SignerIdentifier:

@@ -154,13 +154,14 @@ class SCEPService:
                 raise SCEPFailure(
                     FailInfo.BAD_REQUEST, "the CSR's key is not the key that signed the request"
                 )
-            if not csr.challenge:
+            challenge = csr.challenge or request.signed_challenge
+            if not challenge:
                 raise SCEPFailure(FailInfo.BAD_REQUEST, "the CSR has no challengePassword")
             return Prepared(
                 request,
                 opened.cipher,
                 self._candidate(request, csr.subject, csr.public_key, peer),
-                challenge=csr.challenge,
+                challenge=challenge,
             )
         self._check_renewal_signer(request.signer, csr.subject)
         return Prepared(
