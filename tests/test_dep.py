@@ -161,6 +161,12 @@ class Sessions(DEPCase):
         report = await job.run_once()
         self.assertEqual(report.fetched, 5)
 
+    async def test_a_retry_after_that_is_no_number_waits_the_default(self) -> None:
+        self.fake.fail_next = [(503, "", {"Retry-After": "nan"})]
+        with self.assertRaises(DEPBusy) as caught:
+            await self.client().account()
+        self.assertEqual(caught.exception.retry_after, 60.0)
+
     async def test_a_busy_session_endpoint_is_busy_not_a_refused_token(self) -> None:
         self.fake.fail_next = [(503, "", {"Retry-After": "9"})]
         with self.assertRaises(DEPBusy) as caught:

@@ -397,7 +397,7 @@ class Robustness(VPPCase):
             await client.call("getVPPUsersSrv", {})
 
     def test_retry_after_is_bounded(self) -> None:
-        from mdmappliance.vpp.client import bounded_retry_after
+        from mdmappliance.dep.client import bounded_retry_after
 
         self.assertEqual(
             [bounded_retry_after(v) for v in (b"inf", b"nan", b"1e12", b"-5", b"7", b"x", None)],

@@ -169,12 +169,20 @@ def connection_failure(e: Exception) -> str:
     return f"{e.__class__.__name__}" + (f" ({reasons})" if reasons else "")
 
 
-def _retry_after(headers: Headers, default: float = 60.0) -> float:
-    value = (headers.getRawHeaders(b"retry-after") or [b""])[0]
+def bounded_retry_after(value: bytes | str | None) -> float | None:
+    """A Retry-After in seconds, from 1 to an hour; None when absent or not a number."""
     try:
-        return min(max(float(value), 1.0), 3600.0)
+        seconds = float(value or "")
     except ValueError:
-        return default
+        return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 1.0), 3600.0)
+
+
+def _retry_after(headers: Headers, default: float = 60.0) -> float:
+    found = bounded_retry_after((headers.getRawHeaders(b"retry-after") or [b""])[0])
+    return default if found is None else found
 
 
 class DEPClient:

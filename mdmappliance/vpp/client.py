@@ -23,6 +23,7 @@ from mdmappliance.dep.client import (
     BROKEN,
     REQUEST_TIMEOUT,
     UNREACHABLE,
+    bounded_retry_after,
     connection_failure,
     https_agent,
 )
@@ -91,17 +92,6 @@ class VPPBusy(VPPError):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
-
-
-def bounded_retry_after(value: bytes | str | None) -> float | None:
-    """A Retry-After in seconds, from 1 to an hour; None when absent or not a number."""
-    try:
-        seconds = float(value or "")
-    except ValueError:
-        return None
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 1.0), 3600.0)
 
 
 def error_of(answer: dict[str, Any]) -> tuple[int, str] | None:
