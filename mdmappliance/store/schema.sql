@@ -1,4 +1,4 @@
--- The current schema, as every migration in migrations/ together makes it (version 10).
+-- The current schema, as every migration in migrations/ together makes it (version 11).
 -- Written by `make schema`; tests/test_schema.py checks the two agree. Read it to
 -- learn the tables; change the schema only with a new numbered migration.
 
@@ -40,7 +40,8 @@ CREATE TABLE devices (
     first_seen      TEXT NOT NULL,
     updated_at      TEXT NOT NULL
 , platform TEXT
-    CHECK (platform IS NULL OR platform IN ('ios', 'macos', 'tvos')), supervised INTEGER, activation_lock INTEGER, facts TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(facts)), facts_at TEXT) STRICT;
+    CHECK (platform IS NULL OR platform IN ('ios', 'macos', 'tvos')), supervised INTEGER, activation_lock INTEGER, facts TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(facts)), facts_at TEXT, user_enrollment INTEGER NOT NULL DEFAULT 0
+    CHECK (user_enrollment IN (0, 1))) STRICT;
 
 CREATE TABLE enrollments (
     id                      INTEGER PRIMARY KEY,
@@ -63,7 +64,7 @@ CREATE TABLE enrollments (
     updated_at              TEXT NOT NULL,
     enrolled_at             TEXT,
     checked_out_at          TEXT,
-    last_seen               TEXT, retire_command_uuid TEXT, access_rights INTEGER, push_status TEXT, push_reason TEXT, push_at TEXT, apns_id TEXT, inactive_since TEXT, result_bytes INTEGER NOT NULL DEFAULT 0,
+    last_seen               TEXT, retire_command_uuid TEXT, access_rights INTEGER, push_status TEXT, push_reason TEXT, push_at TEXT, apns_id TEXT, inactive_since TEXT, result_bytes INTEGER NOT NULL DEFAULT 0, bootstrap_token_sealed BLOB, bootstrap_token_at TEXT,
     UNIQUE (udid, user_id)
 ) STRICT;
 
