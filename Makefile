@@ -6,7 +6,7 @@ DEMO_DIR ?= var/demo
 DEPS_STAMP := $(VENV)/.deps-stamp
 SHELL := /bin/bash
 
-.PHONY: run test faults bench bench-instructions lint conf schema install clean
+.PHONY: run test faults bench bench-instructions lint conf schema update-schema install clean
 
 # The virtualenv with the project's dependencies and test tools; rebuilt when they change.
 $(DEPS_STAMP): setup.cfg pyproject.toml
@@ -59,6 +59,16 @@ conf: install
 schema: $(DEPS_STAMP)
 	$(BIN)/python -c "from mdmappliance.store.migrate import main; main()" \
 	    > mdmappliance/store/schema.sql
+
+# Apple's device-management schema (github.com/apple/device-management, MIT), shipped in
+# mdmappliance/mdm/apple/: copy mdm/commands, mdm/checkin and mdm/profiles from a checkout
+# and compile schema.json. Today's copy: tag Release_iOS-18-1_macOS-15-1, commit
+# b6202ca2fbd31286a52eb160b67a4db7b4fe1f1f. To update:
+#   git clone https://github.com/apple/device-management /tmp/dm
+#   make update-schema APPLE_SCHEMA=/tmp/dm
+APPLE_SCHEMA ?= ../shared/testdata/apple-device-management
+update-schema: $(DEPS_STAMP)
+	$(BIN)/python -m mdmappliance.mdm.schema_build --source $(APPLE_SCHEMA)
 
 clean:
 	rm -rf $(VENV) build *.egg-info _trial_temp

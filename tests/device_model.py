@@ -17,6 +17,8 @@ from typing import Any
 
 from asn1crypto import cms as acms
 
+from mdmappliance.mdm.schema import KeySpec, apple_schema, parse_version
+
 UUID_IN_TEXT = re.compile(rb"[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 TRANSIENT = ("UserInstalledApp", "UserRejected", "UpdateRejected", "Failed")
 MAC_UNSUPPORTED = {
@@ -44,6 +46,38 @@ def error(domain: str, code: int, text: str, **extra: Any) -> tuple[str, dict[st
         }
     ]
     return "Error", {"ErrorChain": chain, **extra}
+
+
+OS_NAMES = {"ios": "iOS", "macos": "macOS", "tvos": "tvOS"}
+
+
+def example_value(key: KeySpec) -> Any:
+    """A plausible value of a schema key's type: its first allowed value, or one of its
+    type, with every required subkey."""
+    if key.choices:
+        return key.choices[0]
+    if key.type == "dictionary":
+        return {sub.name: example_value(sub) for sub in key.subkeys if sub.required}
+    if key.type == "array":
+        if key.values:
+            return [key.values[0].name]
+        return [example_value(key.subkeys[0])] if key.subkeys else []
+    low = key.low if key.low is not None else 1
+    return {
+        "string": f"example {key.name}",
+        "integer": int(low),
+        "real": float(low),
+        "boolean": True,
+        "data": b"example " + key.name.encode(),
+        "date": datetime.datetime(2026, 1, 1, 12, 0, 0),
+    }.get(key.type, f"example {key.name}")
+
+
+def generic_answer(request_type: str) -> dict[str, Any]:
+    """An Acknowledged answer to a command the model does not perform: the required keys of
+    Apple's response schema, each with a value of its type."""
+    schema = apple_schema().commands[request_type]
+    return {key.name: example_value(key) for key in schema.response if key.required}
 
 
 def unwrap_profile(payload: bytes) -> dict[str, Any] | None:
@@ -78,6 +112,9 @@ class DeviceModel:
     erased: bool = False
     passcode: bool = True
     answered: list[str] = field(default_factory=list)
+    #: The OS version it reports (a 2014 default per platform when empty).
+    os_version: str = ""
+    user_enrollment: bool = False
 
     def __post_init__(self) -> None:
         self.installed.setdefault(
@@ -96,15 +133,39 @@ class DeviceModel:
     def mac(self) -> bool:
         return self.platform == "macos"
 
+    @property
+    def version(self) -> str:
+        return self.os_version or ("10.13.1" if self.mac else "7.1")
+
+    def supports(self, request_type: str) -> bool:
+        """What a device of this OS and version does, by Table 10 for an OS X of 2014 and by
+        Apple's schema otherwise."""
+        if self.mac and (parse_version(self.version) or (0,))[:2] <= (10, 9):
+            return request_type not in MAC_UNSUPPORTED
+        schema = apple_schema().commands.get(request_type)
+        support = schema.support.get(OS_NAMES[self.platform]) if schema else None
+        if support is None or support.introduced is None:
+            return False
+        if self.user_enrollment and support.user_enrollment == "forbidden":
+            return False
+        current = parse_version(self.version) or (0,)
+        return current >= support.introduced and not (
+            support.removed and current >= support.removed
+        )
+
     def answer(self, envelope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         command = envelope["Command"]
         request_type = command["RequestType"]
         self.answered.append(request_type)
-        if self.mac and request_type in MAC_UNSUPPORTED:
-            return error("MCMDMErrorDomain", 12021, "Invalid request type")
+        if not self.supports(request_type):
+            return error(
+                "MCMDMErrorDomain",
+                12021,
+                f'The request type "{request_type}" is not supported.',
+            )
         handler = getattr(self, f"do_{request_type}", None)
         if handler is None:
-            return error("MCMDMErrorDomain", 12021, "Invalid request type")
+            return "Acknowledged", generic_answer(request_type)
         result: tuple[str, dict[str, Any]] = handler(command)
         return result
 
@@ -180,7 +241,7 @@ class DeviceModel:
         }
         if self.mac:
             return common | {
-                "OSVersion": "10.13.1",
+                "OSVersion": self.version,
                 "BuildVersion": "17B48",
                 "ModelName": "Mac Pro",
                 "Model": "MacPro6,1",
@@ -188,7 +249,7 @@ class DeviceModel:
                 "EthernetMACs": ["a4:83:e7:00:00:03"],
             }
         return common | {
-            "OSVersion": "7.1",
+            "OSVersion": self.version,
             "BuildVersion": "11D167",
             "ModelName": "iPhone",
             "Model": "ME341LL",
@@ -216,14 +277,25 @@ class DeviceModel:
             "CurrentMCC": "310",
             "CurrentMNC": "410",
             "iTunesStoreAccountIsActive": True,
-            "OrganizationInfo": self.settings.get("OrganizationInfo", {}).get(
-                "OrganizationName", ""
-            ),
+            "OrganizationInfo": self.settings.get("OrganizationInfo", {}),
         }
 
     def do_DeviceInformation(self, command: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The facts it has, and for Apple's other queries its OS answers a value of the
+        schema's type (a device answers what it knows and leaves out the rest)."""
         facts = self.facts()
         responses = {query: facts[query] for query in command["Queries"] if query in facts}
+        if (parse_version(self.version) or (0,))[:2] > (10, 9 if self.mac else 7):
+            answers = apple_schema().commands["DeviceInformation"].response_key("QueryResponses")
+            assert answers is not None
+            for key in answers.subkeys:
+                support = key.support.get(OS_NAMES[self.platform])
+                wanted = key.name in command["Queries"] and key.name not in responses
+                if wanted and support is not None and support.introduced is not None:
+                    responses[key.name] = example_value(key)
+        if self.user_enrollment:
+            for query in ("UDID", "SerialNumber", "IMEI", "MEID", "EASDeviceIdentifier"):
+                responses.pop(query, None)
         return "Acknowledged", {"QueryResponses": responses}
 
     def do_SecurityInfo(self, command: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -4,6 +4,7 @@ parsers (on answers from the device model and from real device captures), ErrorC
 from __future__ import annotations
 
 import base64
+import dataclasses
 import plistlib
 from typing import Any, ClassVar
 
@@ -11,11 +12,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from mdmappliance.commands import rights
 from mdmappliance.commands.base import BuildContext, Target
-from mdmappliance.commands.catalog import CATALOG, fit, prepare
+from mdmappliance.commands.catalog import CATALOG, FAMILY_SPECS, fit, prepare
 from mdmappliance.commands.errors import CommandInvalid, ResultInvalid
 from mdmappliance.commands.settings import ITEMS
 from mdmappliance.mdm.errorcodes import ERROR_CODES, describe_chain, describe_error, meaning
 from mdmappliance.mdm.platforms import Platform, platform_of
+from mdmappliance.mdm.schema import apple_schema
 from tests.device_model import DeviceModel
 from tests.support import testdata
 
@@ -149,7 +151,10 @@ IPHONE = Target(
     supervised=True,
     has_unlock_token=True,
 )
-MAC = Target(2, "UDID-MAC-000001", access_rights=rights.ALL, platform=Platform.MACOS)
+#: A Mac of 2014 (OS X 10.9): Table 10 of the spec is true of it.
+MAC = Target(
+    2, "UDID-MAC-000001", access_rights=rights.ALL, platform=Platform.MACOS, os_version="10.9"
+)
 
 
 def described(request_type: str, **changes: Any) -> dict[str, Any]:
@@ -168,7 +173,9 @@ def problems_of(description: dict[str, Any], context: BuildContext | None = None
 
 class Builders(SynchronousTestCase):
     def test_every_request_type_of_the_spec_is_known(self) -> None:
-        self.assertEqual(set(CATALOG), SPEC_REQUEST_TYPES)
+        self.assertLessEqual(SPEC_REQUEST_TYPES, set(CATALOG))
+        self.assertEqual(set(FAMILY_SPECS), SPEC_REQUEST_TYPES)
+        self.assertEqual(set(CATALOG), set(apple_schema().commands))
         self.assertEqual(set(EXAMPLES), SPEC_REQUEST_TYPES)
         self.assertEqual(set(ITEMS), set(SETTING_EXAMPLES))
 
@@ -315,8 +322,12 @@ class Constraints(SynchronousTestCase):
         ),
         ({"RequestType": "Settings", "Settings": []}, "Settings must be a non-empty array"),
         (
-            {"RequestType": "Settings", "Settings": [{"Item": "Bluetooth"}]},
+            {"RequestType": "Settings", "Settings": [{"Item": "Flashlight"}]},
             "Settings[0].Item must be one of",
+        ),
+        (
+            {"RequestType": "Settings", "Settings": [{"Item": "Bluetooth"}]},
+            "Settings[0].Enabled is required",
         ),
         ({"RequestType": "Settings", "Settings": ["x"]}, "Settings[0] must be a dictionary"),
         (
@@ -497,8 +508,11 @@ class AccessRights(SynchronousTestCase):
         target = Target(
             1, "UDID-MAC-000001", user_id="U1", access_rights=1024 | 1, platform=Platform.MACOS
         )
-        fitted = fit(prepare(described("InstallApplication", Options={"NotManaged": True})), target)
+        mac = described("InstallApplication", Options={"NotManaged": True}, Attributes=None)
+        fitted = fit(prepare(mac), target)
         self.assertIsNone(fitted.refusal)
+        later = dataclasses.replace(target, os_version="15.1")
+        self.assertIsNone(fit(prepare(mac), later).refusal)
 
 
 class Platforms(SynchronousTestCase):
@@ -511,7 +525,7 @@ class Platforms(SynchronousTestCase):
         ):
             with self.subTest(request_type=request_type):
                 fitted = fit(prepare(described(request_type)), MAC)
-                self.assertIn(f"OS X does not support {request_type}", fitted.refusal or "")
+                self.assertIn(f"OS X 10.9 does not support {request_type}", fitted.refusal or "")
 
     def test_os_x_partial_answers_warn(self) -> None:
         fitted = fit(prepare(described("DeviceInformation", Queries=["SerialNumber", "IMEI"])), MAC)
@@ -523,7 +537,12 @@ class Platforms(SynchronousTestCase):
 
     def test_os_x_channels(self) -> None:
         user = Target(
-            3, "UDID-MAC-000001", user_id="U1", access_rights=rights.ALL, platform=Platform.MACOS
+            3,
+            "UDID-MAC-000001",
+            user_id="U1",
+            access_rights=rights.ALL,
+            platform=Platform.MACOS,
+            os_version="10.9",
         )
         self.assertIn(
             "device channel",
@@ -537,7 +556,12 @@ class Platforms(SynchronousTestCase):
         self.assertIn("PIN", fit(prepare(described("EraseDevice")), MAC).refusal or "")
         self.assertIsNone(fit(prepare(described("EraseDevice", PIN="123456")), MAC).refusal)
         user = Target(
-            3, "UDID-MAC-000001", user_id="U1", access_rights=rights.ALL, platform=Platform.MACOS
+            3,
+            "UDID-MAC-000001",
+            user_id="U1",
+            access_rights=rights.ALL,
+            platform=Platform.MACOS,
+            os_version="10.9",
         )
         self.assertIn(
             "NotManaged", fit(prepare(described("InstallApplication")), user).refusal or ""
@@ -545,7 +569,12 @@ class Platforms(SynchronousTestCase):
 
     def test_ios_ignores_a_pin(self) -> None:
         fitted = fit(prepare(described("DeviceLock", PIN="1234")), IPHONE)
-        self.assertIn("only for OS X", fitted.warnings[0])
+        assert fitted.command is not None
+        self.assertNotIn("PIN", fitted.command)
+        self.assertIn(
+            "PIN is not supported on iOS (Apple's schema): it is left out",
+            " ".join(fitted.warnings),
+        )
 
     def test_os_x_settings_are_device_name_and_organization_info_only(self) -> None:
         ok = {

@@ -287,21 +287,25 @@ class CommandsEndToEnd(TestCase):
         inventory = await self.store.run(inventory_of, enrollment_id)
         self.assertEqual(inventory, {})  # InstallProfile has no answer keys of its own
 
-    async def test_os_x_device_gets_only_what_table_10_allows(self) -> None:
+    async def enrolled_mac(self, os_version: str) -> tuple[SimulatedDevice, int]:
         device = self.appliance.device()
         self.addCleanup(device.close)
         assert (
             await device.authenticate(
-                ProductName="MacPro6,1", ModelName="Mac Pro", OSVersion="10.13.1"
+                ProductName="MacPro6,1", ModelName="Mac Pro", OSVersion=os_version
             )
         ).code == 200
         assert (await device.token_update()).code == 200
         (enrollment_id,) = (await self.store.run(resolve_udids, [device.udid]))[0].values()
+        return device, enrollment_id
+
+    async def test_os_x_device_gets_only_what_table_10_allows(self) -> None:
+        device, enrollment_id = await self.enrolled_mac("10.9.5")
         with self.assertRaises(CommandInvalid) as refused:
             await self.send(
                 [enrollment_id], {"RequestType": "RequestMirroring", "DestinationName": "TV"}
             )
-        self.assertIn("OS X does not support RequestMirroring", str(refused.exception))
+        self.assertIn("OS X 10.9 does not support RequestMirroring", str(refused.exception))
         result = await self.send(
             [enrollment_id],
             {
@@ -314,12 +318,47 @@ class CommandsEndToEnd(TestCase):
         self.assertIn(
             "AccessRights are not known", warnings, "issued outside a link: rights unknown"
         )
-        model = DeviceModel(platform="macos", udid=device.udid)
+        model = DeviceModel(platform="macos", udid=device.udid, os_version="10.9.5")
         await device.poll(model.answer)
         facts = (await self.store.run(inventory_of, enrollment_id))["device_information"]["data"]
         self.assertEqual(facts["EthernetMACs"], ["a4:83:e7:00:00:03"])
         self.assertNotIn("IMEI", facts)
         self.assertEqual(query(self.db, "SELECT platform FROM devices"), [("macos",)])
+
+    async def test_macos_15_gets_what_apples_schema_allows(self) -> None:
+        """What Table 10 refused in 2014, current macOS takes (RequestMirroring since 10.10,
+        ManagedApplicationConfiguration since 10.15, RemoveApplication since 11); what Apple
+        says macOS lacks is still refused, by name."""
+        device, enrollment_id = await self.enrolled_mac("15.1")
+        model = DeviceModel(platform="macos", udid=device.udid, os_version="15.1")
+        queued = []
+        for description in (
+            {"RequestType": "RequestMirroring", "DestinationName": "TV"},
+            {"RequestType": "ManagedApplicationConfiguration", "Identifiers": ["com.example"]},
+            {"RequestType": "RemoveApplication", "Identifier": "com.example.app"},
+            {"RequestType": "EraseDevice", "PIN": "123456", "ObliterationBehavior": "Always"},
+        ):
+            result = await self.send([enrollment_id], description)
+            queued.append(result.queued[enrollment_id])
+        with self.assertRaises(CommandInvalid) as refused:
+            await self.send(
+                [enrollment_id], {"RequestType": "ClearPasscode"}, confirm_clear_passcode=True
+            )
+        self.assertIn("ClearPasscode is not supported on macOS", str(refused.exception))
+        with self.assertRaises(CommandInvalid) as refused:
+            await self.send(
+                [enrollment_id],
+                {
+                    "RequestType": "EraseDevice",
+                    "PIN": "123456",
+                    "ReturnToService": {"Enabled": True},
+                },
+            )
+        self.assertIn("ReturnToService is not supported on macOS", str(refused.exception))
+        self.assertEqual(await device.poll(model.answer), queued)
+        states = [(await self.store.run(command_status, uuid))["state"] for uuid in queued]
+        # The model manages no com.example.app: it says so, as a Mac would.
+        self.assertEqual(states, ["acknowledged", "acknowledged", "error", "acknowledged"])
 
     async def test_unreadable_result_is_kept_raw_and_leaves_inventory_alone(self) -> None:
         device, model, enrollment_id = await self.enrolled_iphone()

@@ -24,6 +24,7 @@ from mdmappliance.commands.base import (
 )
 from mdmappliance.commands.errors import ResultInvalid
 from mdmappliance.mdm.platforms import Platform
+from mdmappliance.mdm.schema import KeySpec, Support
 
 MANAGEMENT_FLAGS = 1 | 4  # 1: remove with the MDM profile; 4: no backup of app data
 APP_SOURCES = ("Identifier", "iTunesStoreID", "ManifestURL")
@@ -53,6 +54,17 @@ STATUSES = (
 )
 #: Reported once, then gone from the next answer: kept as events so they are not lost.
 TRANSIENT_STATUSES = ("UserInstalledApp", "UserRejected", "UpdateRejected", "Failed")
+
+
+#: Options of the 2014 reference that Apple's schema no longer lists (OS X's unmanaged
+#: installs), layered on the schema by the catalog.
+SPEC_ONLY_OPTIONS = (
+    KeySpec(
+        "NotManaged",
+        "boolean",
+        support={os: Support(introduced=(0,)) for os in ("iOS", "macOS", "tvOS")},
+    ),
+)
 
 
 def build_installed_list(checker: Checker) -> None:

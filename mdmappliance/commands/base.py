@@ -41,13 +41,23 @@ class Checker:
     """
 
     def __init__(
-        self, source: Mapping[str, Any], where: str = "", context: BuildContext | None = None
+        self,
+        source: Mapping[str, Any],
+        where: str = "",
+        context: BuildContext | None = None,
+        *,
+        governed: bool = False,
     ) -> None:
         self.source = source
         self.where = where
         self.context = context or BuildContext()
+        #: Apple's schema checks this command's key names (``schema_check``): a family's
+        #: rules then need not know every key.
+        self.governed = governed
         self.out: dict[str, Any] = {}
         self.problems: list[str] = []
+        #: The keys (paths) the problems are about: the schema's check adds none for them.
+        self.problem_paths: set[str] = set()
         self.warnings: list[str] = []
         self._seen: set[str] = set()
 
@@ -56,6 +66,7 @@ class Checker:
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{self.name(key)} {message}")
+        self.problem_paths.add(self.name(key))
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -199,17 +210,20 @@ class Checker:
         value = self._take(key, required, dict, "a dictionary")
         if value is None:
             return None
-        return Checker(value, f"{self.name(key)}.", self.context)
+        return Checker(value, f"{self.name(key)}.", self.context, governed=self.governed)
 
     def adopt(self, key: str, child: Checker) -> None:
         """Take a nested checker's result and problems into this one."""
         child.finish_keys()
         self.problems.extend(child.problems)
+        self.problem_paths.update(child.problem_paths)
         self.warnings.extend(child.warnings)
         self.out[key] = child.out
 
     def finish_keys(self) -> None:
         """Every key must be one the spec lists for this command (a typo is not ignored)."""
+        if self.governed:
+            return
         for key in self.source:
             if key not in self._seen:
                 self.problem(str(key), "is not a key of this command in the spec")
@@ -249,6 +263,8 @@ class Target:
     platform: Platform | None = None
     supervised: bool | None = None
     has_unlock_token: bool = False
+    os_version: str | None = None
+    user_enrollment: bool = False
 
     @property
     def is_user(self) -> bool:
@@ -319,6 +335,10 @@ class CommandSpec:
     fit: Fitter | None = None
     parse: Parser | None = None
     parse_errors: bool = False
+    #: Required keys of Apple's schema that the appliance fills in, not the caller.
+    filled_here: tuple[str, ...] = ()
+    #: Keys the spec says a platform ignores: dropped there with a warning, not refused.
+    ignored_where_unsupported: tuple[str, ...] = ()
 
     def needed_rights(self, command: Mapping[str, Any], context: BuildContext) -> int:
         return self.rights_of(command, context) if self.rights_of else self.rights

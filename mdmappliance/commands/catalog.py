@@ -26,6 +26,7 @@ from mdmappliance.commands import (
     rights,
     settings,
 )
+from mdmappliance.commands.availability import is_2014_mac, judge, judge_keys
 from mdmappliance.commands.base import (
     BuildContext,
     Checker,
@@ -33,11 +34,15 @@ from mdmappliance.commands.base import (
     Fitted,
     MacSupport,
     Target,
+    no_keys,
 )
 from mdmappliance.commands.errors import CommandInvalid
+from mdmappliance.commands.schema_check import SchemaCheck, check_keys
 from mdmappliance.mdm.platforms import Platform
+from mdmappliance.mdm.schema import RequestSchema, apple_schema
 
-CATALOG: dict[str, CommandSpec] = {
+#: The request types the spec (and the catalog's families) give rules beyond Apple's schema.
+FAMILY_SPECS: dict[str, CommandSpec] = {
     spec.request_type: spec
     for family in (
         profiles,
@@ -53,6 +58,31 @@ CATALOG: dict[str, CommandSpec] = {
         programs,
     )
     for spec in family.SPECS
+}
+
+
+def _schemas() -> dict[str, RequestSchema]:
+    """Apple's schema of every request type, with what the 2014 reference adds to it."""
+    schemas = dict(apple_schema().commands)
+    for request_type, path, keys in (
+        ("Settings", "Settings", settings.SPEC_ONLY_ITEMS),
+        ("InstallApplication", "Options", apps.SPEC_ONLY_OPTIONS),
+    ):
+        schemas[request_type] = schemas[request_type].extended(path, keys)
+    return schemas
+
+
+def _from_schema(schema: RequestSchema) -> CommandSpec:
+    """A request type the spec does not describe: Apple's schema is all its rules."""
+    needs = rights.of_schema(s.access_rights for s in schema.support.values())
+    return CommandSpec(schema.name, "apple", no_keys, rights=needs)
+
+
+SCHEMAS = _schemas()
+#: Every request type Apple's schema defines (and any the spec adds).
+CATALOG: dict[str, CommandSpec] = {
+    **{name: _from_schema(schema) for name, schema in sorted(SCHEMAS.items())},
+    **FAMILY_SPECS,
 }
 
 QUEUEABLE_STATES = ("authenticated", "enrolled")
@@ -100,24 +130,46 @@ def prepare(
     if spec is None:
         raise CommandInvalid(
             [
-                f"RequestType {request_type!r} is not a request type of the spec "
-                f"(known: {', '.join(sorted(CATALOG))})"
+                f"RequestType {request_type!r} is not a request type of Apple's schema "
+                f"or the spec (known: {', '.join(sorted(CATALOG))})"
             ]
         )
-    checker = Checker(description, "", context)
-    checker._seen.add("RequestType")
+    checker = Checker(description, "", context, governed=True)
     spec.build(checker)
-    checker.finish_keys()
-    if checker.problems:
-        raise CommandInvalid(checker.problems)
-    command = {"RequestType": request_type, **checker.out}
+    given = {k: v for k, v in description.items() if k != "RequestType"}
+    check = SchemaCheck()
+    keys = check_keys(
+        SCHEMAS[request_type].keys,
+        overlaid(given, checker.out),
+        "",
+        check,
+        filled_here=spec.filled_here,
+    )
+    problems = [*checker.problems, *check.problems(checker.problem_paths)]
+    if problems:
+        raise CommandInvalid(problems)
+    command = {"RequestType": request_type, **keys}
     try:
         plistlib.dumps(command, fmt=plistlib.FMT_XML)
     except (TypeError, OverflowError, ValueError) as e:
         # Free-form dictionaries (Configuration, ...) may hold what a plist cannot: null,
         # integers beyond 64 bits.
         raise CommandInvalid([f"the command is not a property list: {e}"]) from None
-    return Prepared(spec, command, tuple(checker.warnings), spec.needed_rights(command, context))
+    warnings = tuple(dict.fromkeys([*checker.warnings, *check.warnings]))
+    return Prepared(spec, command, warnings, spec.needed_rights(command, context))
+
+
+def overlaid(given: Any, built: Any) -> Any:
+    """The caller's keys with the family's checked values laid over them, at every level,
+    so that a key a family rule did not read is still there for the schema to judge."""
+    if isinstance(given, Mapping) and isinstance(built, Mapping):
+        merged = dict(given)
+        for key, value in built.items():
+            merged[key] = overlaid(given.get(key), value) if key in given else value
+        return merged
+    if isinstance(given, list | tuple) and isinstance(built, list) and len(given) == len(built):
+        return [overlaid(g, b) for g, b in zip(given, built, strict=True)]
+    return built
 
 
 def _rights_refusal(
@@ -138,16 +190,48 @@ def _rights_refusal(
 
 def _os_x_refusal(spec: CommandSpec, target: Target, fitted: Fitted) -> str | None:
     """Why OS X cannot take the command on this channel (Table 10), or None; partial support
-    only warns, with the spec's note."""
+    only warns, with the spec's note. Table 10 is true of the OS X versions of 2014: for a
+    later macOS, Apple's schema decides; for a Mac of unknown version, Table 10 warns."""
     name = spec.request_type
+    refusal = None
     if spec.mac is MacSupport.NONE:
-        return f"OS X does not support {name} (Table 10)"
-    if spec.mac_channel == "device" and target.is_user:
-        return f"on OS X, {name} goes to the device channel, not a user's"
-    if spec.mac_channel == "user" and not target.is_user:
-        return f"on OS X, {name} goes to a user channel, not the device's"
-    if spec.mac is MacSupport.PARTIAL:
-        fitted.warnings.append(f"{name}: {spec.mac_note}")
+        refusal = f"OS X 10.9 does not support {name} (Table 10)"
+    elif spec.mac_channel == "device" and target.is_user:
+        refusal = f"on OS X 10.9, {name} goes to the device channel, not a user's (Table 10)"
+    elif spec.mac_channel == "user" and not target.is_user:
+        refusal = f"on OS X 10.9, {name} goes to a user channel, not the device's (Table 10)"
+    old_mac = is_2014_mac(target)
+    if old_mac:
+        if refusal is None and spec.mac is MacSupport.PARTIAL:
+            fitted.warnings.append(f"{name}: {spec.mac_note}")
+        return refusal
+    if refusal is not None and old_mac is None:
+        fitted.warnings.append(
+            f"{refusal}; this Mac's OS version is not known, and later macOS supports it"
+        )
+    return None
+
+
+def _availability(
+    spec: CommandSpec, command: dict[str, Any], target: Target, fitted: Fitted
+) -> str | None:
+    """Why the target's OS cannot take the command or one of its keys (Apple's schema), or
+    None; keys a platform ignores by the spec are dropped there, with a warning."""
+    if is_2014_mac(target):
+        return None  # Table 10 and the spec's tables are true of it (``_os_x_refusal``)
+    schema = SCHEMAS[spec.request_type]
+    verdict = judge(spec.request_type, schema.support, target)
+    fitted.warnings.extend(verdict.warnings)
+    if verdict.refusal is not None:
+        return verdict.refusal
+    for _path, key, verdict in list(judge_keys(schema, command, target)):
+        if verdict.refusal is not None and key in spec.ignored_where_unsupported:
+            del command[key]
+            fitted.warnings.append(f"{verdict.refusal}: it is left out for this device")
+            continue
+        if verdict.refusal is not None:
+            return verdict.refusal
+        fitted.warnings.extend(verdict.warnings)
     return None
 
 
@@ -165,6 +249,8 @@ def fit(prepared: Prepared, target: Target) -> Fitted:
     refusal = _rights_refusal(prepared, target, name, mac, fitted)
     if refusal is None and mac:
         refusal = _os_x_refusal(spec, target, fitted)
+    if refusal is None:
+        refusal = _availability(spec, command, target, fitted)
     if refusal is not None:
         return Fitted(None, refusal)
     if spec.supervised_only and target.supervised is not True:
@@ -173,4 +259,5 @@ def fit(prepared: Prepared, target: Target) -> Fitted:
         )
     if spec.fit is not None:
         spec.fit(command, target, fitted)
+    fitted.warnings = list(dict.fromkeys(fitted.warnings))
     return fitted

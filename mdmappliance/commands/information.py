@@ -1,16 +1,19 @@
 """DeviceInformation and SecurityInfo: what the device is and how it is protected.
 
-The query names are those of Tables 5 to 8; each needs the access right of its table, and the
-device drops any it is not allowed to answer, so those are dropped here (with a warning)
+The query names are Apple's (its schema lists 85, each with the OSes that answer it) and
+the spec's; each needs the access right of its table in the spec (or Apple's schema), and
+the device drops any it is not allowed to answer, so those are dropped here (with a warning)
 before the command is queued. Answers become the device's facts.
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any
 
 from mdmappliance.commands import rights
+from mdmappliance.commands.availability import is_2014_mac, judge
 from mdmappliance.commands.base import (
     Checker,
     CommandSpec,
@@ -26,68 +29,50 @@ from mdmappliance.commands.base import (
 from mdmappliance.commands.errors import ResultInvalid
 from mdmappliance.mdm.messages import DEVICE_FACTS
 from mdmappliance.mdm.platforms import Platform
+from mdmappliance.mdm.schema import KeySpec, apple_schema
 
-STRING, NUMBER, BOOL, STRINGS = "string", "number", "boolean", "array of strings"
+STRINGS = "array of strings"
 
-#: Table 5 (general, no right needed) and Table 6 (iTunes Store account, App Management).
-GENERAL = {
-    "UDID": STRING,
-    "Languages": STRINGS,
-    "Locales": STRINGS,
-    "DeviceID": STRING,
-    "OrganizationInfo": STRING,
-}
-ITUNES = {"iTunesStoreAccountIsActive": BOOL}
-#: Table 7: Device Information right.
-DEVICE = {
-    "DeviceName": STRING,
-    "OSVersion": STRING,
-    "BuildVersion": STRING,
-    "ModelName": STRING,
-    "Model": STRING,
-    "ProductName": STRING,
-    "SerialNumber": STRING,
-    "DeviceCapacity": NUMBER,
-    "AvailableDeviceCapacity": NUMBER,
-    "BatteryLevel": NUMBER,
-    "CellularTechnology": NUMBER,
-    "IMEI": STRING,
-    "MEID": STRING,
-    "ModemFirmwareVersion": STRING,
-    "IsSupervised": BOOL,
-    "IsDeviceLocatorServiceEnabled": BOOL,
-    "IsActivationLockEnabled": BOOL,
-    "IsDoNotDisturbInEffect": BOOL,
-    "EASDeviceIdentifier": STRING,
-}
-#: Table 8: Network Information right.
-NETWORK = {
-    "ICCID": STRING,
-    "BluetoothMAC": STRING,
-    "WiFiMAC": STRING,
-    "EthernetMACs": STRINGS,
-    "CurrentCarrierNetwork": STRING,
-    "SIMCarrierNetwork": STRING,
-    "SubscriberCarrierNetwork": STRING,
-    "CarrierSettingsVersion": STRING,
-    "PhoneNumber": STRING,
-    "VoiceRoamingEnabled": BOOL,
-    "DataRoamingEnabled": BOOL,
-    "IsRoaming": BOOL,
-    "PersonalHotspotEnabled": BOOL,
-    "SubscriberMCC": STRING,
-    "SubscriberMNC": STRING,
-    "CurrentMCC": STRING,
-    "CurrentMNC": STRING,
-}
+#: The spec's Tables 5 (general, no right needed) and 6 (iTunes Store account, App
+#: Management): the rights of their queries, which Apple's schema calls a "Special Case".
+GENERAL = ("UDID", "Languages", "Locales", "DeviceID", "OrganizationInfo")
+ITUNES = ("iTunesStoreAccountIsActive",)
+#: Queries of the spec that Apple's schema does not list: asked only when named, and their
+#: answers still read (the spec's types).
+SPEC_ONLY = {"Languages": STRINGS, "Locales": STRINGS, "EthernetMACs": STRINGS}
 
-QUERY_RIGHTS: dict[str, int] = {
-    **{name: rights.NETWORK_INFORMATION for name in NETWORK},
-    **{name: rights.DEVICE_INFORMATION for name in DEVICE},
-    **{name: rights.APP_MANAGEMENT for name in ITUNES},
-    **{name: 0 for name in GENERAL},  # DeviceID is in Tables 5 and 7: Table 5 needs no right
-}
-REPLY_TYPES: dict[str, str] = {**NETWORK, **DEVICE, **ITUNES, **GENERAL}
+
+def _schema_queries() -> dict[str, KeySpec]:
+    queries = apple_schema().commands["DeviceInformation"].key("Queries")
+    assert queries is not None
+    return {value.name: value for value in queries.values}
+
+
+def _schema_answers() -> dict[str, str]:
+    answers = apple_schema().commands["DeviceInformation"].response_key("QueryResponses")
+    assert answers is not None
+    return {key.name: key.type for key in answers.subkeys}
+
+
+#: Apple's query names, each with its support per OS (access right included).
+QUERIES = _schema_queries()
+#: What is asked when the command names no Queries: every query Apple's schema lists.
+DEFAULT_QUERIES = tuple(QUERIES)
+
+
+def _rights_of(name: str) -> int:
+    if name in GENERAL:
+        return 0  # DeviceID is in Tables 5 and 7: Table 5 needs no right
+    if name in ITUNES:
+        return rights.APP_MANAGEMENT
+    if name in SPEC_ONLY:
+        return rights.NETWORK_INFORMATION if name == "EthernetMACs" else 0
+    return rights.of_schema(s.access_rights for s in QUERIES[name].support.values())
+
+
+QUERY_RIGHTS: dict[str, int] = {name: _rights_of(name) for name in (*QUERIES, *SPEC_ONLY)}
+#: The type of each answer (Apple's schema; the spec's for the names it alone has).
+REPLY_TYPES: dict[str, str] = {**SPEC_ONLY, **_schema_answers()}
 
 #: Table 10: the queries the OS X client answers.
 MAC_QUERIES = frozenset(
@@ -110,24 +95,49 @@ COLUMNS = {
 def build_device_information(checker: Checker) -> None:
     queries = checker.strings("Queries", max_items=len(REPLY_TYPES) + 64)
     if "Queries" not in checker.source:
-        checker.out["Queries"] = list(REPLY_TYPES)  # every query the spec knows
+        checker.out["Queries"] = list(DEFAULT_QUERIES)
         return
     if queries is None:
         return
     if not queries:
         checker.problem("Queries", "is empty: name at least one query")
         return
-    unknown = [q for q in queries if q not in REPLY_TYPES]
+    unknown = [q for q in queries if q not in QUERY_RIGHTS]
     if unknown:
         checker.warn(
-            "unknown DeviceInformation queries (sent anyway; newer OS versions add queries): "
-            + ", ".join(unknown)
+            "DeviceInformation queries neither Apple's schema nor the spec lists (sent "
+            "anyway; newer OS versions add queries): " + ", ".join(unknown)
         )
     checker.out["Queries"] = list(dict.fromkeys(queries))
 
 
+def _unanswerable(queries: list[str], target: Target, fitted: Fitted) -> list[str]:
+    """The queries the target's OS does not answer by Apple's schema (its platform, its
+    version when known, User Enrollment): left out, with a warning unless the command
+    asked for the default set."""
+    if is_2014_mac(target):
+        return queries  # Table 10 says what it answers (below)
+    kept, left_out = [], []
+    for query in queries:
+        spec = QUERIES.get(query)
+        verdict = judge(query, spec.support, target) if spec is not None else None
+        if verdict is not None and verdict.refusal is not None:
+            left_out.append(verdict.refusal)
+        else:
+            kept.append(query)
+    if left_out and queries != list(DEFAULT_QUERIES):
+        fitted.warnings.append(
+            "left out queries the device does not answer: " + "; ".join(left_out)
+        )
+    return kept
+
+
 def fit_device_information(command: dict[str, Any], target: Target, fitted: Fitted) -> None:
-    queries: list[str] = command["Queries"]
+    queries: list[str] = _unanswerable(command["Queries"], target, fitted)
+    if not queries:
+        fitted.command = None
+        fitted.refusal = "none of the queries is answered by this device (Apple's schema)"
+        return
     granted = target.access_rights
     kept = queries
     if granted is None and any(QUERY_RIGHTS.get(q, 0) for q in queries):
@@ -153,23 +163,33 @@ def fit_device_information(command: dict[str, Any], target: Target, fitted: Fitt
                 fitted.refusal = f"none of the queries is allowed: they need {needs}"
                 return
             fitted.warnings.append(f"dropped queries needing {needs}: {', '.join(lacking)}")
-    if target.platform is Platform.MACOS:
+    if is_2014_mac(target):
         unanswered = [q for q in kept if q not in MAC_QUERIES and q in REPLY_TYPES]
         if unanswered:
             fitted.warnings.append("OS X does not answer: " + ", ".join(unanswered))
     command["Queries"] = kept
 
 
+_KINDS: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "boolean": bool,
+    "integer": int,
+    "real": (int, float),
+    "data": bytes,
+    "date": datetime.datetime,
+    "array": list,
+    "dictionary": dict,
+}
+
+
 def _typed(kind: str, value: Any) -> bool:
-    if kind == STRING:
-        return isinstance(value, str)
-    if kind == BOOL:
-        return isinstance(value, bool)
-    if kind == NUMBER:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return (isinstance(value, list) and all(isinstance(v, str) for v in value)) or (
-        isinstance(value, str)  # Table 5 gives Locales as String; devices send an array
-    )
+    if kind == STRINGS:
+        return (isinstance(value, list) and all(isinstance(v, str) for v in value)) or (
+            isinstance(value, str)  # Table 5 gives Locales as String; devices send an array
+        )
+    if isinstance(value, bool) and kind != "boolean":
+        return False
+    return isinstance(value, _KINDS.get(kind, object))
 
 
 def parse_device_information(result: Mapping[str, Any], command: Mapping[str, Any]) -> Outcome:

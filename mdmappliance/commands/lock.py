@@ -35,12 +35,11 @@ def build_clear_passcode(checker: Checker) -> None:
 
 
 def fit_pin(command: dict[str, Any], target: Target, fitted: Fitted) -> None:
-    """The Find My Mac PIN: required by OS X, ignored by iOS."""
+    """The Find My Mac PIN: required by OS X. iOS ignores it (the spec): Apple's schema has it
+    for macOS only, so ``catalog.fit`` leaves it out there, with a warning."""
     if target.platform is Platform.MACOS and "PIN" not in command:
         fitted.command = None
         fitted.refusal = "PIN (the Find My Mac PIN, 4 or 6 characters) is required for OS X"
-    elif target.platform in (Platform.IOS, Platform.TVOS) and "PIN" in command:
-        fitted.warnings.append("PIN is only for OS X; iOS ignores it")
 
 
 def fit_clear_passcode(command: dict[str, Any], target: Target, fitted: Fitted) -> None:
@@ -57,6 +56,7 @@ SPECS = (
         rights=rights.LOCK_AND_PASSCODE,
         mac_channel="device",
         fit=fit_pin,
+        ignored_where_unsupported=("PIN",),
     ),
     CommandSpec(
         "ClearPasscode",
@@ -65,6 +65,7 @@ SPECS = (
         rights=rights.LOCK_AND_PASSCODE,
         mac=MacSupport.NONE,
         fit=fit_clear_passcode,
+        filled_here=("UnlockToken",),
     ),
     CommandSpec(
         "EraseDevice",
@@ -73,5 +74,6 @@ SPECS = (
         rights=rights.ERASE,
         mac_channel="device",
         fit=fit_pin,
+        ignored_where_unsupported=("PIN",),
     ),
 )

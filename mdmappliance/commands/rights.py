@@ -6,6 +6,8 @@ bit the payload lacks would only come back as an error, so it is refused at enqu
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 INSPECT_PROFILES = 1
 INSTALL_PROFILES = 2
 LOCK_AND_PASSCODE = 4
@@ -40,6 +42,35 @@ NAMES = {
     SETTINGS: "Manipulation of Settings",
     APP_MANAGEMENT: "App Management",
 }
+
+
+#: The names Apple's schema gives the rights (``accessrights``); others (None, n/a, Special
+#: Case) need no bit of their own.
+SCHEMA_NAMES = {
+    "AllowInspection": INSPECT_PROFILES,
+    "AllowInstallationRemoval": INSTALL_PROFILES,
+    "AllowPasscodeRemovalAndLock": LOCK_AND_PASSCODE,
+    "DeviceLockAndRemovePasscode": LOCK_AND_PASSCODE,
+    "AllowDeviceErase": ERASE,
+    "AllowQueryDeviceInformation": DEVICE_INFORMATION,
+    "AllowQueryNetworkInformation": NETWORK_INFORMATION,
+    "AllowProvisioningInspection": INSPECT_PROVISIONING,
+    "AllowProvisioningInstallationRemoval": INSTALL_PROVISIONING,
+    "AllowQueryApplications": INSPECT_APPS,
+    "QueryInstalledApps": INSPECT_APPS,
+    "AllowQueryRestrictions": RESTRICTIONS,
+    "AllowQuerySecurity": SECURITY,
+    "AllowSettings": SETTINGS,
+    "AllowAppInstallation": APP_MANAGEMENT,
+}
+
+
+def of_schema(names: Iterable[str | None]) -> int:
+    """The bits of the rights Apple's schema names (one name per OS)."""
+    bits = 0
+    for name in names:
+        bits |= SCHEMA_NAMES.get(name or "", 0)
+    return bits
 
 
 def describe(bits: int) -> str:

@@ -56,7 +56,7 @@ def counter_start() -> int:
 
 def _kind_target(kind: Kind) -> Target:
     """A stand-in Target with a kind's facts: everything ``catalog.fit`` reads."""
-    state, access_rights, platform, supervised, unlock, is_user = kind
+    state, access_rights, platform, supervised, unlock, is_user, os_version, user_enrollment = kind
     return Target(
         enrollment_id=0,
         udid="",
@@ -66,6 +66,8 @@ def _kind_target(kind: Kind) -> Target:
         platform=Platform(platform) if platform else None,
         supervised=None if supervised is None else bool(supervised),
         has_unlock_token=bool(unlock),
+        os_version=os_version,
+        user_enrollment=bool(user_enrollment),
     )
 
 

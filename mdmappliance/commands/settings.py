@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mdmappliance.commands import rights
+from mdmappliance.commands.availability import is_2014_mac
 from mdmappliance.commands.base import (
     BuildContext,
     Checker,
@@ -25,6 +26,7 @@ from mdmappliance.commands.base import (
 from mdmappliance.commands.errors import ResultInvalid
 from mdmappliance.mdm.errorcodes import describe_chain
 from mdmappliance.mdm.platforms import Platform
+from mdmappliance.mdm.schema import KeySpec, Support, apple_schema
 
 PNG = b"\x89PNG\r\n\x1a\n"
 JPEG = b"\xff\xd8\xff"
@@ -123,6 +125,24 @@ ITEMS: dict[str, SettingItem] = {
 }
 
 
+def _spec_only_item(name: str, *values: str) -> KeySpec:
+    """A Settings item of the 2014 reference that Apple's schema no longer lists (Apple TV's
+    Language and Locale), so that the schema check knows its keys."""
+    support = {os: Support(introduced=(0,)) for os in ("iOS", "tvOS")}
+    keys = (
+        KeySpec("Item", "string", required=True, choices=(name,), support=support),
+        *(KeySpec(value, "string", support=support) for value in values),
+    )
+    return KeySpec(name, "dictionary", subkeys=keys, support=support)
+
+
+#: Layered on Apple's Settings schema by the catalog.
+SPEC_ONLY_ITEMS = (
+    _spec_only_item("Language", "Language"),
+    _spec_only_item("Locale", "Locale", "Language"),
+)
+
+
 def build(checker: Checker) -> None:
     value = checker._get("Settings", True)
     if value is None:
@@ -139,39 +159,58 @@ def build(checker: Checker) -> None:
         if not isinstance(entry, dict):
             checker.problems.append(f"Settings[{index}] must be a dictionary")
             continue
-        item = Checker(entry, where, checker.context)
-        name = item.string("Item", required=True, max_len=64, choices=ITEMS)
-        if name is None:
-            checker.problems.extend(item.problems)
+        item = Checker(entry, where, checker.context, governed=checker.governed)
+        name = entry.get("Item")
+        if checker.governed and name not in ITEMS:
+            items.append(entry)  # an item only Apple's schema describes: it checks the item
             continue
-        ITEMS[name].build(item)
+        name = item.string("Item", required=True, max_len=64, choices=ITEMS)
+        if name is not None:
+            ITEMS[name].build(item)
         item.finish_keys()
         checker.problems.extend(item.problems)
+        checker.problem_paths.update(item.problem_paths)
         checker.warnings.extend(item.warnings)
-        items.append(item.out)
+        items.append(item.out)  # one per entry, in order, so the schema sees each
     checker.out["Settings"] = items
+
+
+def _schema_rights(name: str) -> int:
+    """The right Apple's schema names for a Settings item the 2014 reference lacks."""
+    items = apple_schema().commands["Settings"].key("Settings")
+    item = items.subkey(name) if items is not None else None
+    if item is None:
+        return 0
+    return rights.of_schema(s.access_rights for s in item.support.values())
 
 
 def needed(command: Mapping[str, Any], context: BuildContext) -> int:
     bits = rights.SETTINGS
     for item in command.get("Settings", []):
-        bits |= ITEMS[item["Item"]].rights
+        known = ITEMS.get(item["Item"])
+        bits |= known.rights if known is not None else _schema_rights(item["Item"])
     return bits
 
 
 def fit(command: dict[str, Any], target: Target, fitted: Fitted) -> None:
     names = [item["Item"] for item in command["Settings"]]
-    if target.platform is Platform.MACOS:
-        refused = [n for n in names if not ITEMS[n].on_mac]
-        if refused:
+    old_mac = is_2014_mac(target)
+    if target.platform is Platform.MACOS and old_mac is not False:
+        refused = [n for n in names if n not in ITEMS or not ITEMS[n].on_mac]
+        table = "OS X takes only the DeviceName and OrganizationInfo settings (Table 10)"
+        if refused and old_mac:
             fitted.command = None
-            fitted.refusal = (
-                "OS X takes only the DeviceName and OrganizationInfo settings, not "
+            fitted.refusal = f"{table}, not {', '.join(refused)}"
+            return
+        if refused:
+            fitted.warnings.append(
+                f"{table}; this Mac's OS version is not known, and later macOS takes more: "
                 + ", ".join(refused)
             )
-            return
     for name in dict.fromkeys(names):
-        spec = ITEMS[name]
+        spec = ITEMS.get(name)
+        if spec is None:
+            continue  # Apple's schema says what it needs (``catalog.fit``)
         if spec.supervised_only and target.supervised is not True:
             fitted.warnings.append(
                 f"{name} works on supervised devices only, and this one is not known to be"

@@ -20,9 +20,10 @@ FINAL = (*ANSWERED, "expired", "canceled")
 STATES = (*PENDING, *FINAL)
 _PENDING_SQL = "('queued', 'sent', 'not_now')"
 
-#: state, access_rights, platform, supervised, has_unlock_token, is_user: what decides how a
-#: command fits an enrollment (``commands.send`` fits it once per kind).
-Kind = tuple[str, int | None, str | None, int | None, int, int]
+#: state, access_rights, platform, supervised, has_unlock_token, is_user, OS version, User
+#: Enrollment: what decides how a command fits an enrollment (``commands.send`` fits it once
+#: per kind; a fleet has few OS versions).
+Kind = tuple[str, int | None, str | None, int | None, int, int, str | None, int]
 
 #: The targets of a batch, with what decides how a command fits each of them.
 _TARGETS = (
@@ -37,6 +38,8 @@ _KIND_COLUMNS = (
     "d.supervised",
     "dc.unlock_token_sealed IS NOT NULL",
     "e.user_id != ''",
+    "d.os_version",
+    "d.user_enrollment",
 )
 _KIND_MATCH = " AND ".join(f"{column} IS :k{i}" for i, column in enumerate(_KIND_COLUMNS))
 #: The rest of a CommandUUID, made by SQLite for each row: variant bits and the counter's top
