@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mdmappliance.commands import rights
+from mdmappliance.commands.availability import is_2014_mac
 from mdmappliance.commands.base import (
     Checker,
     CommandSpec,
@@ -110,11 +111,18 @@ def build_install(checker: Checker) -> None:
 
 
 def fit_install(command: dict[str, Any], target: Target, fitted: Fitted) -> None:
-    """OS X installs (VPP) only unmanaged apps: "OS X app installation must set NotManaged"."""
+    """OS X of 2014 installs (VPP) only unmanaged apps: "OS X app installation must set
+    NotManaged". Later macOS manages apps (macOS 11), so there it is a warning at most."""
     options = command.get("Options") or {}
-    if target.platform is Platform.MACOS and options.get("NotManaged") is not True:
+    if target.platform is not Platform.MACOS or options.get("NotManaged") is True:
+        return
+    rule = "OS X 10.9 app installation must set Options.NotManaged to true (the spec)"
+    old_mac = is_2014_mac(target)
+    if old_mac:
         fitted.command = None
-        fitted.refusal = "OS X app installation must set Options.NotManaged to true"
+        fitted.refusal = rule
+    elif old_mac is None:
+        fitted.warnings.append(f"{rule}; this Mac's OS version is not known")
 
 
 def parse_install(result: Mapping[str, Any], command: Mapping[str, Any]) -> Outcome:

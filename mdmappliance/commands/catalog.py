@@ -26,7 +26,7 @@ from mdmappliance.commands import (
     rights,
     settings,
 )
-from mdmappliance.commands.availability import is_2014_mac, judge, judge_keys
+from mdmappliance.commands.availability import OS_X_2014, is_2014_mac, judge, judge_keys, os_of
 from mdmappliance.commands.base import (
     BuildContext,
     Checker,
@@ -61,6 +61,10 @@ FAMILY_SPECS: dict[str, CommandSpec] = {
 }
 
 
+#: The family of the request types only Apple's schema describes.
+SCHEMA_ONLY = "apple"
+
+
 def _schemas() -> dict[str, RequestSchema]:
     """Apple's schema of every request type, with what the 2014 reference adds to it."""
     schemas = dict(apple_schema().commands)
@@ -75,7 +79,7 @@ def _schemas() -> dict[str, RequestSchema]:
 def _from_schema(schema: RequestSchema) -> CommandSpec:
     """A request type the spec does not describe: Apple's schema is all its rules."""
     needs = rights.of_schema(s.access_rights for s in schema.support.values())
-    return CommandSpec(schema.name, "apple", no_keys, rights=needs)
+    return CommandSpec(schema.name, SCHEMA_ONLY, no_keys, rights=needs)
 
 
 SCHEMAS = _schemas()
@@ -176,14 +180,20 @@ def _rights_refusal(
     prepared: Prepared, target: Target, name: str, mac: bool, fitted: Fitted
 ) -> str | None:
     """Why the enrollment's AccessRights forbid command ``name``, or None. Rights that are
-    not known (another CA enrolled it) only warn."""
+    not known (another CA enrolled it) only warn. A request type only Apple's schema
+    describes needs the right it names for the target's OS."""
+    needed = prepared.rights
+    found = os_of(target)
+    if prepared.spec is not None and prepared.spec.family == SCHEMA_ONLY and found:
+        support = SCHEMAS[name].support.get(found[0])
+        needed = rights.of_schema([support.access_rights if support else None])
     if target.access_rights is None:
-        if prepared.rights:
+        if needed:
             fitted.warnings.append(
                 "this enrollment's AccessRights are not known (enrolled through another CA); "
-                f"{name} needs {rights.describe(prepared.rights)}"
+                f"{name} needs {rights.describe(needed)}"
             )
-    elif lacking := rights.missing(prepared.rights, target.access_rights, mac=mac):
+    elif lacking := rights.missing(needed, target.access_rights, mac=mac):
         return f"{name} needs {rights.describe(lacking)}, which this enrollment lacks"
     return None
 
@@ -217,12 +227,17 @@ def _availability(
 ) -> str | None:
     """Why the target's OS cannot take the command or one of its keys (Apple's schema), or
     None; keys a platform ignores by the spec are dropped there, with a warning."""
-    if is_2014_mac(target):
-        return None  # Table 10 and the spec's tables are true of it (``_os_x_refusal``)
     schema = SCHEMAS[spec.request_type]
+    spec_says = is_2014_mac(target) and spec.family != SCHEMA_ONLY
+    if spec_says:
+        # The spec (Table 10, its key tables) is true of an OS X of 2014: Apple's schema
+        # only adds the version a 2014 request type came with (InstallApplication, 10.9).
+        mac = schema.support.get("macOS")
+        if mac is None or mac.introduced is None or mac.introduced[:2] > OS_X_2014:
+            return None
     verdict = judge(spec.request_type, schema.support, target)
     fitted.warnings.extend(verdict.warnings)
-    if verdict.refusal is not None:
+    if verdict.refusal is not None or spec_says:
         return verdict.refusal
     for _path, key, verdict in list(judge_keys(schema, command, target)):
         if verdict.refusal is not None and key in spec.ignored_where_unsupported:
