@@ -265,7 +265,7 @@ class EveryRequestType(SynchronousTestCase):
         self.assertIsNone(fit(information, target_for("iOS", "16.0")).refusal)
 
     def test_schema_types_nesting_and_required_keys(self) -> None:
-        cases = [
+        cases: list[tuple[dict[str, Any], str]] = [
             (
                 {"RequestType": "EraseDevice", "PreserveDataPlan": "yes"},
                 "PreserveDataPlan must be a boolean",
