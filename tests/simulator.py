@@ -3,8 +3,12 @@
 Its identity from an enrollment profile (by SCEP, its own key pair, or PKCS#12) or from the
 appliance CA directly, mTLS
 (HTTP/1.1, keep-alive like mdmclient), Authenticate, TokenUpdate, CheckOut, UserAuthenticate,
-polling, and answering commands with Acknowledged, NotNow or Error (with an ErrorChain).
+SetBootstrapToken, GetBootstrapToken, GetToken, DeclarativeManagement, polling, and answering
+commands with Acknowledged, NotNow or Error (with an ErrorChain).
 With ``sign_messages`` every request carries an ``Mdm-Signature`` (SignMessage profiles).
+With ``user_enrollment`` it is a User Enrollment device: its messages name it by
+``EnrollmentID`` (its ``udid`` here) instead of ``UDID``, and its user channels by
+``EnrollmentUserID`` instead of ``UserID``.
 """
 
 from __future__ import annotations
@@ -325,6 +329,7 @@ class SimulatedDevice:
     executed: list[str] = field(default_factory=list)
     bind_address: str | None = None
     adopted: list[ReceivedProfile] = field(default_factory=list)
+    user_enrollment: bool = False
 
     def __post_init__(self) -> None:
         self._connect()
@@ -405,11 +410,14 @@ class SimulatedDevice:
         response = await self.client.put(self.base_url + path, data=body, headers=all_headers)
         return Reply(response.code, await response.content(), response.headers)
 
+    def _identifiers(self, user_id: str | None = None) -> dict[str, Any]:
+        """The keys that say which enrollment (and user channel) a message is for."""
+        if not self.user_enrollment:
+            return {"UDID": self.udid, **({"UserID": user_id} if user_id else {})}
+        return {"EnrollmentID": self.udid, **({"EnrollmentUserID": user_id} if user_id else {})}
+
     def _base(self, kind: str, user_id: str | None = None) -> dict[str, Any]:
-        message: dict[str, Any] = {"MessageType": kind, "UDID": self.udid, "Topic": self.topic}
-        if user_id:
-            message["UserID"] = user_id
-        return message
+        return {"MessageType": kind, **self._identifiers(user_id), "Topic": self.topic}
 
     async def authenticate(self, **facts: str) -> Reply:
         message = self._base("Authenticate")
@@ -446,21 +454,63 @@ class SimulatedDevice:
         return await self.put(self.checkin_path, self._base("CheckOut", user_id))
 
     async def user_authenticate(self, user_id: str, digest_response: str | None = None) -> Reply:
-        message: dict[str, Any] = {
-            "MessageType": "UserAuthenticate",
-            "UDID": self.udid,
-            "UserID": user_id,
-        }
+        message: dict[str, Any] = {"MessageType": "UserAuthenticate"}
+        message.update(self._identifiers(user_id))
         if digest_response is not None:
             message["DigestResponse"] = digest_response
         return await self.put(self.checkin_path, message)
 
     async def report(self, status: str, command_uuid: str | None = None, **extra: Any) -> Reply:
-        message: dict[str, Any] = {"UDID": self.udid, "Status": status}
+        message: dict[str, Any] = {**self._identifiers(), "Status": status}
         if command_uuid is not None:
             message["CommandUUID"] = command_uuid
         message.update(extra)
         return await self.put(self.server_path, message)
+
+    async def set_bootstrap_token(self, token: bytes | None, **extra: Any) -> Reply:
+        """SetBootstrapToken (macOS device channel); None sends none (remove it)."""
+        message: dict[str, Any] = {"MessageType": "SetBootstrapToken", **self._identifiers()}
+        if token is not None:
+            message["BootstrapToken"] = token
+        message.update(extra)
+        return await self.put(self.checkin_path, message)
+
+    async def get_bootstrap_token(self, user_id: str | None = None, **extra: Any) -> Reply:
+        message: dict[str, Any] = {
+            "MessageType": "GetBootstrapToken",
+            **self._identifiers(user_id),
+            **extra,
+        }
+        return await self.put(self.checkin_path, message)
+
+    async def declarative_management(
+        self, endpoint: str, data: bytes | None = None, user_id: str | None = None
+    ) -> Reply:
+        """A DeclarativeManagement request to ``endpoint`` (``data``: e.g. a status report's
+        JSON)."""
+        message: dict[str, Any] = {
+            "MessageType": "DeclarativeManagement",
+            **self._identifiers(user_id),
+            "Endpoint": endpoint,
+        }
+        if data is not None:
+            message["Data"] = data
+        return await self.put(self.checkin_path, message)
+
+    async def get_token(
+        self,
+        service: str,
+        parameters: dict[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> Reply:
+        message: dict[str, Any] = {
+            "MessageType": "GetToken",
+            **self._identifiers(user_id),
+            "TokenServiceType": service,
+        }
+        if parameters is not None:
+            message["TokenParameters"] = parameters
+        return await self.put(self.checkin_path, message)
 
     async def poll(self, answer: Answer = acknowledge) -> list[str]:
         """Idle, then answer each command until the server replies with an empty body.

@@ -269,3 +269,59 @@ class StorageBound(HostileCase):
         self.assertEqual(reply.plist()["CommandUUID"], again)
         await device.report("Acknowledged", again, ProfileList=profiles)
         self.assertGreater(self.raw_sizes(again)[0], 30_000)
+
+
+class TodaysCheckinTypes(HostileCase):
+    """The check-in types of today's devices (issue 16), each with a key of the wrong type,
+    size or form: 400, and nothing written."""
+
+    async def test_mangled_messages_are_400_and_change_nothing(self) -> None:
+        device = await self.enrolled()
+        base = {"UDID": device.udid}
+        deep = b"[" * 10_000 + b"]" * 10_000
+        cases: list[dict[str, Any]] = [
+            {"MessageType": "SetBootstrapToken", "BootstrapToken": "a string"},
+            {"MessageType": "SetBootstrapToken", "BootstrapToken": b"x" * (16 * 1024 + 1)},
+            {"MessageType": "SetBootstrapToken", "BootstrapToken": b"t", "UserID": "501"},
+            {"MessageType": "SetBootstrapToken", "AwaitingConfiguration": "yes"},
+            {"MessageType": "GetBootstrapToken", "AwaitingConfiguration": 1},
+            {"MessageType": "GetToken"},
+            {"MessageType": "GetToken", "TokenServiceType": "com.apple.other"},
+            {
+                "MessageType": "GetToken",
+                "TokenServiceType": "com.apple.maid",
+                "TokenParameters": [],
+            },
+            {
+                "MessageType": "GetToken",
+                "TokenServiceType": "com.apple.watch.pairing",
+                "TokenParameters": {"PhoneUDID": 7},
+            },
+            {"MessageType": "DeclarativeManagement"},
+            {"MessageType": "DeclarativeManagement", "Endpoint": "status"},
+            {"MessageType": "DeclarativeManagement", "Endpoint": "status", "Data": "{}"},
+            {"MessageType": "DeclarativeManagement", "Endpoint": "status", "Data": deep},
+            {"MessageType": "DeclarativeManagement", "Endpoint": "status", "Data": b"\xff\xfe"},
+            {"MessageType": "DeclarativeManagement", "Endpoint": "status", "Data": b'{"a": 1e999}'},
+            {
+                "MessageType": "DeclarativeManagement",
+                "Endpoint": "status",
+                "Data": b"{" * 40 + b"}" * 40,
+            },
+            {"MessageType": "DeclarativeManagement", "Endpoint": "../../etc"},
+            {
+                "MessageType": "DeclarativeManagement",
+                "Endpoint": "tokens",
+                "Data": b"x" * (1024 * 1024 + 1),
+            },
+        ]
+        before = query(self.db, "SELECT count(*) FROM events")
+        for case in cases:
+            reply = await device.put(device.checkin_path, {**base, **case})
+            self.assertEqual(reply.code, 400, (case.get("MessageType"), reply.body[:200]))
+        for identifier in ("short", "has spaces in it", "x" * 200, "-leading-hyphen"):
+            message = {"MessageType": "Authenticate", "EnrollmentID": identifier}
+            reply = await device.put(device.checkin_path, {**message, "Topic": device.topic})
+            self.assertEqual(reply.code, 400, identifier)
+        self.assertEqual(query(self.db, "SELECT count(*) FROM events"), before, "nothing written")
+        self.assertEqual(query(self.db, "SELECT count(*) FROM inventory"), [(0,)])

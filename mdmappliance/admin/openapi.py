@@ -128,6 +128,11 @@ SCHEMAS: dict[str, Any] = {
                     "facts_reported_at": _nullable("string"),
                     "access_rights": _nullable("integer"),
                     "unlock_token_escrowed": {"type": "boolean"},
+                    "user_enrollment": {
+                        "type": "boolean",
+                        "description": "Known by an EnrollmentID (User Enrollment), not a UDID",
+                    },
+                    "bootstrap_token_escrowed": {"type": "boolean"},
                     "identity": _nullable("object"),
                     "inventory": {"type": "object"},
                     "user_channels": {"type": "array", "items": {"type": "object"}},

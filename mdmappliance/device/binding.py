@@ -7,6 +7,9 @@ The rules (see README, "Device identity and 401"):
   different certificate is accepted only if the appliance issued it as that device's renewal;
   a checked-out or retired device may enroll again with any trusted certificate.
 - Every other message must come with the certificate currently bound to its UDID.
+- A User Enrollment device is known by its EnrollmentID, which takes the place of the UDID
+  under the same rules; a message never passes an EnrollmentID for a UDID or the other way
+  round (403).
 - 401, which makes the device delete its MDM profile, is only for devices this server is not
   managing: an unknown UDID with an unknown certificate, or a checked-out or retired one.
   Everything else that is refused gets 403, written to the event log.
@@ -49,6 +52,19 @@ def refuse_foreign_certificate(tx: Tx, udid: str, identity: DeviceIdentity) -> N
         )
 
 
+def refuse_other_kind(tx: Tx, channel: Channel) -> None:
+    """The identifier must be of the kind (UDID or EnrollmentID) the device is known by."""
+    stored = tx.enrollments.user_enrollment(channel.udid)
+    if stored is not None and stored != channel.user_enrollment:
+        raise IdentityRefused(_kind_mismatch(channel, stored))
+
+
+def _kind_mismatch(channel: Channel, stored: bool) -> str:
+    known = "an EnrollmentID (User Enrollment)" if stored else "a UDID"
+    sent = "EnrollmentID" if channel.user_enrollment else "UDID"
+    return f"device {channel.udid} is known by {known}; the message names it as {sent}"
+
+
 def refuse_takeover(tx: Tx, udid: str, identity: DeviceIdentity) -> None:
     """While a device is managed, only a renewal issued for it may replace its certificate.
 
@@ -84,6 +100,8 @@ def require_bound_identity(tx: Tx, channel: Channel, identity: DeviceIdentity) -
             f"certificate {identity.sha256[:16]}… is bound to device {found.owner}, "
             f"not {channel.udid}"
         )
+    if found.user_enrollment != channel.user_enrollment:
+        raise IdentityRefused(_kind_mismatch(channel, found.user_enrollment))
     if device.state in INACTIVE:
         raise NotManaged(f"device {channel.udid} is {device.state.replace('_', ' ')}")
     if found.owner != channel.udid or not found.current:

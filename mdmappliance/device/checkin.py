@@ -1,5 +1,9 @@
 """The check-in protocol ("MDM Check-in Protocol"): Authenticate, TokenUpdate, CheckOut and
-UserAuthenticate, each applied in the request's one transaction.
+UserAuthenticate, each applied in the request's one transaction. (The newer check-in types
+have modules of their own: ``bootstrap``, ``declarative``, ``token_service``.)
+
+A User Enrollment device (EnrollmentID, no UDID) takes the same path: its EnrollmentID is
+the UDID here (``Channel.user_enrollment`` says which it is; ``binding`` keeps them apart).
 
 An MDMError raised here rolls everything back, so a refused check-in leaves the database as
 it was.
@@ -12,6 +16,7 @@ from typing import Any
 
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.device import binding
+from mdmappliance.device.capabilities import SERVER_CAPABILITIES
 from mdmappliance.device.policy import EMPTY, ChannelPolicy, Handled, plist_reply
 from mdmappliance.mdm.errors import BadMessage, IdentityRefused
 from mdmappliance.mdm.messages import Authenticate, Channel, CheckOut, TokenUpdate, UserAuthenticate
@@ -22,27 +27,34 @@ from mdmappliance.store.enrollments import TokenUpdateRow
 from mdmappliance.store.events import device_actor
 
 
-def _checkin_event(tx: Tx, kind: str, channel: Channel, detail: dict[str, Any]) -> None:
+def checkin_event(tx: Tx, kind: str, channel: Channel, detail: dict[str, Any]) -> None:
     tx.events.record(kind, actor=device_actor(channel.udid), subject=channel.udid, detail=detail)
 
 
 def handle_authenticate(tx: Tx, message: Authenticate, identity: DeviceIdentity) -> Handled:
     """Create or refresh the enrollment and bind the certificate; the payload may still fail
-    to install, so the enrollment is not pushable until its first TokenUpdate."""
+    to install, so the enrollment is not pushable until its first TokenUpdate.
+
+    A new enrollment records the ServerCapabilities its profile announced (the profiles made
+    here carry ``SERVER_CAPABILITIES``) and has no Bootstrap Token yet."""
     channel = message.channel
     if channel.is_user:
         raise BadMessage("Authenticate is for the device channel; it carries no UserID")
+    binding.refuse_other_kind(tx, channel)
     binding.refuse_foreign_certificate(tx, channel.udid, identity)
     binding.refuse_takeover(tx, channel.udid, identity)
     now = utc_timestamp()
     facts = message.facts
-    tx.enrollments.upsert_device(channel.udid, facts, now)
-    tx.enrollments.authenticate(channel.udid, message.topic, now)
+    tx.enrollments.upsert_device(channel.udid, facts, now, channel.user_enrollment)
+    tx.enrollments.authenticate(channel.udid, message.topic, now, SERVER_CAPABILITIES)
     binding.bind_identity(tx, channel.udid, identity)
     platform = platform_of(facts.get("product_name"), facts.get("model_name"))
     tx.enrollments.set_platform(channel.udid, platform.value if platform else None)
     tx.enrollments.adopt_issued_rights(channel.udid, identity.sha256)
-    _checkin_event(tx, "checkin.authenticate", channel, {"topic": message.topic, **facts})
+    detail: dict[str, Any] = {"topic": message.topic, **facts}
+    if channel.user_enrollment:
+        detail["user_enrollment"] = True
+    checkin_event(tx, "checkin.authenticate", channel, detail)
     return Handled(EMPTY)
 
 
@@ -91,7 +103,7 @@ def handle_token_update(
     if channel.is_user:
         binding.touch(tx, device.id)
     binding.touch(tx, target.id)
-    _checkin_event(
+    checkin_event(
         tx,
         "checkin.token_update",
         channel,
@@ -113,7 +125,7 @@ def handle_checkout(tx: Tx, message: CheckOut, identity: DeviceIdentity) -> Hand
     tx.enrollments.check_out(
         channel.udid, channel.user_id if channel.is_user else None, utc_timestamp()
     )
-    _checkin_event(tx, "checkin.checkout", channel, {"user_id": channel.user_id})
+    checkin_event(tx, "checkin.checkout", channel, {"user_id": channel.user_id})
     return Handled(EMPTY)
 
 
@@ -125,7 +137,7 @@ def handle_user_authenticate(
     binding.touch(tx, device.id)
     digest = policy.digest
     if digest is None:
-        _checkin_event(
+        checkin_event(
             tx, "checkin.user_authenticate", channel, {"user_id": channel.user_id, "step": "open"}
         )
         return Handled(plist_reply({"DigestChallenge": ""}))
@@ -134,9 +146,7 @@ def handle_user_authenticate(
         return Handled(plist_reply({"DigestChallenge": challenge}))
     username = digest.verify(channel.udid, channel.user_id, message.digest_response)
     if username is None:
-        _checkin_event(
-            tx, "checkin.user_authenticate_failed", channel, {"user_id": channel.user_id}
-        )
+        checkin_event(tx, "checkin.user_authenticate_failed", channel, {"user_id": channel.user_id})
         return Handled(plist_reply({"AuthToken": ""}))
     token = secrets.token_urlsafe(32)
     tx.enrollments.set_auth_token(
@@ -148,7 +158,7 @@ def handle_user_authenticate(
         binding.hash_auth_token(token),
         utc_timestamp(),
     )
-    _checkin_event(
+    checkin_event(
         tx,
         "checkin.user_authenticate",
         channel,

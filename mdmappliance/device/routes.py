@@ -1,8 +1,9 @@
 """The device routes (Klein): CheckInURL and ServerURL, PUT with XML plist bodies.
 
 Per request: identity (TLS certificate, Mdm-Signature or trusted proxy header) → parse and
-validate the plist → one store transaction (``handlers.handle_message``) → reply: a plist,
-or 200 with a zero-length body. Refusals map to their status in one place, ``_refused``.
+validate the plist → one store transaction (``handlers.handle_message``) → reply: a plist
+(JSON for declarative management and GetToken's error body), or 200 with a zero-length body.
+Refusals map to their status in one place, ``_refused``.
 The body limit (413 before the body is read) is the listener's (``app.graceful``).
 """
 
@@ -31,6 +32,7 @@ from mdmappliance.mdm.errors import IdentityRefused, MDMError, MethodNotAllowed,
 from mdmappliance.mdm.messages import (
     Authenticate,
     CheckOut,
+    SetBootstrapToken,
     TokenUpdate,
     message_kind,
     parse_message,
@@ -42,9 +44,8 @@ from mdmappliance.store.errors import StoreUnavailable
 
 log = Logger()
 
-PLIST_TYPE = b"application/xml; charset=UTF-8"
 #: Signed check-ins that change state: each is taken once (``replay``).
-STATE_CHANGING = (Authenticate, TokenUpdate, CheckOut)
+STATE_CHANGING = (Authenticate, TokenUpdate, CheckOut, SetBootstrapToken)
 #: Seconds a device is asked to wait when the store cannot take its request (503).
 RETRY_AFTER = b"30"
 
@@ -163,7 +164,7 @@ class DeviceEndpoint:
             if result.not_now:
                 self._not_now.setdefault(connection, set()).add(result.not_now)
             if not reply.called:  # else the device hung up: its result is stored, the reply moot
-                reply.callback(_plist_reply(request, result.body))
+                reply.callback(_reply(request, result))
 
         done.addBoth(settled)
         return reply
@@ -171,7 +172,8 @@ class DeviceEndpoint:
     def _refused(self, request: IRequest, error: MDMError, hung_up: bool = False) -> bytes:
         """Log a refusal (and audit the ones that are security events); the reply body."""
         seen = self._seen.get(request) or _Seen()
-        udid = seen.payload.get("UDID") if seen.payload else None
+        payload = seen.payload or {}
+        udid = payload.get("UDID") or payload.get("EnrollmentID")
         peer = getattr(request.getClientAddress(), "host", "?")
         log.warn(
             "device request refused with {status}: {reason} (peer {peer}, UDID {udid})",
@@ -201,11 +203,13 @@ class DeviceEndpoint:
         return _text(request, error.status, b"" if error.status == 401 else f"{error}\n".encode())
 
 
-def _plist_reply(request: IRequest, body: bytes) -> bytes:
-    """200 with the reply plist, or with a zero-length body when there is nothing to send."""
-    request.setResponseCode(200)
+def _reply(request: IRequest, handled: Handled) -> bytes:
+    """The handler's answer (200 with a plist or JSON, or with a zero-length body when there
+    is nothing to send; or the status it documents)."""
+    body = handled.body
+    request.setResponseCode(handled.status)
     if body:
-        request.setHeader(b"content-type", PLIST_TYPE)
+        request.setHeader(b"content-type", handled.content_type.encode())
     request.setHeader(b"content-length", str(len(body)).encode())
     return body
 

@@ -5,13 +5,14 @@ signer. Used by the enrollment routes and by identity renewal."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from mdmappliance import pki
+from mdmappliance.device.capabilities import SERVER_CAPABILITIES
 from mdmappliance.enrollment.profile import MDMSettings, SCEPRequest, enrollment_profile
 from mdmappliance.pki.signing import ProfileSigner
 from mdmappliance.scep.challenges import new_challenge_text
@@ -54,9 +55,12 @@ class ProfileFactory:
     #: None: PKCS#12 identities in the profile.
     scep: SCEPProfile | None = None
 
-    def make(self, device_name: str) -> MadeProfile:
+    def make(
+        self, device_name: str, server_capabilities: Sequence[str] = SERVER_CAPABILITIES
+    ) -> MadeProfile:
         """A fresh identity (or SCEP request) and the signed profile that carries it
-        (CPU-bound: a thread)."""
+        (CPU-bound: a thread). A renewal passes the ServerCapabilities the device enrolled
+        with: a profile update must not change them."""
         settings = self.settings()
         settings.check()
         identity: pki.IssuedPair | SCEPRequest
@@ -81,6 +85,7 @@ class ProfileFactory:
             settings=settings,
             identity=identity,
             trust_chain=list(self.trust_chain),
+            server_capabilities=server_capabilities,
         )
         signed = self.signer.sign_dict(profile)
         if isinstance(identity, SCEPRequest):

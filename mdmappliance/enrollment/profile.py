@@ -2,16 +2,18 @@
 
 The enrollment profile holds only the basics ("Initial Profiles Should Contain Only The
 Basics"): the CA certificates of the server's chain, the device identity, and the MDM
-payload. The identity is a SCEP payload (the device makes its own key and gets the
-certificate with a one-time challenge), or a PKCS#12 identity made here for clients
-without SCEP. Profiles are signed with SHA-256, content attached, bytes as they are (no S/MIME
-LF→CRLF canonicalisation, which would change what the device reads).
+payload (with the ServerCapabilities of ``device.capabilities``). The identity is a SCEP
+payload (the device makes its own key and gets the certificate with a one-time challenge),
+or a PKCS#12 identity made here for clients without SCEP. Profiles are signed with SHA-256,
+content attached, bytes as they are (no S/MIME LF→CRLF canonicalisation, which would change
+what the device reads).
 """
 
 from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from mdmappliance import pki
 from mdmappliance.config import Config, check_access_rights
+from mdmappliance.device.capabilities import SERVER_CAPABILITIES
 from mdmappliance.pki.signing import ProfileError
 
 MDM_PAYLOAD = "com.apple.mdm"
@@ -159,8 +162,12 @@ def enrollment_profile(
     settings: MDMSettings,
     identity: pki.IssuedPair | SCEPRequest,
     trust_chain: list[x509.Certificate],
+    server_capabilities: Sequence[str] = SERVER_CAPABILITIES,
 ) -> dict[str, Any]:
-    """The enrollment profile as a dictionary (fresh UUIDs every time)."""
+    """The enrollment profile as a dictionary (fresh UUIDs every time).
+
+    ``server_capabilities``: what the MDM payload announces; a renewal passes the set the
+    device enrolled with (an empty one leaves the key out, as profiles before it had)."""
     settings.check()
     payloads = [
         _payload(
@@ -185,6 +192,8 @@ def enrollment_profile(
         AccessRights=settings.access_rights,
         UseDevelopmentAPNS=settings.use_development_apns,
     )
+    if server_capabilities:
+        mdm["ServerCapabilities"] = list(dict.fromkeys(server_capabilities))
     profile = _payload(
         "Configuration",
         identifier,

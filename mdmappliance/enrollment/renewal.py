@@ -5,7 +5,9 @@
   fresh enrollment profile with the same top-level PayloadIdentifier (with SCEP, carrying a
   fresh one-time challenge bound to that device; Apple's clients do not send RenewalReq on
   their own, SCEP clients that do are renewed by the SCEP server directly). The device replaces its
-  profile, re-Authenticates with the new identity, and the device channel re-binds it.
+  profile, re-Authenticates with the new identity, and the device channel re-binds it. The
+  new MDM payload announces the ServerCapabilities the device enrolled with (recorded at
+  its Authenticate): Apple rejects an update that adds or removes per-user-connections.
 - Revocation puts a device's identities on the deny list: every request made with them is
   refused (403, audited), whatever they are bound to.
 - Retirement queues a RemoveProfile for the MDM profile; once the device answers it (or at
@@ -120,7 +122,11 @@ class RenewalJob(PeriodicJob):
         cutoff = utc_timestamp(self.now() + self.window)
         queued: list[str] = []
         for due in await self.store.run(identities_due, cutoff):
-            made = await self._make(partial(self.factory.make, f"mdmappliance device {due.udid}"))
+            made = await self._make(
+                partial(
+                    self.factory.make, f"mdmappliance device {due.udid}", due.server_capabilities
+                )
+            )
             queued.append(
                 await self.store.transaction(
                     queue_renewal, due, made, self.factory.settings().access_rights

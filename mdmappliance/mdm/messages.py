@@ -7,6 +7,7 @@ and a sane size. A failure is a ``BadMessage`` (HTTP 400) naming the key.
 
 from __future__ import annotations
 
+import json
 import math
 import plistlib
 import re
@@ -19,7 +20,16 @@ UDID_FORM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{6,126}[A-Za-z0-9]$")
 TOPIC_PREFIX = "com.apple.mgmt."
 MAX_TOKEN_BYTES = 100
 MAX_UNLOCK_TOKEN_BYTES = 16 * 1024
+MAX_BOOTSTRAP_TOKEN_BYTES = 16 * 1024
+#: A DeclarativeManagement request's Data (a status report is the largest).
+MAX_DECLARATIVE_DATA = 1024 * 1024
+MAX_JSON_DEPTH = 32
 MAX_STRING = 1024
+#: GetToken's TokenServiceType rangelist (Apple's check-in schema).
+TOKEN_SERVICE_TYPES = ("com.apple.maid", "com.apple.watch.pairing")
+TOKEN_PARAMETERS = ("SecurityToken", "PhoneUDID", "WatchUDID")
+#: The DeclarativeManagement Endpoints besides ``declaration/<type>/<identifier>``.
+DECLARATIVE_ENDPOINTS = ("tokens", "declaration-items", "status")
 
 STATUSES = ("Acknowledged", "Error", "CommandFormatError", "Idle", "NotNow")
 FINAL_STATUSES = {
@@ -60,12 +70,12 @@ def parse_plist(body: bytes, max_depth: int) -> dict[str, Any]:
     return value
 
 
-def _check_depth(value: Any, max_depth: int) -> None:
+def _check_depth(value: Any, max_depth: int, what: str = "the plist") -> None:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > max_depth:
-            raise BadMessage(f"the plist nests deeper than {max_depth} levels")
+            raise BadMessage(f"{what} nests deeper than {max_depth} levels")
         if isinstance(item, dict):
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
@@ -117,11 +127,22 @@ def _bool(d: dict[str, Any], key: str) -> bool | None:
     return value
 
 
-def _udid(d: dict[str, Any]) -> str:
-    udid = _required_string(d, "UDID", 128)
-    if not UDID_FORM.match(udid):
-        raise BadMessage("UDID must be 8 to 128 letters, digits and hyphens")
-    return udid
+def _identifier(d: dict[str, Any], key: str) -> str:
+    value = _required_string(d, key, 128)
+    if not UDID_FORM.match(value):
+        raise BadMessage(f"{key} must be 8 to 128 letters, digits and hyphens")
+    return value
+
+
+def _udid(d: dict[str, Any]) -> tuple[str, bool]:
+    """What identifies the enrollment, and whether it is a User Enrollment: the UDID, or,
+    when there is none, the EnrollmentID (a User Enrollment device has no UDID). A message
+    with both is a device enrollment, keyed by its UDID."""
+    if d.get("UDID") is None and d.get("EnrollmentID") is not None:
+        return _identifier(d, "EnrollmentID"), True
+    if "EnrollmentID" in d:
+        _string(d, "EnrollmentID", required=False, max_len=128)
+    return _identifier(d, "UDID"), False
 
 
 def _topic(d: dict[str, Any]) -> str:
@@ -133,13 +154,15 @@ def _topic(d: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Channel:
-    """Who a message is for: the device channel, or a user channel (UserID)."""
+    """Who a message is for: the device channel, or a user channel (UserID). For a User
+    Enrollment, ``udid`` is the EnrollmentID and ``user_id`` the EnrollmentUserID."""
 
     udid: str
     user_id: str = ""
     user_short_name: str | None = None
     user_long_name: str | None = None
     auth_token: str | None = None
+    user_enrollment: bool = False
 
     @property
     def is_user(self) -> bool:
@@ -150,12 +173,18 @@ class Channel:
 
 
 def _channel(d: dict[str, Any]) -> Channel:
+    udid, user_enrollment = _udid(d)
+    user_id = _string(d, "UserID", required=False, max_len=255)
+    enrollment_user_id = _string(d, "EnrollmentUserID", required=False, max_len=255)
+    if user_enrollment and enrollment_user_id:
+        user_id = enrollment_user_id  # a User Enrollment's user channel on macOS
     return Channel(
-        udid=_udid(d),
-        user_id=_string(d, "UserID", required=False, max_len=255) or "",
+        udid=udid,
+        user_id=user_id or "",
         user_short_name=_string(d, "UserShortName", required=False, max_len=255),
         user_long_name=_string(d, "UserLongName", required=False, max_len=255),
         auth_token=_string(d, "AuthToken", required=False, max_len=255),
+        user_enrollment=user_enrollment,
     )
 
 
@@ -190,6 +219,39 @@ class UserAuthenticate:
 
 
 @dataclass(frozen=True)
+class SetBootstrapToken:
+    """A macOS device channel's Bootstrap Token to escrow; ``token`` None: remove it."""
+
+    channel: Channel
+    token: bytes | None
+    awaiting_configuration: bool | None
+
+
+@dataclass(frozen=True)
+class GetBootstrapToken:
+    channel: Channel
+    awaiting_configuration: bool | None
+
+
+@dataclass(frozen=True)
+class GetToken:
+    channel: Channel
+    service_type: str
+    parameters: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class DeclarativeManagement:
+    """A declarative management request: ``status`` is the report sent to the "status"
+    Endpoint, ``declaration`` the (type, identifier) asked for by ``declaration/…/…``."""
+
+    channel: Channel
+    endpoint: str
+    status: dict[str, Any] | None = None
+    declaration: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Report:
     """A command result or an Idle poll, sent to the ServerURL."""
 
@@ -204,7 +266,16 @@ class Report:
     unreadable: str | None = None
 
 
-CheckinMessage = Authenticate | TokenUpdate | CheckOut | UserAuthenticate
+CheckinMessage = (
+    Authenticate
+    | TokenUpdate
+    | CheckOut
+    | UserAuthenticate
+    | SetBootstrapToken
+    | GetBootstrapToken
+    | GetToken
+    | DeclarativeManagement
+)
 Message = CheckinMessage | Report
 
 
@@ -231,10 +302,98 @@ def parse_checkin(d: dict[str, Any]) -> CheckinMessage:
         return CheckOut(_channel(d), _topic(d))
     if kind == "UserAuthenticate":
         channel = _channel(d)
+        if channel.user_enrollment:
+            raise BadMessage("UserAuthenticate is not for a User Enrollment")
         if not channel.user_id:
             raise BadMessage("UserID is missing")
         return UserAuthenticate(channel, _string(d, "DigestResponse", required=False, max_len=4096))
+    if kind == "SetBootstrapToken":
+        return SetBootstrapToken(
+            _bootstrap_channel(d, kind),
+            _bootstrap_token(d),
+            _bool(d, "AwaitingConfiguration"),
+        )
+    if kind == "GetBootstrapToken":
+        return GetBootstrapToken(_bootstrap_channel(d, kind), _bool(d, "AwaitingConfiguration"))
+    if kind == "GetToken":
+        return _get_token(d)
+    if kind == "DeclarativeManagement":
+        return _declarative_management(d)
     raise BadMessage(f"unsupported MessageType {kind!r}")
+
+
+def _bootstrap_channel(d: dict[str, Any], kind: str) -> Channel:
+    """Bootstrap Tokens belong to a macOS device channel of a device enrollment."""
+    channel = _channel(d)
+    if channel.is_user:
+        raise BadMessage(f"{kind} is for the device channel; it carries no UserID")
+    if channel.user_enrollment:
+        raise BadMessage(f"{kind} is not for a User Enrollment (it has no Bootstrap Token)")
+    return channel
+
+
+def _bootstrap_token(d: dict[str, Any]) -> bytes | None:
+    """The token, or None when it is missing or zero length (Apple: remove it)."""
+    value = d.get("BootstrapToken")
+    if value is None or value == b"":
+        return None
+    return _data(d, "BootstrapToken", required=True, max_len=MAX_BOOTSTRAP_TOKEN_BYTES)
+
+
+def _get_token(d: dict[str, Any]) -> GetToken:
+    service = _required_string(d, "TokenServiceType", 255)
+    if service not in TOKEN_SERVICE_TYPES:
+        raise BadMessage(
+            f"TokenServiceType {service!r} is not one of {', '.join(TOKEN_SERVICE_TYPES)}"
+        )
+    parameters = d.get("TokenParameters")
+    if parameters is not None:
+        if not isinstance(parameters, dict):
+            raise BadMessage(
+                f"TokenParameters must be a dictionary, not {type(parameters).__name__}"
+            )
+        for key in TOKEN_PARAMETERS:
+            _string(parameters, key, required=False, max_len=4096)
+    return GetToken(_channel(d), service, parameters)
+
+
+def _declarative_management(d: dict[str, Any]) -> DeclarativeManagement:
+    channel = _channel(d)
+    endpoint = _required_string(d, "Endpoint", MAX_STRING)
+    data = _data(d, "Data", required=False, max_len=MAX_DECLARATIVE_DATA)
+    if endpoint == "status":
+        if data is None:
+            raise BadMessage("Data is missing: a status report carries it")
+        return DeclarativeManagement(channel, endpoint, status=_json_object(data, "Data"))
+    if endpoint in DECLARATIVE_ENDPOINTS:
+        return DeclarativeManagement(channel, endpoint)
+    parts = endpoint.split("/", 2)
+    if len(parts) == 3 and parts[0] == "declaration" and parts[1] and parts[2]:
+        return DeclarativeManagement(channel, endpoint, declaration=(parts[1], parts[2]))
+    raise BadMessage(
+        f"Endpoint {endpoint[:100]!r} is not one of {', '.join(DECLARATIVE_ENDPOINTS)} "
+        "or declaration/<type>/<identifier>"
+    )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_object(data: bytes, key: str) -> dict[str, Any]:
+    """``data`` as a JSON object (no NaN or infinities: the store keeps JSON; bounded
+    nesting), or BadMessage."""
+    try:
+        value = json.loads(data, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as e:
+        raise BadMessage(f"{key} is not JSON ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(value, dict):
+        raise BadMessage(f"{key} must hold a JSON object, not {type(value).__name__}")
+    _check_depth(value, MAX_JSON_DEPTH, key)
+    reason = unstorable(value)  # 1e999 parses as an infinity
+    if reason is not None:
+        raise BadMessage(f"{key}: {reason}")
+    return value
 
 
 def _error_chain(d: dict[str, Any]) -> list[dict[str, Any]] | None:

@@ -56,12 +56,14 @@ class Enrollment:
 class BoundIdentity:
     """A device channel and the certificate presented for it, as ``bound_check`` finds them:
     ``device`` is None for an unknown UDID; ``owner`` is the UDID the certificate is bound to
-    (None: never seen), ``current`` whether it is that device's current one."""
+    (None: never seen), ``current`` whether it is that device's current one;
+    ``user_enrollment`` whether the device is known by an EnrollmentID."""
 
     device: Enrollment | None
     owner: str | None
     current: bool
     revoked_at: str | None
+    user_enrollment: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ class DueIdentity:
     enrollment_id: int
     sha256: str
     not_after: str
+    #: The MDM payload's ServerCapabilities the device enrolled with (a renewal keeps them).
+    server_capabilities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,13 +145,35 @@ class Enrollments(Family):
         in one statement (this runs on every device request)."""
         row = self._conn.execute(
             "SELECT e.id, e.udid, e.user_id, e.state, e.topic, e.auth_token_sha256, i.udid, "
-            "i.current, i.revoked_at FROM (SELECT ? AS sha256) AS presented "
+            "i.current, i.revoked_at, d.user_enrollment FROM (SELECT ? AS sha256) AS presented "
             "LEFT JOIN enrollments AS e ON e.udid = ? AND e.user_id = '' "
+            "LEFT JOIN devices AS d ON d.udid = e.udid "
             "LEFT JOIN identities AS i ON i.sha256 = presented.sha256",
             (sha256, udid),
         ).fetchone()
         device = Enrollment(*row[:6]) if row[0] is not None else None
-        return BoundIdentity(device, row[6], row[7] == 1, row[8])
+        return BoundIdentity(device, row[6], row[7] == 1, row[8], row[9] == 1)
+
+    def user_enrollment(self, udid: str) -> bool | None:
+        """Whether the device is known by an EnrollmentID (None: no such device)."""
+        row = self._conn.execute(
+            "SELECT user_enrollment FROM devices WHERE udid = ?", (udid,)
+        ).fetchone()
+        return None if row is None else row[0] == 1
+
+    def bootstrap_token_sealed(self, enrollment_id: int) -> bytes | None:
+        row = self._conn.execute(
+            "SELECT bootstrap_token_sealed FROM enrollments WHERE id = ?", (enrollment_id,)
+        ).fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
+
+    def server_capabilities(self, udid: str) -> tuple[str, ...] | None:
+        """The ServerCapabilities the device channel enrolled with (None: no such device)."""
+        row = self._conn.execute(
+            "SELECT server_capabilities FROM enrollments WHERE udid = ? AND user_id = ''",
+            (udid,),
+        ).fetchone()
+        return None if row is None else tuple(json.loads(row[0]))
 
     def unlock_token_sealed(self, udid: str) -> bytes | None:
         row = self._conn.execute(
@@ -188,17 +214,21 @@ class Enrollments(Family):
         return [row[0] for row in rows]
 
     # Check-in
-    def upsert_device(self, udid: str, facts: Mapping[str, str], now: str) -> None:
-        """The device record with the facts an Authenticate carries."""
+    def upsert_device(
+        self, udid: str, facts: Mapping[str, str], now: str, user_enrollment: bool = False
+    ) -> None:
+        """The device record with the facts an Authenticate carries (whether it is a User
+        Enrollment is set when it is created: the device channel refuses a change)."""
         columns = _columns(list(facts))
         names = "".join(f", {c}" for c in columns)
         updates = ", ".join(
             [f"{c} = excluded.{c}" for c in columns] + ["updated_at = excluded.updated_at"]
         )
         self._conn.execute(
-            f"INSERT INTO devices (udid, first_seen, updated_at{names}) "
-            f"VALUES (?, ?, ?{', ?' * len(columns)}) ON CONFLICT (udid) DO UPDATE SET {updates}",
-            (udid, now, now, *facts.values()),
+            f"INSERT INTO devices (udid, user_enrollment, first_seen, updated_at{names}) "
+            f"VALUES (?, ?, ?, ?{', ?' * len(columns)}) ON CONFLICT (udid) DO UPDATE SET "
+            f"{updates}",
+            (udid, int(user_enrollment), now, now, *facts.values()),
         )
 
     def set_platform(self, udid: str, platform: str | None) -> None:
@@ -206,16 +236,29 @@ class Enrollments(Family):
             "UPDATE devices SET platform = coalesce(?, platform) WHERE udid = ?", (platform, udid)
         )
 
-    def authenticate(self, udid: str, topic: str, now: str) -> None:
+    def authenticate(
+        self, udid: str, topic: str, now: str, server_capabilities: Sequence[str]
+    ) -> None:
         """Create or refresh the device channel: authenticated, not pushable until its
-        first TokenUpdate."""
+        first TokenUpdate.
+
+        A new enrollment (a new device, or one that had checked out or was retired) records
+        the ``server_capabilities`` of the profile it enrolled with and starts without a
+        Bootstrap Token; a still-enrolled device keeps both."""
         self._conn.execute(
             "INSERT INTO enrollments (udid, user_id, topic, state, created_at, updated_at, "
-            "last_seen) VALUES (?, '', ?, 'authenticated', ?, ?, ?) ON CONFLICT (udid, user_id) "
-            "DO UPDATE SET topic = excluded.topic, state = 'authenticated', token_valid = 0, "
+            "last_seen, server_capabilities) VALUES (?, '', ?, 'authenticated', ?, ?, ?, ?) "
+            "ON CONFLICT (udid, user_id) DO UPDATE SET "
+            "server_capabilities = CASE WHEN state IN ('checked_out', 'retired') "
+            "THEN excluded.server_capabilities ELSE server_capabilities END, "
+            "bootstrap_token_sealed = CASE WHEN state IN ('checked_out', 'retired') "
+            "THEN NULL ELSE bootstrap_token_sealed END, "
+            "bootstrap_token_at = CASE WHEN state IN ('checked_out', 'retired') "
+            "THEN NULL ELSE bootstrap_token_at END, "
+            "topic = excluded.topic, state = 'authenticated', token_valid = 0, "
             "checked_out_at = NULL, updated_at = excluded.updated_at, "
             "last_seen = excluded.last_seen",
-            (udid, topic, now, now, now),
+            (udid, topic, now, now, now, json.dumps(list(server_capabilities))),
         )
 
     def adopt_issued_rights(self, udid: str, sha256: str) -> None:
@@ -283,8 +326,28 @@ class Enrollments(Family):
         )
         self._conn.execute(
             "UPDATE enrollments SET state = 'checked_out', token_valid = 0, checked_out_at = ?, "
+            "bootstrap_token_sealed = NULL, bootstrap_token_at = NULL, "
             f"updated_at = ?, last_seen = ? WHERE {where}",
             (now, now, now, *args),
+        )
+
+    def set_bootstrap_token(self, enrollment_id: int, sealed: bytes | None, now: str) -> None:
+        """Escrow the sealed Bootstrap Token (None: remove it)."""
+        self._conn.execute(
+            "UPDATE enrollments SET bootstrap_token_sealed = ?, bootstrap_token_at = ?, "
+            "updated_at = ? WHERE id = ?",
+            (sealed, None if sealed is None else now, now, enrollment_id),
+        )
+
+    def set_awaiting_configuration(
+        self, enrollment_id: int, awaiting: bool | None, now: str
+    ) -> None:
+        """Record AwaitingConfiguration as TokenUpdate does (kept when absent)."""
+        if awaiting is None:
+            return
+        self._conn.execute(
+            "UPDATE enrollments SET awaiting_configuration = ?, updated_at = ? WHERE id = ?",
+            (awaiting, now, enrollment_id),
         )
 
     def set_auth_token(
@@ -375,8 +438,8 @@ class Enrollments(Family):
 
     def mark_retired(self, udid: str, now: str) -> None:
         self._conn.execute(
-            "UPDATE enrollments SET state = 'retired', token_valid = 0, updated_at = ? "
-            "WHERE udid = ?",
+            "UPDATE enrollments SET state = 'retired', token_valid = 0, updated_at = ?, "
+            "bootstrap_token_sealed = NULL, bootstrap_token_at = NULL WHERE udid = ?",
             (now, udid),
         )
 
@@ -384,7 +447,8 @@ class Enrollments(Family):
         """Bound, unrevoked identities of enrolled devices expiring before ``cutoff`` that
         have no renewal queued yet."""
         rows = self._conn.execute(
-            "SELECT i.udid, e.id, i.sha256, i.not_after FROM identities AS i "
+            "SELECT i.udid, e.id, i.sha256, i.not_after, e.server_capabilities "
+            "FROM identities AS i "
             "JOIN enrollments AS e ON e.udid = i.udid AND e.user_id = '' "
             "WHERE i.current = 1 AND i.revoked_at IS NULL AND e.state = 'enrolled' "
             "AND e.retire_command_uuid IS NULL AND i.not_after <= ? "
@@ -392,7 +456,10 @@ class Enrollments(Family):
             "ORDER BY i.not_after LIMIT ?",
             (cutoff, limit),
         ).fetchall()
-        return [DueIdentity(*row) for row in rows]
+        return [
+            DueIdentity(udid, enrollment_id, sha256, not_after, tuple(json.loads(capabilities)))
+            for udid, enrollment_id, sha256, not_after, capabilities in rows
+        ]
 
     # Inactivity
     def quiet(self, seen_before: str, after_id: int, limit: int) -> list[int]:

@@ -67,6 +67,9 @@ class DeviceDetail(DeviceSummary):
     facts_reported_at: str | None
     access_rights: int | None
     unlock_token_escrowed: bool
+    #: Known by an EnrollmentID (User Enrollment), not a UDID.
+    user_enrollment: bool
+    bootstrap_token_escrowed: bool
     identity: dict[str, Any] | None
     inventory: dict[str, dict[str, Any]]
     user_channels: list[dict[str, Any]]
@@ -117,13 +120,16 @@ class Fleet(Family):
         """One device: its enrollment, identity, facts, inventory and user channels."""
         row = self._conn.execute(
             f"SELECT {_DEVICE_COLUMNS}, d.facts, d.facts_at, e.access_rights, "
-            f"e.unlock_token_sealed IS NOT NULL {_JOINED} WHERE e.udid = ? AND e.user_id = ''",
+            "e.unlock_token_sealed IS NOT NULL, d.user_enrollment, "
+            f"e.bootstrap_token_sealed IS NOT NULL {_JOINED} WHERE e.udid = ? AND e.user_id = ''",
             (udid,),
         ).fetchone()
         if row is None:
             return None
         summary = _device(row[: len(DEVICE_FIELDS)])
-        facts, facts_at, access_rights, escrowed = row[len(DEVICE_FIELDS) :]
+        facts, facts_at, access_rights, escrowed, user_enrollment, bootstrap = row[
+            len(DEVICE_FIELDS) :
+        ]
         identity = self._conn.execute(
             "SELECT subject, issuer, not_after, revoked_at FROM identities WHERE udid = ? "
             "AND current = 1",
@@ -140,6 +146,8 @@ class Fleet(Family):
             facts_reported_at=facts_at,
             access_rights=access_rights,
             unlock_token_escrowed=bool(escrowed),
+            user_enrollment=bool(user_enrollment),
+            bootstrap_token_escrowed=bool(bootstrap),
             identity=None
             if identity is None
             else dict(zip(("subject", "issuer", "not_after", "revoked_at"), identity, strict=True)),

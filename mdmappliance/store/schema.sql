@@ -1,4 +1,4 @@
--- The current schema, as every migration in migrations/ together makes it (version 11).
+-- The current schema, as every migration in migrations/ together makes it (version 12).
 -- Written by `make schema`; tests/test_schema.py checks the two agree. Read it to
 -- learn the tables; change the schema only with a new numbered migration.
 
@@ -64,7 +64,8 @@ CREATE TABLE enrollments (
     updated_at              TEXT NOT NULL,
     enrolled_at             TEXT,
     checked_out_at          TEXT,
-    last_seen               TEXT, retire_command_uuid TEXT, access_rights INTEGER, push_status TEXT, push_reason TEXT, push_at TEXT, apns_id TEXT, inactive_since TEXT, result_bytes INTEGER NOT NULL DEFAULT 0, bootstrap_token_sealed BLOB, bootstrap_token_at TEXT,
+    last_seen               TEXT, retire_command_uuid TEXT, access_rights INTEGER, push_status TEXT, push_reason TEXT, push_at TEXT, apns_id TEXT, inactive_since TEXT, result_bytes INTEGER NOT NULL DEFAULT 0, bootstrap_token_sealed BLOB, bootstrap_token_at TEXT, server_capabilities TEXT NOT NULL DEFAULT '[]'
+    CHECK (json_valid(server_capabilities)),
     UNIQUE (udid, user_id)
 ) STRICT;
 
