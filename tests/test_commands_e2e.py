@@ -16,9 +16,11 @@ from twisted.trial.unittest import TestCase
 from mdmappliance import pki
 from mdmappliance.app.admin_listener import command_sender
 from mdmappliance.commands import rights
+from mdmappliance.commands.catalog import CATALOG, FAMILY_SPECS
 from mdmappliance.commands.errors import CommandInvalid, CommandRejected
 from mdmappliance.commands.inventory import command_status
 from mdmappliance.commands.send import resolve_udids
+from mdmappliance.mdm.schema import apple_schema
 from tests.device_model import DeviceModel
 from tests.simulator import SimulatedDevice
 from tests.support import InProcessAppliance, inventory_of, query
@@ -388,3 +390,69 @@ class CommandsEndToEnd(TestCase):
         self.assertEqual(
             status["result"]["Settings"], [{"Item": "Wallpaper", "Status": "Acknowledged"}]
         )
+
+
+class TodaysDevicesEndToEnd(TestCase):
+    """Every request type of Apple's schema, queued for an iPhone on iOS 18.1 and a Mac on
+    macOS 15.1, carried to the simulated devices, answered and stored."""
+
+    timeout = 180
+
+    def setUp(self) -> None:
+        self.appliance = InProcessAppliance(Path(self.mktemp()))
+        self.addCleanup(self.appliance.stop)
+        self.store = self.appliance.store
+        self.sender = command_sender(self.appliance.config, self.store)
+
+    async def enrolled(self, **facts: str) -> tuple[SimulatedDevice, int]:
+        device = self.appliance.device()
+        self.addCleanup(device.close)
+        assert (await device.authenticate(**facts)).code == 200
+        assert (await device.token_update(unlock_token=secrets.token_bytes(32))).code == 200
+        (enrollment_id,) = (await self.store.run(resolve_udids, [device.udid]))[0].values()
+        return device, enrollment_id
+
+    async def test_every_apple_request_type_reaches_ios_18_and_macos_15(self) -> None:
+        from tests.test_apple_schema import PER_OS, generated
+
+        devices = {
+            "iOS": await self.enrolled(ProductName="iPhone17,1", OSVersion="18.1"),
+            "macOS": await self.enrolled(
+                ProductName="Mac16,1", ModelName="MacBook Pro", OSVersion="15.1"
+            ),
+        }
+        for os, (device, enrollment_id) in devices.items():
+            model = DeviceModel(
+                platform=os.lower(), udid=device.udid, os_version="18.1" if os == "iOS" else "15.1"
+            )
+            queued: dict[str, str] = {}
+            refused: dict[str, str] = {}
+            for request_type in sorted(CATALOG):
+                description = {**generated(request_type), **PER_OS.get((request_type, os), {})}
+                try:
+                    result = await self.sender.send(
+                        [enrollment_id],
+                        description,
+                        actor="test",
+                        confirm_clear_passcode=True,
+                    )
+                except (CommandInvalid, CommandRejected) as e:
+                    refused[request_type] = str(e)
+                    continue
+                queued[request_type] = result.queued[enrollment_id]
+            schema = apple_schema().commands
+            for request_type, reason in refused.items():
+                support = schema[request_type].support.get(os)
+                elsewhere = support is None or support.introduced is None
+                other_channel = "goes to a user channel" in reason
+                self.assertTrue(elsewhere or other_channel, f"{os} {request_type}: {reason}")
+            self.assertEqual(len(queued) + len(refused), 66)
+            self.assertGreaterEqual(len(queued), 49 if os == "iOS" else 40, sorted(refused))
+            received = await device.poll(model.answer)
+            self.assertEqual(received, list(queued.values()), os)
+            for request_type, command_uuid in queued.items():
+                status = await self.store.run(command_status, command_uuid)
+                self.assertIn(status["state"], ("acknowledged", "error"), request_type)
+                self.assertNotIn("unreadable", status["result"], request_type)
+                if request_type not in FAMILY_SPECS:
+                    self.assertEqual(status["state"], "acknowledged", request_type)
