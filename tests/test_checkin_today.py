@@ -120,10 +120,10 @@ class TodayCase(DeviceChannelCase):
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(pool.closeCachedConnections)
         http = treq.client.HTTPClient(Agent(reactor, pool=pool))
-        response = await http.get(
-            f"{config.admin_url()}/v1/devices/{udid}",
-            headers={"Authorization": f"Bearer {config.read_admin_api_key()}"},
-        )
+        headers: dict[bytes | str, bytes | str] = {
+            "Authorization": f"Bearer {config.read_admin_api_key()}"
+        }
+        response = await http.get(f"{config.admin_url()}/v1/devices/{udid}", headers=headers)
         self.assertEqual(response.code, 200)
         detail: dict[str, Any] = await response.json()
         return detail
