@@ -615,6 +615,8 @@ class Platforms(SynchronousTestCase):
         self.assertEqual(platform_of("MacPro6,1"), Platform.MACOS)
         self.assertEqual(platform_of("iMac17,1"), Platform.MACOS)
         self.assertIsNone(platform_of(None, None))
+        self.assertIsNone(platform_of("Watch6,1"), "watchOS is not iOS in Apple's schema")
+        self.assertIsNone(platform_of("RealityDevice14,1"))
 
     def test_checked_out_enrollment_refuses(self) -> None:
         target = Target(1, "UDID-IPHONE-0001", state="checked_out")

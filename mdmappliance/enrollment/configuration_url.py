@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
 from typing import Any
 
 from cryptography import x509
@@ -31,6 +30,7 @@ from mdmappliance.dep.machineinfo import (
 from mdmappliance.device.digest import DigestAuthority
 from mdmappliance.enrollment.factory import MadeProfile, ProfileFactory
 from mdmappliance.enrollment.links import record_issued
+from mdmappliance.mdm.schema import parse_version
 from mdmappliance.scep.challenges import record_challenge
 from mdmappliance.store import Store, Tx
 from mdmappliance.store.errors import StoreUnavailable
@@ -42,10 +42,6 @@ MAX_BODY = 64 * 1024
 
 class NotAssigned(ValueError):
     """The serial is not a DEP device of this server with this server's profile."""
-
-
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
 def check_assigned(tx: Tx, serial: str) -> None:
@@ -177,7 +173,7 @@ class ConfigurationURL:
     def _too_old(self, machine: MachineInfo) -> bool:
         if not self.minimum_os or machine.os_version is None:
             return False
-        return _version(machine.os_version) < _version(self.minimum_os)
+        return (parse_version(machine.os_version) or ()) < (parse_version(self.minimum_os) or ())
 
     @staticmethod
     def _machine_info_der(request: IRequest) -> bytes:
