@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +119,17 @@ class Delivery(TestCase):
         self.assertEqual(len(self.received_ids()), 3 + 1 + 1 + 1)
         self.assertEqual(self.receiver.bad_signatures, 0)
         self.assertGreater(self.receiver.deliveries, len(self.receiver.events), "retried")
+
+    async def test_todays_check_in_messages_are_delivered_without_their_tokens(self) -> None:
+        device, _ = await self.enrolled(self.appliance)
+        token = b"bootstrap-token-" + bytes(range(32))
+        self.assertEqual((await device.set_bootstrap_token(token)).code, 200)
+        self.assertEqual((await device.get_bootstrap_token()).code, 200)
+        await until(lambda: self.received_ids() == self.expected_ids())
+        kinds = [event["type"] for event in self.receiver.events]
+        self.assertEqual(kinds[-2:], ["checkin.bootstrap_token_set", "checkin.bootstrap_token_get"])
+        self.assertEqual(self.receiver.events[-2]["enrollment"]["udid"], device.udid)
+        self.assertNotIn(base64.b64encode(token).decode(), json.dumps(self.receiver.events))
 
     async def test_a_receiver_that_is_down_loses_nothing(self) -> None:
         self.receiver.fail_next = 10**6

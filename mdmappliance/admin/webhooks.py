@@ -47,6 +47,10 @@ KINDS = (
     "checkin.token_update",
     "checkin.checkout",
     "checkin.user_authenticate",
+    "checkin.bootstrap_token_set",
+    "checkin.bootstrap_token_get",
+    "checkin.get_token_refused",
+    "checkin.declarative_status",
     "command.result",
 )
 BATCH = 100
