@@ -456,3 +456,33 @@ class TodaysDevicesEndToEnd(TestCase):
                 self.assertNotIn("unreadable", status["result"], request_type)
                 if request_type not in FAMILY_SPECS:
                     self.assertEqual(status["state"], "acknowledged", request_type)
+
+    async def test_a_user_enrollment_gets_what_apple_allows_it(self) -> None:
+        """A User Enrollment iPhone (EnrollmentID, no UDID): what Apple forbids there is
+        refused by name, DeviceInformation leaves out the device identifiers, and the model
+        answers as such a device does."""
+        device = self.appliance.device(user_enrollment=True, udid="ENR-" + secrets.token_hex(16))
+        self.addCleanup(device.close)
+        assert (await device.authenticate(ProductName="iPhone17,1", OSVersion="18.1")).code == 200
+        assert (await device.token_update()).code == 200
+        (enrollment_id,) = (await self.store.run(resolve_udids, [device.udid]))[0].values()
+        with self.assertRaises(CommandInvalid) as refused:
+            await self.sender.send([enrollment_id], {"RequestType": "EraseDevice"}, actor="test")
+        self.assertIn("EraseDevice is not available with User Enrollment", str(refused.exception))
+        result = await self.sender.send(
+            [enrollment_id], {"RequestType": "DeviceInformation"}, actor="test"
+        )
+        model = DeviceModel(udid=device.udid, os_version="18.1", user_enrollment=True)
+        seen: list[list[str]] = []
+
+        def answer(envelope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+            seen.append(envelope["Command"]["Queries"])
+            return model.answer(envelope)
+
+        self.assertEqual(await device.poll(answer), [result.queued[enrollment_id]])
+        for identifier in ("UDID", "SerialNumber", "IMEI"):
+            self.assertNotIn(identifier, seen[0])
+        self.assertIn("OSVersion", seen[0])
+        facts = (await self.store.run(inventory_of, enrollment_id))["device_information"]["data"]
+        self.assertEqual(facts["OSVersion"], "18.1")
+        self.assertNotIn("SerialNumber", facts)
