@@ -8,6 +8,7 @@ never a silent drop. Deprecated and removed entries are flagged.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,11 @@ def is_2014_mac(target: Target) -> bool | None:
     return None if version is None else version[:2] <= OS_X_2014
 
 
+@functools.cache
+def _floor(os: str) -> Version:
+    return apple_schema().floor(os)
+
+
 def judge(name: str, support: Mapping[str, Support], target: Target) -> Verdict:
     """Whether ``target`` can take ``name`` (a request type, or a key path) by ``support``."""
     verdict = Verdict()
@@ -65,17 +71,16 @@ def judge(name: str, support: Mapping[str, Support], target: Target) -> Verdict:
     if entry is None or entry.introduced is None:
         verdict.refusal = f"{name} is not supported on {os} (Apple's schema)"
         return verdict
-    introduced = show_version(entry.introduced)
     if version is None:
-        if entry.introduced > apple_schema().floor(os):
+        if entry.introduced > _floor(os):
             verdict.warnings.append(
-                f"{name} needs {os} {introduced} or later, and this device's OS version "
-                "is not known"
+                f"{name} needs {os} {show_version(entry.introduced)} or later, and this "
+                "device's OS version is not known"
             )
     elif version < entry.introduced:
         verdict.refusal = (
-            f"{name} needs {os} {introduced} or later; this device runs {os} "
-            f"{show_version(version)}"
+            f"{name} needs {os} {show_version(entry.introduced)} or later; this device runs "
+            f"{os} {show_version(version)}"
         )
         return verdict
     if entry.removed is not None:

@@ -24,6 +24,7 @@ _VERSION = re.compile(r"\d+(?:\.\d+)*")
 Version = tuple[int, ...]
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_version(text: str | None) -> Version | None:
     """``'10.13.4'`` as ``(10, 13, 4)``; the leading version of ``'17.1 (21B80)'``; None if
     there is none (``'n/a'``, empty)."""
