@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import filecmp
+import plistlib
 from pathlib import Path
 from typing import Any
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from mdmappliance.app.reactor import global_reactor
 from mdmappliance.commands import rights
 from mdmappliance.commands.base import MacSupport, Target
 from mdmappliance.commands.catalog import CATALOG, FAMILY_SPECS, SCHEMAS, fit, prepare
@@ -21,9 +23,11 @@ from mdmappliance.commands.information import (
     QUERY_RIGHTS,
     parse_device_information,
 )
+from mdmappliance.commands.send import send_command
 from mdmappliance.mdm import schema_build
 from mdmappliance.mdm.platforms import Platform
 from mdmappliance.mdm.schema import apple_schema, parse_version, show_version
+from mdmappliance.store import Store, Tx
 from tests.device_model import example_value
 from tests.support import testdata
 from tests.test_catalog import PROFILE, UUID
@@ -433,3 +437,62 @@ class DeviceInformationByApplesNames(SynchronousTestCase):
             {"QueryResponses": {"OrganizationInfo": "Example"}}, command
         )
         self.assertEqual(ignored.summary["ignored"], ["OrganizationInfo (not a dictionary)"])
+
+
+class MixedFleet(TestCase):
+    """One command to a fleet on many OS versions, through a real store: fitted once per kind
+    of target (platform, OS version, rights, ...), inserted once per body."""
+
+    async def test_kinds_fitted_alike_share_one_body_and_warnings_stay_their_own(self) -> None:
+        store = Store(Path(self.mktemp()), reactor=global_reactor())
+        store.startService()
+        self.addCleanup(store.stopService)
+        fleet = [
+            ("ios", "16.4", 8191),
+            ("ios", "17.2", 8191),
+            ("ios", "18.1", 8191),
+            ("macos", "14.7", 8191),
+            ("macos", "15.1", None),  # enrolled through another CA: its rights are not known
+        ]
+
+        def enroll(tx: Tx) -> list[int]:
+            for n, (platform, version, access_rights) in enumerate(fleet * 3):
+                udid = f"MIXED-FLEET-{n:04d}"
+                tx.conn.execute(
+                    "INSERT INTO devices (udid, first_seen, updated_at, platform, os_version) "
+                    "VALUES (?, 'now', 'now', ?, ?)",
+                    (udid, platform, version),
+                )
+                tx.conn.execute(
+                    "INSERT INTO enrollments (udid, topic, state, created_at, updated_at, "
+                    "access_rights) VALUES (?, 'com.apple.mgmt.t', 'enrolled', 'now', 'now', ?)",
+                    (udid, access_rights),
+                )
+            return [row[0] for row in tx.conn.execute("SELECT id FROM enrollments ORDER BY id")]
+
+        ids = await store.transaction(enroll)
+        result = await store.transaction(
+            send_command, ids, {"RequestType": "DeviceInformation"}, actor="test"
+        )
+        self.assertEqual(sorted(result.queued), ids)
+
+        def bodies(tx: Tx) -> tuple[int, dict[int, list[str]]]:
+            count = tx.conn.execute("SELECT count(*) FROM command_bodies").fetchone()[0]
+            queries = {}
+            for enrollment_id, command_uuid in result.queued.items():
+                payload = tx.commands.payload(command_uuid)
+                assert payload is not None
+                queries[enrollment_id] = plistlib.loads(payload[0])["Command"]["Queries"]
+            return count, queries
+
+        count, queries = await store.transaction(bodies)
+        # iOS (three versions, one body: the default set by platform) and macOS (two
+        # versions); the Mac of unknown rights has a warning, so its own body.
+        self.assertEqual(count, 3)
+        platform = {i: fleet[n % len(fleet)][0] for n, i in enumerate(ids)}
+        for enrollment_id, asked in queries.items():
+            self.assertEqual("IMEI" in asked, platform[enrollment_id] == "ios")
+            self.assertEqual("HostName" in asked, platform[enrollment_id] == "macos")
+        unknown = [w for w in result.warnings if "AccessRights are not known" in w]
+        self.assertEqual(len(unknown), 1)
+        self.assertEqual(sorted(result.warnings[unknown[0]]), ids[4::5])

@@ -8,6 +8,7 @@ before the command is queued. Answers become the device's facts.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Mapping
 from typing import Any
@@ -114,9 +115,14 @@ def build_device_information(checker: Checker) -> None:
 def _unanswerable(queries: list[str], target: Target, fitted: Fitted) -> list[str]:
     """The queries the target's OS does not answer by Apple's schema (its platform, its
     version when known, User Enrollment): left out, with a warning unless the command
-    asked for the default set."""
+    asked for the default set (then by platform and User Enrollment only)."""
     if is_2014_mac(target):
         return queries  # Table 10 says what it answers (below)
+    default = queries == list(DEFAULT_QUERIES)
+    if default:
+        # By platform only: a device passes over queries newer than its OS, and one body
+        # per platform is queued in one pass however many OS versions the fleet runs.
+        target = dataclasses.replace(target, os_version=None)
     kept, left_out = [], []
     for query in queries:
         spec = QUERIES.get(query)
@@ -125,7 +131,7 @@ def _unanswerable(queries: list[str], target: Target, fitted: Fitted) -> list[st
             left_out.append(verdict.refusal)
         else:
             kept.append(query)
-    if left_out and queries != list(DEFAULT_QUERIES):
+    if left_out and not default:
         fitted.warnings.append(
             "left out queries the device does not answer: " + "; ".join(left_out)
         )

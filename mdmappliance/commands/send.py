@@ -29,6 +29,8 @@ from mdmappliance.store.commands import Batch, Kind, NewCommand, TargetSet
 PLACEHOLDER = "@@COMMAND-UUID@@"
 MAX_REPORTED = 50
 CLEAR_PASSCODE = "ClearPasscode"
+#: Kinds matched by one INSERT (an OR of this many terms stays far from SQLite's limits).
+KINDS_PER_INSERT = 64
 
 
 @dataclass
@@ -139,24 +141,41 @@ def send_command(
     else:
         queued = []
         prefix, start = uuid_prefix(), counter_start()
-        for kind, fitted in accepted:
-            assert fitted.command is not None
+        for (head, tail, warnings), kinds in _alike(accepted):
             batch = Batch(
                 request_type=prepared.request_type,
                 priority=priority,
                 created_at=now,
                 expires_at=expires_at,
                 event_id=event_id,
-                body_id=tx.commands.add_body(*_template(fitted.command)),
+                body_id=tx.commands.add_body(head, tail),
                 uuid_prefix=prefix,
                 counter_start=start + len(queued),
             )
-            rows = tx.commands.insert_batch(targets, kind, batch)
+            rows = tx.commands.insert_batch(targets, kinds, batch)
             queued.extend(rows)
-            for warning in fitted.warnings:
+            for warning in warnings:
                 result.warnings.setdefault(warning, []).extend(i for i, _ in rows)
     result.queued = dict(sorted(queued))
     return result
+
+
+def _alike(
+    accepted: list[tuple[Kind, Fitted]],
+) -> list[tuple[tuple[bytes, bytes, tuple[str, ...]], list[Kind]]]:
+    """The kinds the command fits alike (the same body, the same warnings), together, at
+    most ``KINDS_PER_INSERT`` at a time: a fleet on many OS versions mostly gets one
+    command, so it is inserted in one pass over the targets."""
+    alike: dict[tuple[bytes, bytes, tuple[str, ...]], list[Kind]] = {}
+    for kind, fitted in accepted:
+        assert fitted.command is not None
+        key = (*_template(fitted.command), tuple(fitted.warnings))
+        alike.setdefault(key, []).append(kind)
+    return [
+        (key, kinds[n : n + KINDS_PER_INSERT])
+        for key, kinds in alike.items()
+        for n in range(0, len(kinds), KINDS_PER_INSERT)
+    ]
 
 
 def _fit_kinds(

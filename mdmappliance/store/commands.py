@@ -41,7 +41,17 @@ _KIND_COLUMNS = (
     "d.os_version",
     "d.user_enrollment",
 )
-_KIND_MATCH = " AND ".join(f"{column} IS :k{i}" for i, column in enumerate(_KIND_COLUMNS))
+
+
+def _kinds_match(count: int) -> str:
+    """Targets of any of ``count`` kinds (parameters ``:k<kind>_<column>``)."""
+    one = [
+        " AND ".join(f"{column} IS :k{k}_{i}" for i, column in enumerate(_KIND_COLUMNS))
+        for k in range(count)
+    ]
+    return "(" + " OR ".join(f"({match})" for match in one) + ")"
+
+
 #: The rest of a CommandUUID, made by SQLite for each row: variant bits and the counter's top
 #: 14 bits, then its low 16 bits and 32 random bits. A batch's UUIDs sort in the order they
 #: are made, so they go in at the end of the uuid index rather than at random places.
@@ -159,8 +169,11 @@ def _reply(payload: Any, head: Any, tail: Any, command_uuid: str) -> bytes:
     return bytes(payload)
 
 
-def _kind_args(ids: str, kind: Kind) -> dict[str, Any]:
-    return {"ids": ids, **{f"k{i}": value for i, value in enumerate(kind)}}
+def _kind_args(ids: str, kinds: Sequence[Kind]) -> dict[str, Any]:
+    args: dict[str, Any] = {"ids": ids}
+    for k, kind in enumerate(kinds):
+        args.update({f"k{k}_{i}": value for i, value in enumerate(kind)})
+    return args
 
 
 class Commands(Family):
@@ -195,10 +208,11 @@ class Commands(Family):
         ).fetchall()
         return [(cast(Kind, tuple(columns)), members) for *columns, members in groups]
 
-    def members(self, targets: TargetSet, kind: Kind) -> list[Member]:
+    def members(self, targets: TargetSet, *kinds: Kind) -> list[Member]:
         rows = self._conn.execute(
-            f"SELECT e.id, e.udid, e.user_id {_TARGETS} AND {_KIND_MATCH} ORDER BY e.id",
-            _kind_args(targets.ids, kind),
+            f"SELECT e.id, e.udid, e.user_id {_TARGETS} AND {_kinds_match(len(kinds))} "
+            "ORDER BY e.id",
+            _kind_args(targets.ids, kinds),
         ).fetchall()
         return [Member(*row) for row in rows]
 
@@ -216,18 +230,21 @@ class Commands(Family):
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def insert_batch(self, targets: TargetSet, kind: Kind, batch: Batch) -> list[tuple[int, str]]:
-        """One row per enrollment of ``kind``, CommandUUIDs made in SQL; (enrollment id,
-        CommandUUID) of each, in enrollment order."""
+    def insert_batch(
+        self, targets: TargetSet, kinds: Sequence[Kind], batch: Batch
+    ) -> list[tuple[int, str]]:
+        """One row per enrollment of ``kinds`` (those the command fits alike), CommandUUIDs
+        made in SQL; (enrollment id, CommandUUID) of each, in enrollment order. One pass over
+        the targets per call, however many kinds."""
         rows = self._conn.execute(
             "INSERT INTO commands (uuid, enrollment_id, payload, request_type, priority, "
             "state, created_at, expires_at, updated_at, batch_event_id, body_id) "
             f"SELECT :prefix || {_UUID_TAIL}, id, x'', :request_type, :priority, "
             "'queued', :now, :expires_at, :now, :event_id, :body_id "
             "FROM (SELECT e.id AS id, row_number() OVER (ORDER BY e.id) AS n "
-            f"{_TARGETS} AND {_KIND_MATCH}) RETURNING enrollment_id, uuid",
+            f"{_TARGETS} AND {_kinds_match(len(kinds))}) RETURNING enrollment_id, uuid",
             {
-                **_kind_args(targets.ids, kind),
+                **_kind_args(targets.ids, kinds),
                 "prefix": batch.uuid_prefix,
                 "start": batch.counter_start,
                 "request_type": batch.request_type,
