@@ -67,14 +67,24 @@ class Installed(SynchronousTestCase):
                 "mdmappliance/**/*.py",
                 "mdmappliance/store/*.sql",
                 "mdmappliance/store/migrations/*.sql",
+                "mdmappliance/dep/apple/*",
+                "mdmappliance/mdm/apple/*",
+                "mdmappliance/mdm/apple/mdm/*/*.yaml",
             )
             for path in REPO.glob(pattern)
+            if path.is_file() and "__pycache__" not in path.parts
         }
         self.assertEqual(source - files, set(), "run `make install` after adding a module")
         elsewhere = Path(self.mktemp()).absolute()
         elsewhere.mkdir()
+        load = "from mdmappliance.mdm.schema import apple_schema; apple_schema()"
         result = subprocess.run(
-            [sys.executable, "-I", "-c", "import mdmappliance.app.service, mdmappliance.cli.main"],
+            [
+                sys.executable,
+                "-I",
+                "-c",
+                f"import mdmappliance.app.service, mdmappliance.cli.main; {load}",
+            ],
             capture_output=True,
             text=True,
             cwd=str(elsewhere),
