@@ -32,7 +32,6 @@ from tests.device_model import example_value
 from tests.support import testdata
 from tests.test_catalog import PROFILE, UUID
 
-SNAPSHOT = testdata("apple-device-management")
 SHIPPED = Path(schema_build.__file__).parent / "apple"
 PLATFORMS = {"iOS": Platform.IOS, "macOS": Platform.MACOS, "tvOS": Platform.TVOS}
 
@@ -111,15 +110,16 @@ def channel_for(request_type: str, os: str) -> dict[str, Any]:
 
 class ShippedSchema(SynchronousTestCase):
     def test_the_yaml_is_apples_byte_for_byte_with_its_licence(self) -> None:
+        snapshot = testdata("apple-device-management")
         for folder in schema_build.FOLDERS:
             ours = sorted(p.name for p in (SHIPPED / folder).iterdir())
-            theirs = sorted(p.name for p in (SNAPSHOT / folder).iterdir())
+            theirs = sorted(p.name for p in (snapshot / folder).iterdir())
             self.assertEqual(ours, theirs, folder)
             _match, mismatch, errors = filecmp.cmpfiles(
-                SHIPPED / folder, SNAPSHOT / folder, ours, shallow=False
+                SHIPPED / folder, snapshot / folder, ours, shallow=False
             )
             self.assertEqual((mismatch, errors), ([], []), folder)
-        self.assertTrue(filecmp.cmp(SHIPPED / "LICENSE", SNAPSHOT / "LICENSE", shallow=False))
+        self.assertTrue(filecmp.cmp(SHIPPED / "LICENSE", snapshot / "LICENSE", shallow=False))
         self.assertIn(
             "b6202ca2fbd31286a52eb160b67a4db7b4fe1f1f", (SHIPPED / "SOURCE.md").read_text()
         )
@@ -133,7 +133,7 @@ class ShippedSchema(SynchronousTestCase):
     def test_update_schema_copies_a_checkout_and_names_its_commit(self) -> None:
         target = Path(self.mktemp())
         target.mkdir()
-        schema_build.update(SNAPSHOT, "0" * 40, target)
+        schema_build.update(SHIPPED, "0" * 40, target)
         self.assertIn("0" * 40, (target / "SOURCE.md").read_text())
         self.assertTrue((target / "mdm/profiles/com.apple.mdm.yaml").is_file())
         self.assertEqual(
