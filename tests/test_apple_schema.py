@@ -311,6 +311,10 @@ class EveryRequestType(SynchronousTestCase):
                 "RecommendationCadence must be one of 0, 1, 2",
             ),
             ({"RequestType": "InstallMedia", "MediaType": "Movie"}, "MediaType must be one of"),
+            (
+                {"RequestType": "Settings", "Settings": [{"Item": ["Bluetooth"]}]},
+                "Settings[0].Item must be one of",
+            ),
             ({"RequestType": "DeviceLocation", "Extra": 1}, "Extra is not a key"),
             (
                 {"RequestType": "InstallApplication", "iTunesStoreID": 1, "Options": {"Other": 1}},

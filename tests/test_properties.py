@@ -18,7 +18,7 @@ from twisted.web.iweb import IRequest
 
 from mdmappliance.admin.http import BadQuery, int_arg, json_body
 from mdmappliance.admin.routes.commands import _read_send
-from mdmappliance.commands.catalog import CATALOG, prepare
+from mdmappliance.commands.catalog import CATALOG, SCHEMAS, prepare
 from mdmappliance.commands.errors import CommandInvalid
 from mdmappliance.commands.information import REPLY_TYPES
 from mdmappliance.commands.queue import enqueue
@@ -298,6 +298,33 @@ class AdminInputParsing(SynchronousTestCase):
             self.assertTrue(e.problems and all(isinstance(p, str) for p in e.problems))
         else:
             plistlib.dumps(prepared.command, fmt=plistlib.FMT_XML)  # it can be sent
+
+    @EXAMPLES
+    @given(st.data())
+    def test_commands_with_apples_key_names(self, data: st.DataObject) -> None:
+        """Apple's own key names (at the top, and Settings items of every kind) holding any
+        value: a list of problems or a sendable command, never an exception."""
+        request_type = data.draw(st.sampled_from(sorted(SCHEMAS)))
+        schema = SCHEMAS[request_type]
+        names = [key.name for key in schema.keys] or ["Unknown"]
+        keys = data.draw(st.dictionaries(st.sampled_from(names), plist_values, max_size=4))
+        if request_type == "Settings":
+            settings_key = schema.key("Settings")
+            assert settings_key is not None
+            kinds = {k.name: [s.name for s in k.subkeys] for k in settings_key.subkeys}
+            item = st.sampled_from(sorted(kinds)).flatmap(
+                lambda kind: st.fixed_dictionaries(
+                    {"Item": st.just(kind) | plist_values},
+                    optional={name: plist_values for name in kinds[kind] if name != "Item"},
+                )
+            )
+            keys["Settings"] = data.draw(st.lists(item | plist_values, max_size=3))
+        try:
+            prepared = prepare({"RequestType": request_type, **keys})
+        except CommandInvalid as e:
+            self.assertTrue(e.problems and all(isinstance(p, str) for p in e.problems))
+        else:
+            plistlib.dumps(prepared.command, fmt=plistlib.FMT_XML)
 
 
 class _Request:

@@ -34,32 +34,25 @@ class BuildContext:
 
 
 class Checker:
-    """Reads a command's keys one by one, checking each; collects every problem.
+    """Reads the keys a family has rules for, one by one, checking each; collects every
+    problem, naming the key.
 
-    ``out`` is the command as it will be sent: only keys the spec knows, with plist types
-    (a Data key given as base64 text, as JSON callers must, becomes bytes).
+    ``out`` holds those keys as they will be sent, with plist types (a Data key given as
+    base64 text, as JSON callers must, becomes bytes). Which keys exist at all, and their
+    types, Apple's schema says (``schema_check``), so a family reads only what it rules on.
     """
 
     def __init__(
-        self,
-        source: Mapping[str, Any],
-        where: str = "",
-        context: BuildContext | None = None,
-        *,
-        governed: bool = False,
+        self, source: Mapping[str, Any], where: str = "", context: BuildContext | None = None
     ) -> None:
         self.source = source
         self.where = where
         self.context = context or BuildContext()
-        #: Apple's schema checks this command's key names (``schema_check``): a family's
-        #: rules then need not know every key.
-        self.governed = governed
         self.out: dict[str, Any] = {}
         self.problems: list[str] = []
         #: The keys (paths) the problems are about: the schema's check adds none for them.
         self.problem_paths: set[str] = set()
         self.warnings: list[str] = []
-        self._seen: set[str] = set()
 
     def name(self, key: str) -> str:
         return f"{self.where}{key}"
@@ -72,7 +65,6 @@ class Checker:
         self.warnings.append(message)
 
     def _get(self, key: str, required: bool) -> Any:
-        self._seen.add(key)
         value = self.source.get(key)
         if value is None and required:
             self.problem(key, "is required")
@@ -91,7 +83,7 @@ class Checker:
         if value is None:
             return None
         if not isinstance(value, str):
-            self.problem(key, f"must be a string, not {_kind(value)}")
+            self.problem(key, f"must be a string, not {kind_of(value)}")
             return None
         if not value:
             self.problem(key, "is empty")
@@ -115,7 +107,7 @@ class Checker:
         if value is None:
             return None
         if not isinstance(value, kinds):
-            self.problem(key, f"must be {name}, not {_kind(value)}")
+            self.problem(key, f"must be {name}, not {kind_of(value)}")
             return None
         return value
 
@@ -141,7 +133,7 @@ class Checker:
         if from_text and isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
-            self.problem(key, f"must be an integer, not {_kind(value)}")
+            self.problem(key, f"must be an integer, not {kind_of(value)}")
             return None
         allowed = list(choices or ())
         if allowed and value not in allowed:
@@ -164,7 +156,7 @@ class Checker:
                 self.problem(key, "must be data (bytes, or base64 text), and is not valid base64")
                 return None
         if not isinstance(value, bytes | bytearray):
-            self.problem(key, f"must be data, not {_kind(value)}")
+            self.problem(key, f"must be data, not {kind_of(value)}")
             return None
         if not value:
             self.problem(key, "is empty")
@@ -182,7 +174,7 @@ class Checker:
         if value is None:
             return None
         if not isinstance(value, list | tuple):
-            self.problem(key, f"must be an array of strings, not {_kind(value)}")
+            self.problem(key, f"must be an array of strings, not {kind_of(value)}")
             return None
         if len(value) > max_items:
             self.problem(key, f"has more than {max_items} entries")
@@ -210,23 +202,18 @@ class Checker:
         value = self._take(key, required, dict, "a dictionary")
         if value is None:
             return None
-        return Checker(value, f"{self.name(key)}.", self.context, governed=self.governed)
+        return Checker(value, f"{self.name(key)}.", self.context)
 
     def adopt(self, key: str, child: Checker) -> None:
         """Take a nested checker's result and problems into this one."""
-        child.finish_keys()
+        self.take(child)
+        self.out[key] = child.out
+
+    def take(self, child: Checker) -> None:
+        """A nested checker's problems and warnings, as this one's."""
         self.problems.extend(child.problems)
         self.problem_paths.update(child.problem_paths)
         self.warnings.extend(child.warnings)
-        self.out[key] = child.out
-
-    def finish_keys(self) -> None:
-        """Every key must be one the spec lists for this command (a typo is not ignored)."""
-        if self.governed:
-            return
-        for key in self.source:
-            if key not in self._seen:
-                self.problem(str(key), "is not a key of this command in the spec")
 
 
 def https_url(value: str) -> str | None:
@@ -237,7 +224,8 @@ def https_url(value: str) -> str | None:
     return None
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """A value's type in the words problems use ("a string", "data", ...)."""
     names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
     names.update({bytes: "data", list: "an array", dict: "a dictionary"})
     return names.get(type(value), type(value).__name__)
@@ -380,7 +368,7 @@ def optional(result: Mapping[str, Any], key: str, kind: type | tuple[type, ...])
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(_kind(k()) if k is not bool else "a boolean" for k in kinds)
+    return " or ".join(kind_of(k()) if k is not bool else "a boolean" for k in kinds)
 
 
 def dicts(result: Mapping[str, Any], key: str) -> list[dict[str, Any]]:

@@ -138,7 +138,7 @@ def prepare(
                 f"or the spec (known: {', '.join(sorted(CATALOG))})"
             ]
         )
-    checker = Checker(description, "", context, governed=True)
+    checker = Checker(description, "", context)
     spec.build(checker)
     given = {k: v for k, v in description.items() if k != "RequestType"}
     check = SchemaCheck()

@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mdmappliance.commands.base import kind_of
 from mdmappliance.mdm.schema import KeySpec
 
 MAX_TEXT = 64 * 1024
@@ -82,12 +83,6 @@ class _Bad:
 _BAD: Any = _Bad()
 
 
-def _kind(value: Any) -> str:
-    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
-    names.update({bytes: "data", list: "an array", dict: "a dictionary"})
-    return names.get(type(value), type(value).__name__)
-
-
 _NAMES = {
     "string": "a string",
     "integer": "an integer",
@@ -104,7 +99,7 @@ def check_value(spec: KeySpec, value: Any, path: str, check: SchemaCheck) -> Any
     """One value of ``spec``'s type, converted to its plist form, or ``_BAD`` (reported)."""
     converted = _converted(spec.type, value)
     if converted is _BAD:
-        check.problem(path, f"must be {_NAMES.get(spec.type, spec.type)}, not {_kind(value)}")
+        check.problem(path, f"must be {_NAMES.get(spec.type, spec.type)}, not {kind_of(value)}")
         return _BAD
     if isinstance(converted, str) and len(converted) > MAX_TEXT:
         check.problem(path, f"is longer than {MAX_TEXT} characters")
@@ -231,7 +226,7 @@ def alternative_of(spec: KeySpec, item: Any) -> KeySpec | None:
 
 def _alternatives_problem(spec: KeySpec, item: Any) -> str:
     if not isinstance(item, dict):
-        return f"is missing: each item must be a dictionary, not {_kind(item)}"
+        return f"is missing: each item must be a dictionary, not {kind_of(item)}"
     name = _discriminator(spec)
     kinds = ", ".join(str(k.choices[0]) for a in spec.subkeys if (k := a.subkey(name)))
     given = item.get(name)

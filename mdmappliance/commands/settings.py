@@ -159,18 +159,14 @@ def build(checker: Checker) -> None:
         if not isinstance(entry, dict):
             checker.problems.append(f"Settings[{index}] must be a dictionary")
             continue
-        item = Checker(entry, where, checker.context, governed=checker.governed)
         name = entry.get("Item")
-        if checker.governed and name not in ITEMS:
+        if not isinstance(name, str) or name not in ITEMS:
             items.append(entry)  # an item only Apple's schema describes: it checks the item
             continue
-        name = item.string("Item", required=True, max_len=64, choices=ITEMS)
-        if name is not None:
-            ITEMS[name].build(item)
-        item.finish_keys()
-        checker.problems.extend(item.problems)
-        checker.problem_paths.update(item.problem_paths)
-        checker.warnings.extend(item.warnings)
+        item = Checker(entry, where, checker.context)
+        item.string("Item", required=True, max_len=64)
+        ITEMS[name].build(item)
+        checker.take(item)
         items.append(item.out)  # one per entry, in order, so the schema sees each
     checker.out["Settings"] = items
 
