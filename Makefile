@@ -3,26 +3,58 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= var/demo
+DEMO_TOPIC ?= com.apple.mgmt.External.mdmappliance-demo
+DEVICE_PORT ?= 8443
+ENROLLMENT_PORT ?= 8444
+ADMIN_PORT ?= 9180
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 DEPS_STAMP := $(VENV)/.deps-stamp
+INSTALL_STAMP := $(VENV)/.install-stamp
 SHELL := /bin/bash
+#: What the installed package is built from: reinstalled only when one of these changed.
+SOURCES := $(shell find mdmappliance twisted -type f ! -path '*/__pycache__/*' \
+    ! -name '*.pyc' ! -name dropin.cache 2>/dev/null) setup.cfg pyproject.toml
 
-.PHONY: run test faults bench bench-instructions lint conf schema update-schema install clean
+.PHONY: run ports test faults bench bench-instructions lint conf schema update-schema install clean
 
-# The virtualenv with the project's dependencies and test tools; rebuilt when they change.
-$(DEPS_STAMP): setup.cfg pyproject.toml
+# The virtualenv with the project's runtime dependencies (what `make run` needs), rebuilt
+# when they change; the test and lint tools on top of it for `make test`.
+$(RUNTIME_STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c 'import configparser, subprocess, sys; c = configparser.ConfigParser(); \
+	    c.read("setup.cfg"); lines = c["options"]["install_requires"].splitlines(); \
+	    reqs = [line.strip() for line in lines if line.strip()]; \
+	    sys.exit(subprocess.call([sys.executable, "-m", "pip", "install", "--quiet", *reqs]))'
+	touch $@
+
+$(DEPS_STAMP): $(RUNTIME_STAMP)
 	$(BIN)/python -m pip install --quiet '.[test]'
 	touch $@
 
-# (Re)install the project itself so the console script and the twistd plugin match the tree.
-install: $(DEPS_STAMP)
+# The project itself, so the console script and the twistd plugin match the tree: built
+# again only when a source file changed since the last install.
+$(INSTALL_STAMP): $(RUNTIME_STAMP) $(SOURCES)
 	rm -rf build  # a stale build/ would hide a package left out of setup.cfg
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall .
+	touch $@
+
+install: $(DEPS_STAMP) $(INSTALL_STAMP)
+
+# The demo's ports must be free before anything else is done (a second `make run` says so
+# at once instead of reinstalling under the running one).
+ports:
+	@for port in $(DEVICE_PORT) $(ENROLLMENT_PORT) $(ADMIN_PORT); do \
+	    if (exec 3<>/dev/tcp/127.0.0.1/$$port) 2>/dev/null; then \
+	        echo "make run: port $$port is in use (is a demo already running?)"; exit 1; \
+	    fi; \
+	done
 
 # init is idempotent: it creates what an older demo lacks and otherwise changes nothing.
-run: install
-	$(BIN)/mdmappliance init --data-dir $(DEMO_DIR) --hostname localhost --device-port 8443 --enrollment-port 8444
+run: ports $(INSTALL_STAMP)
+	$(BIN)/mdmappliance init --data-dir $(DEMO_DIR) --hostname localhost \
+	    --device-port $(DEVICE_PORT) --enrollment-port $(ENROLLMENT_PORT) \
+	    --admin-port $(ADMIN_PORT) --topic $(DEMO_TOPIC)
 	exec $(BIN)/mdmappliance serve --config $(DEMO_DIR)/mdmappliance.toml
 
 # trial's report, then one plain "N passed, N failed" line; fails if trial failed.

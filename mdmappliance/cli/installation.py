@@ -23,6 +23,7 @@ from mdmappliance.config import (
     EnrollmentSection,
     PKISection,
     WebhooksSection,
+    check_topic,
     load_config,
     render_config,
 )
@@ -52,6 +53,9 @@ class InitRequest:
     admin_port: int | None = None
     device_port: int | None = None
     enrollment_port: int | None = None
+    #: ``[device] topic``: profiles are served with it before a push certificate exists
+    #: (the demo's); pushes still need the real certificate, whose topic must match.
+    topic: str | None = None
     force: bool = False
 
 
@@ -164,6 +168,11 @@ def _check_request(request: InitRequest) -> None:
         raise InitError("--server-cert and --server-key go together")
     if own_server:
         _check_own_server_pair(request)
+    if request.topic is not None:
+        try:
+            check_topic(request.topic)
+        except ValueError as e:
+            raise InitError(f"--topic {e}") from None
 
 
 def _make_data_dir(request: InitRequest) -> Path:
@@ -231,8 +240,13 @@ def _ensure_config_file(
             values["pki"] = pki_values
         if request.admin_port is not None:
             values["admin"] = {"port": request.admin_port}
+        device: dict[str, object] = {}
         if request.device_port is not None:
-            values["device"] = {"port": request.device_port}
+            device["port"] = request.device_port
+        if request.topic:
+            device["topic"] = request.topic
+        if device:
+            values["device"] = device
         if request.enrollment_port is not None:
             values["enrollment"] = {"port": request.enrollment_port}
         header = CONFIG_HEADER.format(date=datetime.date.today().isoformat(), path=config_path)

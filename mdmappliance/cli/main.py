@@ -7,6 +7,7 @@ non-zero (2 for a bad config or bad arguments, 1 otherwise); tracebacks are for 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,10 @@ from mdmappliance.cli.failure import PROG, fail
 from mdmappliance.config import LOG_FORMATS, load_config, render_example
 from mdmappliance.core.errors import ApplianceError
 
-DEFAULT_CONFIG = "/etc/mdmappliance/mdmappliance.toml"
+#: Where every command reads the config: ``--config``, else ``$MDMAPPLIANCE_CONFIG``, else
+#: the packaged location.
+CONFIG_VARIABLE = "MDMAPPLIANCE_CONFIG"
+DEFAULT_CONFIG = os.environ.get(CONFIG_VARIABLE) or "/etc/mdmappliance/mdmappliance.toml"
 T = TypeVar("T")
 
 
@@ -37,6 +41,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             admin_port=args.admin_port,
             device_port=args.device_port,
             enrollment_port=args.enrollment_port,
+            topic=args.topic,
             force=args.force,
         )
     )
@@ -66,8 +71,20 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"  {name:15} {value}")
     for warning in config.warnings:
         print(f"warning: {warning}")
+    if not config.push_topic():
+        print(
+            "note: no push topic yet: enrollment links answer 503 until a push certificate "
+            f"is imported ({PROG} pushcert) or [device] topic is set (init --topic)"
+        )
+    elif config.device.topic and not config.apns.cert_file.exists():
+        print(
+            f"note: profiles are served with the topic {config.device.topic}; pushes need a "
+            f"real push certificate for it ({PROG} pushcert): until then devices poll only "
+            "when they check in"
+        )
     print()
     print(f"Start it with: {PROG} serve --config {config.path}")
+    print(f"Point every command at it: export {CONFIG_VARIABLE}={config.path}")
     return 0
 
 
@@ -108,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--admin-port", type=int, help="admin API port (default 9180)")
     init.add_argument("--device-port", type=int, help="device listener port (default 443)")
     init.add_argument("--enrollment-port", type=int, help="enrollment listener port (default 8444)")
+    init.add_argument(
+        "--topic",
+        help="[device] topic (com.apple.mgmt.…): serve profiles before a push certificate "
+        "is imported (the demo's; pushes need the real certificate)",
+    )
     init.add_argument(
         "--force",
         action="store_true",
