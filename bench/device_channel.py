@@ -32,8 +32,8 @@ from twisted.internet import defer
 from mdmappliance.cli.installation import InitRequest, initialize
 from mdmappliance.commands.queue import enqueue
 from mdmappliance.config import Config
+from mdmappliance.simulator.device import SimulatedDevice
 from mdmappliance.store import Tx, in_transaction
-from tests.simulator import SimulatedDevice
 from tests.support import free_port, subprocess_env
 
 REPO = Path(__file__).resolve().parent.parent

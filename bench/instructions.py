@@ -30,7 +30,7 @@ from bench.device_channel import (
     run_devices,
     start_server,
 )
-from tests.simulator import SimulatedDevice
+from mdmappliance.simulator.device import SimulatedDevice
 
 CYCLES = 20
 REPO = Path(__file__).resolve().parent.parent

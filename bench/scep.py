@@ -32,8 +32,8 @@ from mdmappliance.scep import client as scep_client
 from mdmappliance.scep.challenges import record_challenge
 from mdmappliance.scep.csr import KeyPolicy
 from mdmappliance.scep.service import SCEPService
+from mdmappliance.simulator.device import SimulatedDevice, fetch_profile
 from mdmappliance.store import Store, Tx, in_transaction
-from tests.simulator import SimulatedDevice, fetch_profile
 from tests.support import make_installation
 
 REQUESTS = 400

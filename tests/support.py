@@ -236,7 +236,7 @@ class InProcessAppliance:
 
     def device(self, identity: Any = "issue", **kw: Any) -> Any:
         """A simulated device with its own identity from the appliance CA (or ``identity``)."""
-        from tests.simulator import SimulatedDevice
+        from mdmappliance.simulator.device import SimulatedDevice
 
         kw.setdefault("base_url", self.base_url)
         pki = self.config.pki
@@ -259,7 +259,7 @@ class InProcessAppliance:
         import datetime
 
         from mdmappliance.enrollment.links import create_link
-        from tests.simulator import SimulatedDevice
+        from mdmappliance.simulator.device import SimulatedDevice
 
         token, _ = await self.store.transaction(create_link, datetime.timedelta(days=1), "", "t")
         return await SimulatedDevice.from_enrollment_link(

@@ -27,8 +27,8 @@ from mdmappliance.commands.send import send_command
 from mdmappliance.mdm import schema_build
 from mdmappliance.mdm.platforms import Platform
 from mdmappliance.mdm.schema import apple_schema, parse_version, show_version
+from mdmappliance.simulator.model import example_value
 from mdmappliance.store import Store, Tx
-from tests.device_model import example_value
 from tests.support import testdata
 from tests.test_catalog import PROFILE, UUID
 

@@ -18,7 +18,7 @@ from mdmappliance.commands.settings import ITEMS
 from mdmappliance.mdm.errorcodes import ERROR_CODES, describe_chain, describe_error, meaning
 from mdmappliance.mdm.platforms import Platform, platform_of
 from mdmappliance.mdm.schema import apple_schema
-from tests.device_model import DeviceModel
+from mdmappliance.simulator.model import DeviceModel
 from tests.support import testdata
 
 UUID = "9F09D114-BCFD-42AD-A974-371AA7D6256E"

@@ -24,7 +24,7 @@ from mdmappliance.device.capabilities import SERVER_CAPABILITIES
 from mdmappliance.enrollment.links import create_link
 from mdmappliance.enrollment.renewal import RenewalJob
 from mdmappliance.enrollment.retirement import retire_device
-from tests.simulator import Reply, SimulatedDevice, fetch_profile
+from mdmappliance.simulator.device import Reply, SimulatedDevice, fetch_profile
 from tests.support import query, sql, testdata
 from tests.test_devicechannel import DeviceChannelCase
 

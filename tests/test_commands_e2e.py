@@ -21,8 +21,8 @@ from mdmappliance.commands.errors import CommandInvalid, CommandRejected
 from mdmappliance.commands.inventory import command_status
 from mdmappliance.commands.send import resolve_udids
 from mdmappliance.mdm.schema import apple_schema
-from tests.device_model import DeviceModel
-from tests.simulator import SimulatedDevice
+from mdmappliance.simulator.device import SimulatedDevice
+from mdmappliance.simulator.model import DeviceModel
 from tests.support import InProcessAppliance, inventory_of, query
 from tests.test_catalog import EXAMPLES, JPEG, PROFILE, SETTING_EXAMPLES, UUID
 

@@ -17,8 +17,13 @@ from twisted.web.http_headers import Headers
 from mdmappliance import pki
 from mdmappliance.commands.queue import enqueue_for_device
 from mdmappliance.core.timestamps import utc_timestamp
+from mdmappliance.simulator.device import (
+    SimulatedDevice,
+    digest_response,
+    install_profile,
+    tls_client,
+)
 from mdmappliance.store import Tx
-from tests.simulator import SimulatedDevice, digest_response, install_profile, tls_client
 from tests.support import InProcessAppliance, local_users_sections, query, testdata
 
 CAPTURE = ("zentral", "tests", "mdm", "testdata", "ota_playload_phase_2")

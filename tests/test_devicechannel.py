@@ -12,8 +12,8 @@ from twisted.web.client import ResponseNeverReceived
 
 from mdmappliance.commands.queue import enqueue
 from mdmappliance.pki.escrow import Escrow, read_key
+from mdmappliance.simulator.device import SimulatedDevice
 from mdmappliance.store import Tx
-from tests.simulator import SimulatedDevice
 from tests.support import (
     TESTDATA,
     InProcessAppliance,
@@ -383,7 +383,7 @@ class Identity(DeviceChannelCase):
         with self.assertRaises(ResponseNeverReceived):
             await anonymous.authenticate()
         from mdmappliance import pki
-        from tests.simulator import issue_device_identity
+        from mdmappliance.simulator.device import issue_device_identity
 
         elsewhere = Path(self.mktemp())
         elsewhere.mkdir()
@@ -496,7 +496,7 @@ class SignedMessages(DeviceChannelCase):
         self.assertEqual(await device.poll(), [command_uuid])
 
     async def test_signature_over_another_body_is_refused(self) -> None:
-        from tests.simulator import detached_signature
+        from mdmappliance.simulator.device import detached_signature
 
         device = self.device()
         await device.enroll()
@@ -508,7 +508,7 @@ class SignedMessages(DeviceChannelCase):
         self.assertIn(b"messageDigest does not match", reply.body)
 
     async def test_signer_must_be_the_tls_certificate(self) -> None:
-        from tests.simulator import detached_signature
+        from mdmappliance.simulator.device import detached_signature
 
         device, other = self.device(), self.device()
         await device.enroll()
@@ -563,7 +563,7 @@ class LocalNetworkUsers(DeviceChannelCase):
         return local_users_sections(self)
 
     async def test_digest_flow_and_auth_token(self) -> None:
-        from tests.simulator import digest_response
+        from mdmappliance.simulator.device import digest_response
 
         device = self.device()
         await device.enroll()
@@ -744,7 +744,7 @@ class ExtraTrustedCA(DeviceChannelCase):
         return {"device": {"extra_ca_files": [str(self.other / "ca.pem")]}}
 
     async def test_device_from_the_extra_ca(self) -> None:
-        from tests.simulator import SimulatedDevice
+        from mdmappliance.simulator.device import SimulatedDevice
 
         config = self.appliance.config
         device = SimulatedDevice.issued(

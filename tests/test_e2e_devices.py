@@ -14,8 +14,8 @@ from twisted.trial.unittest import TestCase
 
 from mdmappliance.commands.queue import enqueue
 from mdmappliance.config import Config, load_config
+from mdmappliance.simulator.device import SimulatedDevice
 from mdmappliance.store import Tx, in_transaction
-from tests.simulator import SimulatedDevice
 from tests.support import RunningAppliance, free_port, get_enrollment, make_installation
 
 DEVICES = 50

@@ -21,7 +21,7 @@ from mdmappliance.commands.queue import enqueue_for_device
 from mdmappliance.enrollment.links import create_link, parse_duration, revoke_link
 from mdmappliance.pki.identity import DeviceIdentity
 from mdmappliance.pki.signing import ProfileError, check_profile
-from tests.simulator import (
+from mdmappliance.simulator.device import (
     EnrollmentRefused,
     SimulatedDevice,
     fetch_profile,

@@ -18,8 +18,8 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from mdmappliance.cli.main import main
-from tests.device_model import DeviceModel
-from tests.simulator import SimulatedDevice
+from mdmappliance.simulator.device import SimulatedDevice
+from mdmappliance.simulator.model import DeviceModel
 from tests.support import InProcessAppliance, free_port, query
 
 

@@ -16,7 +16,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from mdmappliance.app.reactor import global_reactor
 from mdmappliance.app.retention import RetentionJob
-from tests.simulator import SimulatedDevice, detached_signature
+from mdmappliance.simulator.device import SimulatedDevice, detached_signature
 from tests.support import local_users_sections, query, sql
 from tests.test_devicechannel import DeviceChannelCase
 

@@ -17,7 +17,7 @@ from mdmappliance.app.reactor import global_reactor
 from mdmappliance.commands.queue import enqueue_for_device
 from mdmappliance.enrollment.renewal import RenewalJob
 from mdmappliance.enrollment.retirement import retire_device, revoke_device
-from tests.simulator import SimulatedDevice
+from mdmappliance.simulator.device import SimulatedDevice
 from tests.support import InProcessAppliance, openssl_verify, query
 
 #: Identities from links live 20 seconds here, so the test can see the old one expire.
@@ -186,7 +186,7 @@ class DeviceCommand(TestCase):
         from mdmappliance.mdm.messages import parse_message, parse_plist
         from mdmappliance.pki.escrow import Escrow, read_key
         from mdmappliance.pki.identity import DeviceIdentity
-        from tests.simulator import TOPIC, issue_device_identity
+        from mdmappliance.simulator.device import TOPIC, issue_device_identity
         from tests.support import run_cli
 
         # The fleet commands go through the admin API: a running appliance answers them.

@@ -13,7 +13,7 @@ from twisted.trial.unittest import TestCase
 from mdmappliance.admin.openapi import OPERATION_IDS, document
 from mdmappliance.app.admin_listener import command_sender
 from mdmappliance.commands.send import resolve_udids
-from tests.device_model import DeviceModel
+from mdmappliance.simulator.model import DeviceModel
 from tests.support import InProcessAppliance, subprocess_env
 
 CHECKS = (

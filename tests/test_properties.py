@@ -29,8 +29,8 @@ from mdmappliance.mdm.errors import MDMError
 from mdmappliance.mdm.messages import parse_message, parse_plist
 from mdmappliance.pki.escrow import Escrow, new_key
 from mdmappliance.pki.identity import DeviceIdentity
+from mdmappliance.simulator.device import TOPIC, issue_device_identity
 from mdmappliance.store import Store, Tx
-from tests.simulator import TOPIC, issue_device_identity
 from tests.support import make_installation
 
 EXAMPLES = settings(

@@ -27,8 +27,8 @@ from mdmappliance.pki.cms import CMSError, verify_signed_data
 from mdmappliance.pki.escrow import Escrow, EscrowError, new_key
 from mdmappliance.pki.trust import TrustStore, UntrustedCertificate
 from mdmappliance.pki.users import read_users_file
+from mdmappliance.simulator.device import detached_signature, digest_response
 from mdmappliance.store import Store, Tx
-from tests.simulator import detached_signature, digest_response
 from tests.support import get_setting, set_setting, testdata
 
 NOW = datetime.datetime.now(datetime.UTC)

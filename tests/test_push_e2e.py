@@ -18,10 +18,10 @@ from mdmappliance.apns.pusher import PushService
 from mdmappliance.app.admin_listener import command_sender
 from mdmappliance.commands.inventory import command_status
 from mdmappliance.device.inactivity import InactivityJob
+from mdmappliance.simulator.device import SimulatedDevice
+from mdmappliance.simulator.model import DeviceModel
 from tests.apns_server import FakeAPNs, Received, Reply
-from tests.device_model import DeviceModel
 from tests.pushcerts import make_push_pki
-from tests.simulator import SimulatedDevice
 from tests.support import InProcessAppliance, query
 
 

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mdmappliance.app.reactor import global_reactor
 from mdmappliance.device.replay import ReplayGuard
-from tests.simulator import SimulatedDevice, detached_signature
+from mdmappliance.simulator.device import SimulatedDevice, detached_signature
 from tests.support import InProcessAppliance, free_port, query
 
 

@@ -21,7 +21,7 @@ from mdmappliance.pki.identity import DeviceIdentity
 from mdmappliance.scep import client as scep_client
 from mdmappliance.scep.attributes import FailInfo, MessageType, PKIStatus
 from mdmappliance.scep.envelope import seal_envelope
-from tests.simulator import (
+from mdmappliance.simulator.device import (
     ReceivedProfile,
     SCEPRefused,
     SimulatedDevice,

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SkipTest
 from mdmappliance import pki
 from mdmappliance.commands.queue import enqueue_for_device
 from mdmappliance.pki.identity import DeviceIdentity
-from tests.simulator import reactor
+from mdmappliance.simulator.device import reactor
 from tests.support import sql
 from tests.test_scep import SCEPCase
 

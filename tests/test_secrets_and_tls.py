@@ -20,8 +20,8 @@ from twisted.web.client import HTTPConnectionPool
 
 from mdmappliance.app.reactor import global_reactor
 from mdmappliance.enrollment.links import create_link
+from mdmappliance.simulator.device import get_enrollment_link
 from mdmappliance.store.migrate import load_migrations, migrate
-from tests.simulator import get_enrollment_link
 from tests.support import InProcessAppliance
 
 MIGRATIONS = load_migrations()

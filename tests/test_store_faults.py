@@ -17,9 +17,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from mdmappliance.app.reactor import global_reactor
+from mdmappliance.simulator.device import SimulatedDevice
 from mdmappliance.store import Store
 from mdmappliance.store.errors import StoreError
-from tests.simulator import SimulatedDevice
 from tests.support import InProcessAppliance, make_installation, run_cli
 
 

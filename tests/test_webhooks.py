@@ -12,8 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mdmappliance.admin.webhooks import KINDS, sign, verify
 from mdmappliance.app.admin_listener import command_sender
-from tests.device_model import DeviceModel
-from tests.simulator import SimulatedDevice
+from mdmappliance.simulator.device import SimulatedDevice
+from mdmappliance.simulator.model import DeviceModel
 from tests.support import InProcessAppliance, query
 from tests.webhook_receiver import WebhookReceiver
 

@@ -33,9 +33,9 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from mdmappliance.app.reactor import global_reactor
 from mdmappliance.config import Config, load_config
+from mdmappliance.simulator.device import SimulatedDevice
 from tests.apns_server import FakeAPNs, Received, Reply
 from tests.pushcerts import make_push_pki
-from tests.simulator import SimulatedDevice
 from tests.support import free_port, make_installation, subprocess_env
 from tests.webhook_receiver import WebhookReceiver
 
