@@ -2,6 +2,7 @@
 
 It does what ``twistd -n mdmappliance`` does, but needs no plugin discovery (so it works from
 a zipapp or a frozen binary) and turns start-up failures into one line and an exit status.
+Under systemd (``Type=notify``) the tree tells it when it is ready and when it stops.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from twisted.logger import Logger
 
 from mdmappliance._version import __version__
 from mdmappliance.app.logs import start_logging
+from mdmappliance.app.notify import Notifier
 from mdmappliance.app.reactor import global_reactor
 from mdmappliance.app.service import make_service, urls
 from mdmappliance.config import load_config
@@ -26,7 +28,7 @@ def serve(config_path: Path, *, log_format: str | None = None) -> int:
     config = load_config(config_path)
     start_logging(log_format or config.log.format, config.log.level)
     reactor = global_reactor()
-    service = make_service(config, reactor)
+    service = make_service(config, reactor, Notifier.from_environment())
     try:
         service.privilegedStartService()
     except ApplianceError:

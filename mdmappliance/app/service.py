@@ -2,6 +2,8 @@
 
 Children start in the order they were added and stop in reverse, one after another: the
 listeners drain first, the store closes last, so no request ever finds the database gone.
+The tree tells systemd (``notify``) what it is doing, that it is ready once every child has
+started, and that it is stopping before the first child stops.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -22,6 +25,7 @@ from mdmappliance.app.admin_listener import admin_listener, command_sender
 from mdmappliance.app.dep_service import dep_runtime, dep_timer
 from mdmappliance.app.device_listener import device_listeners
 from mdmappliance.app.enrollment_listener import enrollment_listener, profile_factory
+from mdmappliance.app.notify import Notifier
 from mdmappliance.app.push_service import push_service
 from mdmappliance.app.reactor import Reactor
 from mdmappliance.app.retention import RetentionJob
@@ -37,9 +41,44 @@ log = Logger()
 
 
 class ApplianceService(MultiService):
-    """A MultiService whose children stop one at a time, newest first."""
+    """A MultiService whose children stop one at a time, newest first, and that keeps
+    systemd informed: READY=1 once every child has started, STOPPING=1 before any stops."""
+
+    def __init__(
+        self,
+        reactor: IReactorCore,
+        notifier: Notifier | None = None,
+        serving: str = "serving",
+    ) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.notifier = notifier or Notifier(None)
+        #: The STATUS line while ready: what is served where.
+        self.serving = serving
+
+    def privilegedStartService(self) -> None:
+        self.notifier.status("binding the listeners")
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        self.notifier.status("starting the services")
+        super().startService()
+        # Every listener is bound now: ListenerService binds in privilegedStartService (or
+        # here, when that was not called), synchronously, and the store was opened and
+        # migrated by make_service. Ready is said once the reactor runs, so that a client
+        # told "ready" is answered, not only accepted into the backlog.
+        self.reactor.callWhenRunning(self._ready)
+
+    def _ready(self) -> None:
+        if self.running:
+            self.notifier.status(self.serving)
+            self.notifier.ready()
 
     def stopService(self) -> Deferred[None]:
+        # Called from the "before shutdown" trigger (serve and twistd alike), so systemd
+        # hears of it before the first listener starts draining.
+        self.notifier.stopping()
+        self.notifier.status("stopping: draining requests in flight, then closing the database")
         Service.stopService(self)
         chain: Deferred[Any] = succeed(None)
         for child in reversed(list(self)):
@@ -79,11 +118,19 @@ class StartStopEvents(Service):
         return recorded.addCallback(lambda _: None)
 
 
-def make_service(config: Config, reactor: Reactor) -> ApplianceService:
-    """Build the tree and open (and migrate) the database; raises ApplianceError on trouble."""
-    top = ApplianceService()
+def make_service(
+    config: Config, reactor: Reactor, notifier: Notifier | None = None
+) -> ApplianceService:
+    """Build the tree and open (and migrate) the database; raises ApplianceError on trouble.
+
+    ``notifier`` tells systemd how start-up goes (``serve`` and the twistd plugin pass one
+    from the environment; tests that run the tree in their own process need none).
+    """
+    notifier = notifier or Notifier(None)
+    top = ApplianceService(reactor, notifier, serving_status(config))
     metrics = Metrics()
     store = Store.configured(config.store, reactor)
+    notifier.status(f"opening the database {store.path} (and migrating it if it is older)")
     report = store.open()
     if report.upgraded:
         log.info(
@@ -173,3 +220,14 @@ def urls(config: Config) -> dict[str, str]:
     if config.proxy.enabled:
         found["proxy listener"] = f"http://{config.proxy.bind}:{config.proxy.port}"
     return found
+
+
+def serving_status(config: Config) -> str:
+    """The STATUS line systemd shows while the appliance serves."""
+    serving = (
+        f"serving devices on {config.device_url('')}, "
+        f"enrollment on {config.enrollment_url('')}, admin on {config.admin_url()}"
+    )
+    if config.proxy.enabled:
+        serving += f", proxied devices on http://{config.proxy.bind}:{config.proxy.port}"
+    return serving

@@ -45,10 +45,12 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> IService:
+    """The tree, telling systemd about readiness when run by a ``Type=notify`` unit."""
+    from mdmappliance.app.notify import Notifier
     from mdmappliance.app.reactor import global_reactor
     from mdmappliance.app.service import make_service
 
     try:
-        return make_service(options.config, global_reactor())
+        return make_service(options.config, global_reactor(), Notifier.from_environment())
     except ApplianceError as e:
         raise _exit(e) from None
