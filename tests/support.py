@@ -127,12 +127,15 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``mdmappliance ARGS`` in a child process (``env`` added to its environment)."""
     return subprocess.run(
         [sys.executable, "-m", "mdmappliance", *args],
         capture_output=True,
         text=True,
-        env=subprocess_env(),
+        env={**subprocess_env(), **(env or {})},
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )

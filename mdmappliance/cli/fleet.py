@@ -37,9 +37,30 @@ def _print(args: argparse.Namespace, data: Any, human: str) -> None:
     print(json.dumps(data, indent=2, sort_keys=True) if args.json else human)
 
 
-def command_keys(extra: list[str]) -> dict[str, Any]:
-    """``--Key value`` pairs after the request type: JSON values (numbers, true, arrays,
-    objects) where they parse, text otherwise."""
+#: Key types of Apple's schema whose values are given as text on the command line.
+TEXT_TYPES = ("string", "data", "date")
+
+
+def _value(request_type: str, name: str, raw: str) -> Any:
+    """A ``--Key value`` typed by the catalog: text for a string key (``--PIN 123456`` stays
+    the string it must be), JSON for numbers, booleans, arrays and dictionaries; for a key
+    the catalog does not know, JSON where it parses, text otherwise."""
+    from mdmappliance.commands.catalog import SCHEMAS
+
+    schema = SCHEMAS.get(request_type)
+    key = schema.key(name) if schema is not None else None
+    if key is not None and key.type in TEXT_TYPES:
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        if key is not None and key.type not in ("any",):
+            raise APIError(f"--{name} is {key.type} in Apple's schema; {raw!r} is not") from None
+        return raw
+
+
+def command_keys(extra: list[str], request_type: str = "") -> dict[str, Any]:
+    """``--Key value`` pairs after the request type, each typed as ``_value`` says."""
     keys: dict[str, Any] = {}
     i = 0
     while i < len(extra):
@@ -55,10 +76,7 @@ def command_keys(extra: list[str]) -> dict[str, Any]:
                 raise APIError(f"--{name} needs a value")
             raw = extra[i + 1]
             i += 2
-        try:
-            keys[name] = json.loads(raw)
-        except ValueError:
-            keys[name] = raw
+        keys[name] = _value(request_type, name, raw)
     return keys
 
 
@@ -115,7 +133,7 @@ def _load_command(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         if not isinstance(loaded, dict):
             raise APIError(f"{args.plist} must hold a dictionary")
         command.update(loaded.get("Command", loaded))
-    command.update(command_keys(extra))
+    command.update(command_keys(extra, args.request_type))
     command["RequestType"] = args.request_type
     from mdmappliance.commands.base import json_safe
 
@@ -153,28 +171,45 @@ def cmd_command_send(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def wait_for(client: AdminClient, uuids: list[str], seconds: float) -> list[dict[str, Any]]:
-    """Poll until every command has a final state or ``seconds`` pass; a progress line on a
-    terminal when there are many."""
+    """Poll until every command has a final state or ``seconds`` pass. On a terminal, a
+    progress bar; otherwise (a log, a pipe) one line per command as it ends. At the timeout,
+    which commands are still pending, by device."""
     deadline = time.monotonic() + seconds
     done: dict[str, dict[str, Any]] = {}
-    show = sys.stderr.isatty()
+    bar = sys.stderr.isatty()
     while True:
         for command_uuid in uuids:
             if command_uuid not in done:
                 status = client.call("GET", f"/v1/commands/{command_uuid}")
                 if status["state"] in FINAL:
                     done[command_uuid] = status
-        if show:
+                    if not bar:
+                        row = _result_row(status)
+                        print(
+                            f"{len(done)}/{len(uuids)} {row['udid']} {row['state']} "
+                            f"{row['result']}".rstrip(),
+                            file=sys.stderr,
+                            flush=True,
+                        )
+        if bar:
             width = 30
             filled = width * len(done) // max(1, len(uuids))
-            bar = "#" * filled + "-" * (width - filled)
-            print(f"\r[{bar}] {len(done)}/{len(uuids)} answered", end="", file=sys.stderr)
+            shown = "#" * filled + "-" * (width - filled)
+            print(f"\r[{shown}] {len(done)}/{len(uuids)} answered", end="", file=sys.stderr)
         if len(done) == len(uuids) or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
-    if show:
+    if bar:
         print(file=sys.stderr)
-    return [done.get(u) or client.call("GET", f"/v1/commands/{u}") for u in uuids]
+    statuses = [done.get(u) or client.call("GET", f"/v1/commands/{u}") for u in uuids]
+    pending = [s for s in statuses if s["state"] not in FINAL]
+    if pending:
+        print(
+            f"still pending after {seconds:g} s ({len(pending)} of {len(uuids)}): "
+            + ", ".join(f"{s['udid']} {s['uuid']} ({s['state']})" for s in pending),
+            file=sys.stderr,
+        )
+    return statuses
 
 
 def _result_row(status: dict[str, Any]) -> dict[str, Any]:

@@ -282,7 +282,7 @@ class CommandSender:
     def send(
         self,
         enrollment_ids: Sequence[int],
-        description: Mapping[str, Any],
+        description: Mapping[str, Any] | Prepared,
         *,
         actor: str,
         sign_profile: bool = False,
@@ -290,19 +290,32 @@ class CommandSender:
         **options: Any,
     ) -> Any:
         """``send_command`` in one store transaction (a Deferred of its SendResult); then,
-        with ``push``, the targets are pushed so that they poll for it."""
-        context = self.context
-        if sign_profile:
-            if self.sign_profile is None:
-                raise CommandRejected("no profile signer is configured")
-            context = BuildContext(context.own_profile_identifier, self.sign_profile)
-        prepared = prepare(description, context, unchecked=options.pop("unchecked", False))
+        with ``push``, the targets are pushed so that they poll for it. ``description`` may
+        be ``prepare``'s already."""
+        unchecked = options.pop("unchecked", False)
+        prepared = (
+            description
+            if isinstance(description, Prepared)
+            else self.prepare(description, sign_profile=sign_profile, unchecked=unchecked)
+        )
         sent = self.store.transaction(
             send_command, enrollment_ids, prepared, actor=actor, escrow=self.escrow, **options
         )
         if push and self.pusher is not None:
             sent.addCallback(self._push)
         return sent
+
+    def prepare(
+        self, description: Mapping[str, Any], *, sign_profile: bool = False, unchecked: bool = False
+    ) -> Prepared:
+        """The command checked (CommandInvalid, CommandRejected), before any target is read:
+        a wrong command is reported as such, whatever the targets."""
+        context = self.context
+        if sign_profile:
+            if self.sign_profile is None:
+                raise CommandRejected("no profile signer is configured")
+            context = BuildContext(context.own_profile_identifier, self.sign_profile)
+        return prepare(description, context, unchecked=unchecked)
 
     def _push(self, result: SendResult) -> SendResult:
         self.pusher.request(result.queued)

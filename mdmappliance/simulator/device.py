@@ -461,11 +461,19 @@ class SimulatedDevice:
         message.update(extra)
         return await self.put(self.checkin_path, message)
 
-    async def enroll(self) -> None:
-        for step in (self.authenticate, self.token_update):
-            reply = await step()
-            if reply.code != 200:
-                raise SimulatorError(f"{step.__name__} answered {reply.code}: {reply.text()}")
+    async def enroll(
+        self, facts: dict[str, str] | None = None, unlock_token: bytes | None = None
+    ) -> None:
+        """Authenticate (with ``facts`` over the defaults) and TokenUpdate; SimulatorError
+        if either is refused."""
+        reply = await self.authenticate(**(facts or {}))
+        if reply.code == 200:
+            reply = await self.token_update(unlock_token=unlock_token)
+            step = "TokenUpdate"
+        else:
+            step = "Authenticate"
+        if reply.code != 200:
+            raise SimulatorError(f"{step} answered {reply.code}: {reply.text()}")
 
     async def checkout(self, user_id: str | None = None) -> Reply:
         return await self.put(self.checkin_path, self._base("CheckOut", user_id))

@@ -73,6 +73,15 @@ async def send(ctx: AdminContext, request: IRequest) -> bytes:
     options = _read_send(body, errors)
     if errors or ctx.sender is None:
         return write_json(request, 400, {"errors": errors or ["commands are not available"]})
+    try:
+        # The command first: a wrong one is reported as such, whatever the targets.
+        prepared = ctx.sender.prepare(
+            body["command"], sign_profile=options["sign_profile"], unchecked=options["unchecked"]
+        )
+    except CommandInvalid as e:
+        return write_json(request, 400, {"errors": e.problems})
+    except CommandRejected as e:
+        return write_json(request, 400, {"errors": [str(e)]})
     targets, by_id, unknown = await _targets(ctx, body, all_devices=options["all"])
     if unknown and not options["partial"]:
         return write_json(request, 400, {"errors": [f"{u}: no such device" for u in unknown]})
@@ -81,13 +90,11 @@ async def send(ctx: AdminContext, request: IRequest) -> bytes:
     try:
         result = await ctx.sender.send(
             targets,
-            body["command"],
+            prepared,
             actor=actor(request),
             push=options["push"],
             partial=options["partial"],
-            sign_profile=options["sign_profile"],
             confirm_clear_passcode=options["confirm_clear_passcode"],
-            unchecked=options["unchecked"],
         )
     except CommandInvalid as e:
         return write_json(request, 400, {"errors": e.problems})
