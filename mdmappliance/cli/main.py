@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mdmappliance._version import __version__
-from mdmappliance.cli import dep, fleet, lifecycle, pushcert, vpp
+from mdmappliance.cli import dep, fleet, lifecycle, pushcert, simulate, vpp
 from mdmappliance.cli.client import APIError
 from mdmappliance.cli.failure import PROG, fail
 from mdmappliance.config import LOG_FORMATS, load_config, render_example
@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     dep.add_parser(sub, DEFAULT_CONFIG)
     vpp.add_parser(sub, DEFAULT_CONFIG)
     fleet.add_parsers(sub, DEFAULT_CONFIG)
+    simulate.add_parser(sub, DEFAULT_CONFIG)
     return parser
 
 
