@@ -4,6 +4,8 @@ tells its progress in a log and what is still pending at its timeout."""
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from pathlib import Path
 
 from twisted.internet import reactor, task
@@ -94,3 +96,61 @@ class FleetCommands(FleetCase):
         self.assertIn(f"1/2 {polling.udid} acknowledged Acknowledged", err)
         self.assertIn("still pending after 3 s (1 of 2):", err)
         self.assertIn("queued", out)
+
+
+class FriendlyOutput(FleetCase):
+    async def test_tables_have_headers_and_nothing_reads_none(self) -> None:
+        device, _ = await self.enrolled()
+        status, out, err = await self.cli("devices", "show", device.udid)
+        self.assertEqual(status, 0, err)
+        self.assertNotIn("None", out)
+        self.assertIn("access_rights", out)
+        status, out, _ = await self.cli("events")
+        self.assertTrue(
+            out.split("\n", 1)[0].split() == ["ID", "AT", "KIND", "ACTOR", "SUBJECT", "DETAIL"]
+        )
+        # One devices group: revoke and retire are in it ("device" still works).
+        status, out, err = await self.cli("devices", "revoke", device.udid)
+        self.assertEqual(status, 0, err)
+        status, _, err = await self.cli("device", "revoke", device.udid)
+        self.assertEqual(status, 1)
+        self.assertIn(f"no unrevoked identity is bound to {device.udid}", err)
+
+    async def test_a_missing_file_is_named_in_words(self) -> None:
+        status, _, err = await self.cli("pushcert", "show")
+        self.assertEqual(status, 1)
+        self.assertIn("no push certificate yet", err)
+        self.assertNotIn("Errno", err)
+        self.config.admin.api_key_file.rename(self.config.admin.api_key_file.with_suffix(".gone"))
+        status, _, err = await self.cli("devices", "list")
+        self.assertNotEqual(status, 0)
+        self.assertNotIn("Errno", err)
+        self.assertIn("does not exist", err)
+
+
+class Completion(SynchronousTestCase):
+    def complete(self, *words: str) -> list[str]:
+        script = run_cli("completion", "bash")
+        self.assertEqual(script.returncode, 0, script.stderr)
+        line = " ".join(shlex.quote(w) for w in words)
+        done = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f"{script.stdout}\nCOMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; "
+                '_mdmappliance_complete; printf "%s\\n" "${COMPREPLY[@]}"',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return done.stdout.split()
+
+    def test_bash_completes_commands_actions_request_types_and_options(self) -> None:
+        self.assertIn("simulate", self.complete("mdmappliance", "si"))
+        self.assertEqual(
+            self.complete("mdmappliance", "devices", ""), ["list", "retire", "revoke", "show"]
+        )
+        self.assertIn("EraseDevice", self.complete("mdmappliance", "command", "send", "Er"))
+        self.assertIn("--wait", self.complete("mdmappliance", "command", "send", "X", "--w"))

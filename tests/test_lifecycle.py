@@ -221,10 +221,10 @@ class DeviceCommand(TestCase):
         def cli(*args: str) -> Any:
             return deferToThread(run_cli, *args)
 
-        retired = await cli("device", "retire", udid, "--config", str(config_path))
+        retired = await cli("devices", "retire", udid, "--config", str(config_path))
         self.assertEqual(retired.returncode, 0, retired.stderr)
         self.assertIn("RemoveProfile queued", retired.stdout)
-        revoked = await cli("device", "revoke", udid, "--config", str(config_path))
+        revoked = await cli("devices", "revoke", udid, "--config", str(config_path))
         self.assertEqual(revoked.returncode, 0, revoked.stderr)
         self.assertIn("1 identity certificate(s) revoked", revoked.stdout)
         again = await cli("device", "revoke", udid, "--config", str(config_path))

@@ -11,7 +11,7 @@ from typing import Any
 
 from mdmappliance import pki
 from mdmappliance.cli.client import AdminClient
-from mdmappliance.cli.failure import fail
+from mdmappliance.cli.failure import fail, file_problem
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.dep.profiles import ProfileInvalid, read_profile_file
 from mdmappliance.dep.token import (
@@ -67,8 +67,10 @@ def cmd_token_import(args: argparse.Namespace) -> int:
         store_token(d.token_file, token)
         with offline_store(config) as store:
             store.transaction_now(_record_import, token, current, cli_actor())
-    except (TokenError, pki.PKIError, OSError) as e:
+    except (TokenError, pki.PKIError) as e:
         return fail(str(e))
+    except OSError as e:
+        return fail(file_problem(e))
     print(f"DEP server token imported: {d.token_file} (0600)")
     print(f"  expires  {token.access_token_expiry} ({token.days_left():.0f} days)")
     print("The running appliance picks it up at its next sync (or `mdmappliance dep sync`).")

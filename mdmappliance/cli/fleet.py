@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mdmappliance.admin.queries import DEVICE_STATES
+from mdmappliance.cli import lifecycle
 from mdmappliance.cli.client import AdminClient, APIError
 from mdmappliance.mdm.platforms import PLATFORMS
 from mdmappliance.store.commands import FINAL
@@ -109,13 +110,22 @@ def cmd_devices_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown(value: Any) -> str:
+    """A field as people read it: "-" for nothing, yes/no for booleans."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
 def cmd_devices_show(args: argparse.Namespace) -> int:
     device = AdminClient.from_config(args.config).call(
         "GET", f"/v1/devices/{urllib.parse.quote(args.udid)}"
     )
-    lines = [f"{key:22} {device.get(key)}" for key in SHOWN_FIELDS]
+    lines = [f"{key:22} {_shown(device.get(key))}" for key in SHOWN_FIELDS]
     identity = device.get("identity") or {}
-    lines.append(f"{'identity expires':22} {identity.get('not_after')}")
+    lines.append(f"{'identity expires':22} {_shown(identity.get('not_after'))}")
     for kind, entry in sorted(device.get("inventory", {}).items()):
         count = len(entry["data"]) if isinstance(entry["data"], list | dict) else 1
         lines.append(f"{'inventory ' + kind:22} {count} item(s), reported {entry['reported_at']}")
@@ -284,6 +294,8 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_events(args: argparse.Namespace) -> int:
     client = AdminClient.from_config(args.config)
     after = args.after
+    if not args.json:
+        print(f"{'ID':>8} {'AT':24} {'KIND':32} {'ACTOR':24} SUBJECT DETAIL")
     while True:
         page = client.call("GET", "/v1/events", after=after, limit=args.limit)
         for event in page["events"]:
@@ -302,7 +314,11 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any, default_config: str) -> None:
-    devices = sub.add_parser("devices", help="list and show devices (over the admin API)")
+    devices = sub.add_parser(
+        "devices",
+        aliases=["device"],
+        help="list, show, revoke and retire devices (over the admin API)",
+    )
     dsub = devices.add_subparsers(dest="devices_command", required=True, metavar="ACTION")
     dlist = dsub.add_parser("list", help="devices, with filters")
     dlist.add_argument("--state", choices=DEVICE_STATES)
@@ -312,6 +328,7 @@ def add_parsers(sub: Any, default_config: str) -> None:
     dshow = dsub.add_parser("show", help="one device with its inventory")
     dshow.add_argument("udid")
     dshow.set_defaults(func=cmd_devices_show)
+    lifecycle.add_device_actions(dsub, default_config)
 
     command = sub.add_parser("command", help="send, show, list and cancel commands")
     csub = command.add_subparsers(dest="command_command", required=True, metavar="ACTION")

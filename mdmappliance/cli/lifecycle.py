@@ -101,8 +101,13 @@ def add_parsers(sub: Any, default_config: str) -> None:
     revoke = link_sub.add_parser("revoke", help="revoke an unused link")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(func=cmd_link_revoke)
-    device = sub.add_parser("device", help="revoke or retire a device")
-    device_sub = device.add_subparsers(dest="device_command", required=True, metavar="ACTION")
+    for command in (create, listing, revoke):
+        command.add_argument("--config", default=default_config, help=f"default {default_config}")
+        command.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_device_actions(device_sub: Any, default_config: str) -> None:
+    """``devices revoke`` and ``devices retire`` (the ``devices`` group is ``fleet``'s)."""
     revoke_device = device_sub.add_parser("revoke", help="refuse the device's identities")
     revoke_device.add_argument("udid")
     revoke_device.set_defaults(func=cmd_device_revoke)
@@ -118,6 +123,3 @@ def add_parsers(sub: Any, default_config: str) -> None:
     retire.set_defaults(func=cmd_device_retire)
     for command in (revoke_device, retire):
         command.add_argument("--config", default=default_config, help=f"default {default_config}")
-    for command in (create, listing, revoke):
-        command.add_argument("--config", default=default_config, help=f"default {default_config}")
-        command.add_argument("--json", action="store_true", help="machine-readable output")

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from mdmappliance._version import __version__
 from mdmappliance.cli import dep, fleet, lifecycle, pushcert, simulate, vpp
 from mdmappliance.cli.client import APIError
-from mdmappliance.cli.failure import PROG, fail
+from mdmappliance.cli.failure import PROG, fail, file_problem
 from mdmappliance.config import LOG_FORMATS, load_config, render_example
 from mdmappliance.core.errors import ApplianceError
 
@@ -107,6 +107,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(Path(args.config), log_format=args.log_format)
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    from mdmappliance.cli.completion import bash_script
+    from mdmappliance.commands.catalog import CATALOG
+
+    sys.stdout.write(bash_script(build_parser(), sorted(CATALOG)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="A self-hosted Apple MDM server (see README.md)."
@@ -153,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     example = sub.add_parser("config-example", help="print the documented example config")
     example.set_defaults(func=cmd_config_example)
 
+    completion = sub.add_parser("completion", help="print the shell completion script")
+    completion.add_argument("shell", choices=("bash",))
+    completion.set_defaults(func=cmd_completion)
+
     lifecycle.add_parsers(sub, DEFAULT_CONFIG)
     pushcert.add_parser(sub, DEFAULT_CONFIG)
     dep.add_parser(sub, DEFAULT_CONFIG)
@@ -176,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(e), e.exit_status)
     except APIError as e:
         return fail(str(e), 1)
+    except OSError as e:  # a file the command needs (an API key, a certificate): in words
+        return fail(file_problem(e), 1)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     return status

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mdmappliance import pki
-from mdmappliance.cli.failure import fail
+from mdmappliance.cli.failure import fail, file_problem
 from mdmappliance.core.files import write_atomic
 from mdmappliance.pki.pushcert import (
     ImportPlan,
@@ -43,8 +43,10 @@ def cmd_import(args: argparse.Namespace) -> int:
                 )
             write_push_identity(plan, config.apns.cert_file, config.apns.key_file)
             store.transaction_now(_record_import, plan, cli_actor())
-    except (PushCertError, OSError) as e:
+    except PushCertError as e:
         return fail(str(e))
+    except OSError as e:
+        return fail(file_problem(e))
     for warning in plan.warnings:
         print(f"warning: {warning}")
     print(f"push certificate imported: topic {plan.topic}")
@@ -73,7 +75,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     try:
         push = read_push_certificate(config.apns.cert_file)
-    except (PushCertError, OSError) as e:
+    except FileNotFoundError:
+        return fail(
+            f"no push certificate yet ({config.apns.cert_file}): import one with "
+            "`mdmappliance pushcert import CERT KEY` (README: Push notifications)"
+        )
+    except OSError as e:
+        return fail(file_problem(e))
+    except PushCertError as e:
         return fail(f"{config.apns.cert_file}: {e}")
     print(f"topic     {push.topic}")
     print(f"subject   {push.certificate.subject.rfc4514_string()}")
@@ -102,8 +111,10 @@ def cmd_vendor_sign(args: argparse.Namespace) -> int:
         vendor_key = pki.read_private_key(Path(args.vendor_key))
         chain = [c for path in args.chain for c in pki.read_certificates(Path(path))]
         signed = vendor_sign(Path(args.csr).read_bytes(), vendor_cert, vendor_key, chain)
-    except (PushCertError, pki.PKIError, OSError) as e:
+    except (PushCertError, pki.PKIError) as e:
         return fail(str(e))
+    except OSError as e:
+        return fail(file_problem(e))
     write_atomic(Path(args.out), signed.request, mode=0o644)
     print(f"PushCertWebRequest written to {args.out}")
     print("The customer uploads it at https://identity.apple.com/pushcert")
