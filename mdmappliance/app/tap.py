@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import ClassVar
 
@@ -12,7 +13,9 @@ from mdmappliance.app import logs
 from mdmappliance.config import LOG_FORMATS, Config, load_config
 from mdmappliance.core.errors import ApplianceError
 
-DEFAULT_CONFIG = "/etc/mdmappliance/mdmappliance.toml"
+#: ``--config``, else ``$MDMAPPLIANCE_CONFIG`` (as for every ``mdmappliance`` command), else
+#: the packaged location.
+DEFAULT_CONFIG = os.environ.get("MDMAPPLIANCE_CONFIG") or "/etc/mdmappliance/mdmappliance.toml"
 
 
 def _exit(error: ApplianceError) -> SystemExit:
