@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from twisted.internet import reactor, task
+from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdmappliance.cli.client import APIError
@@ -17,7 +18,7 @@ from mdmappliance.cli.fleet import command_keys
 from mdmappliance.cli.installation import InitRequest, initialize
 from mdmappliance.config import load_config
 from tests.support import run_cli
-from tests.test_fleet_api import FleetCase
+from tests.test_fleet_api import FleetCase, run_cli_capture
 
 
 class TypedKeys(SynchronousTestCase):
@@ -154,3 +155,22 @@ class Completion(SynchronousTestCase):
         )
         self.assertIn("EraseDevice", self.complete("mdmappliance", "command", "send", "Er"))
         self.assertIn("--wait", self.complete("mdmappliance", "command", "send", "X", "--w"))
+
+
+class LinkWithoutTopic(FleetCase):
+    async def test_a_link_that_cannot_be_served_says_so(self) -> None:
+        status, _, err = await self.cli("enroll-link", "create")
+        self.assertEqual(status, 0, err)
+        self.assertNotIn("warning", err)
+        text = self.config.path.read_text()
+        self.assertIn('topic = "', text)
+        without = self.config.path.with_name("without-topic.toml")
+        without.write_text(
+            "\n".join(line for line in text.splitlines() if not line.startswith("topic ="))
+        )
+        status, out, err = await deferToThread(
+            run_cli_capture, "enroll-link", "create", "--config", str(without)
+        )
+        self.assertEqual(status, 0, err)
+        self.assertIn("/enroll/", out)
+        self.assertIn("warning: this link answers 503 until a push certificate is imported", err)

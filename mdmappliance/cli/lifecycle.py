@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import urllib.parse
 from typing import Any
 
 from mdmappliance.cli.client import AdminClient, APIError
 from mdmappliance.cli.failure import fail
+from mdmappliance.config import load_config
 from mdmappliance.enrollment.links import parse_duration
 
 
@@ -28,6 +30,12 @@ def cmd_link_create(args: argparse.Namespace) -> int:
     else:
         print(link["url"])
         print(f"link {link['id']}, single use, expires {link['expires_at']}")
+    if not load_config(args.config).push_topic():
+        print(
+            "warning: this link answers 503 until a push certificate is imported "
+            "(mdmappliance pushcert import) or [device] topic is set: profiles need a topic",
+            file=sys.stderr,
+        )
     return 0
 
 
