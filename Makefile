@@ -15,7 +15,7 @@ SHELL := /bin/bash
 SOURCES := $(shell find mdmappliance twisted -type f ! -path '*/__pycache__/*' \
     ! -name '*.pyc' ! -name dropin.cache 2>/dev/null) setup.cfg pyproject.toml
 
-.PHONY: run ports test faults bench bench-instructions lint conf schema update-schema install clean
+.PHONY: run ports test faults bench bench-instructions lint conf schema update-schema install clean dist deb packages
 
 # The virtualenv with the project's runtime dependencies (what `make run` needs), rebuilt
 # when they change; the test and lint tools on top of it for `make test`.
@@ -104,3 +104,20 @@ update-schema: $(DEPS_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info _trial_temp
+
+# The single-file binary dist/mdmappliance: a shiv zipapp of the project and its dependencies
+# (pinned to this virtualenv's), for any machine with the same Python (README "Single-file
+# binary and .deb"). The wheel is built from a copy of the tree, never from a stale build/.
+dist: $(DEPS_STAMP)
+	$(BIN)/python packaging/deb/build.py dist --out dist/mdmappliance
+
+# dist/mdmappliance_<version>_<arch>.deb: that binary under /opt/mdmappliance, the unit, the
+# config as a conffile, the maintainer scripts of packaging/deb/.
+deb: dist
+	$(BIN)/python packaging/deb/build.py deb --binary dist/mdmappliance --out-dir dist
+
+# Builds both, then starts the appliance from each and runs lintian (tests/packages; slow, so
+# not part of `make test`).
+packages: deb
+	set -o pipefail; MDMAPPLIANCE_PACKAGES=1 $(BIN)/python -m twisted.trial tests.packages 2>&1 \
+	    | $(BIN)/python tests/summary.py
