@@ -42,7 +42,9 @@ def require_enabled() -> None:
 def _newer_sources_than(artefact: Path) -> bool:
     built = artefact.stat().st_mtime
     sources = [REPO / "setup.cfg", *REPO.glob("mdmappliance/**/*"), *BUILD.parent.iterdir()]
-    return any(p.is_file() and p.stat().st_mtime > built for p in sources)
+    return any(
+        p.is_file() and "__pycache__" not in p.parts and p.stat().st_mtime > built for p in sources
+    )
 
 
 def binary() -> Path:
