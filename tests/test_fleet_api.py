@@ -215,7 +215,7 @@ class CommandLine(FleetCase):
         status, out, _ = await self.cli("devices", "show", first.udid)
         self.assertIn("inventory device_information", out)
         status, out, _ = await self.cli("events", "--limit", "3")
-        self.assertEqual(len(out.splitlines()), 3)
+        self.assertEqual(len(out.splitlines()), 1 + 3, "the header, then three events")
 
     async def test_bad_keys_and_failures_are_one_line(self) -> None:
         device, _ = await self.enrolled()
