@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mdmappliance._version import __version__
-from mdmappliance.cli import dep, fleet, lifecycle, pushcert, simulate, vpp
+from mdmappliance.cli import backup, dep, fleet, lifecycle, pushcert, simulate, vpp
 from mdmappliance.cli.client import APIError
 from mdmappliance.cli.failure import PROG, fail, file_problem
 from mdmappliance.config import LOG_FORMATS, load_config, render_example
@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     pushcert.add_parser(sub, DEFAULT_CONFIG)
     dep.add_parser(sub, DEFAULT_CONFIG)
     vpp.add_parser(sub, DEFAULT_CONFIG)
+    backup.add_parsers(sub, DEFAULT_CONFIG)
     fleet.add_parsers(sub, DEFAULT_CONFIG)
     simulate.add_parser(sub, DEFAULT_CONFIG)
     return parser
