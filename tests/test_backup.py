@@ -25,10 +25,10 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from mdmappliance.cli.backup import restore, write_backup
 from mdmappliance.config import load_config
+from mdmappliance.simulator.device import SimulatedDevice
 from mdmappliance.store import Store, Tx
 from mdmappliance.store.backup import MAX_RESTARTS, copy_live_database
 from mdmappliance.store.migrate import load_migrations, migrate
-from tests.simulator import SimulatedDevice
 from tests.support import SCHEMA_VERSION, InProcessAppliance, make_installation, run_cli
 
 
