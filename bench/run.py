@@ -6,7 +6,9 @@
 - apns: pushes per second to 10,000 enrollments through one HTTP/2 connection;
 - scep: issuances per second (PKCSReq -> CertRep) and enrollments per second end to end;
 - dep: the first fetch of 100,000 devices and a sync of 1,000 changes, time and peak memory;
-- vpp: a first sync of 50,000 users and 100,000 licenses, then of 1,000 changes, likewise.
+- vpp: a first sync of 50,000 users and 100,000 licenses, then of 1,000 changes, likewise;
+- device channel and hot path: server CPU per device message beside a bare TLS responder
+  (``bench/hot_path.py`` is issue 18's table: 200 devices draining 10 DeviceInformation each).
 
 Each runs a bounded number of operations on loopback and in a temporary directory.
 """
@@ -30,6 +32,7 @@ from bench.apns import bench_apns
 from bench.commands import bench_commands
 from bench.dep import bench_dep
 from bench.device_channel import bench_device_channel
+from bench.hot_path import bench_hot_path
 from bench.scep import bench_scep
 from bench.vpp import bench_vpp
 from mdmappliance.app.admin_listener import admin_listener
@@ -118,6 +121,7 @@ async def main(_: Any) -> None:
     await bench_dep()
     await bench_vpp()
     await bench_device_channel()
+    await bench_hot_path()
 
 
 def run(entry: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
