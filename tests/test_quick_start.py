@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import plistlib
 import re
 import shlex
 import signal
@@ -28,12 +29,33 @@ BLOCK = re.compile(r"## Quick start\n.*?```sh\n(.*?)```", re.S)
 WAIT = 120.0
 
 
-def quick_start_lines() -> list[str]:
-    """The commands of the Quick start block, comments and blank lines left out."""
-    found = BLOCK.search((REPO / "README.md").read_text(encoding="utf-8"))
-    assert found is not None, "README.md has no Quick start block"
+FLEET_BLOCK = re.compile(r"## Running the fleet\n.*?```sh\n(.*?)```", re.S)
+#: What the demo answers, as documented, where it cannot do what the example asks: pushes
+#: need a real push certificate; a command the simulated device already answered cannot be
+#: canceled.
+DOCUMENTED_REFUSALS = {
+    "mdmappliance push": "no push certificate is installed",
+    "mdmappliance command cancel": "cannot be canceled",
+}
+
+
+def block_lines(pattern: re.Pattern[str], name: str) -> list[str]:
+    """The commands of a README block, comments and blank lines left out."""
+    found = pattern.search((REPO / "README.md").read_text(encoding="utf-8"))
+    assert found is not None, f"README.md has no {name} block"
     lines = [line.split(" #")[0].strip() for line in found.group(1).splitlines()]
     return [line for line in lines if line and not line.startswith("#")]
+
+
+def quick_start_lines() -> list[str]:
+    return block_lines(BLOCK, "Quick start")
+
+
+def as_run(line: str) -> str:
+    """A synopsis line as a command: optional ``[...]`` parts left out, the first of
+    ``A | B``."""
+    line = re.sub(r"\s*\[[^\]]*\]", "", line)
+    return line.split(" | ")[0].strip()
 
 
 def wait_until(process: subprocess.Popen[bytes], log: Path, check: Any, what: str) -> None:
@@ -155,6 +177,50 @@ class QuickStart(TestCase):
         self.assertIn("Find My Mac PIN", erased)
         self.assertIn("command.queued", outputs["mdmappliance events"])
         self.assertIn("-> Acknowledged", simulated.read_text())
+        self.running_the_fleet()
+
+    def running_the_fleet(self) -> None:
+        """Every example of "Running the fleet" in the same demo, placeholders filled in:
+        UDID an iPhone's, COMMAND_UUID the last queued, settings.plist a DeviceName setting.
+        The simulator (the Quick start's) and completion lines have tests of their own."""
+        udid = self.first_udid()
+        (self.dir / "settings.plist").write_bytes(
+            plistlib.dumps({"Settings": [{"Item": "DeviceName", "DeviceName": "Front desk"}]})
+        )
+        last_uuid = ""
+        ran = 0
+        said: dict[str, str] = {}
+        for synopsis in block_lines(FLEET_BLOCK, "Running the fleet"):
+            if synopsis.startswith(("mdmappliance simulate", "source <(")):
+                continue
+            line = as_run(synopsis).replace("COMMAND_UUID", last_uuid).replace("UDID", udid)
+            line = line.replace("settings.plist", str(self.dir / "settings.plist"))
+            done = subprocess.run(
+                shlex.split(line),
+                cwd=REPO,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=WAIT,
+            )
+            refusal = next(
+                (text for start, text in DOCUMENTED_REFUSALS.items() if line.startswith(start)),
+                None,
+            )
+            if done.returncode != 0 and refusal is not None:
+                self.assertIn(refusal, done.stderr, line)
+            else:
+                self.assertEqual(done.returncode, 0, f"{line}\n{done.stdout}\n{done.stderr}")
+            queued = re.findall(
+                r"[0-9A-F]{8}-[0-9A-F]{4}-7[0-9A-F]{3}-[0-9A-F]{4}-[0-9A-F]{12}", done.stdout
+            )
+            if line.startswith("mdmappliance command send") and queued:
+                last_uuid = queued[-1]
+            ran += 1
+            said[line.split(udid)[0].strip()] = done.stdout
+        self.assertGreaterEqual(ran, 10)
+        self.assertIn("identity certificate(s) revoked", said["mdmappliance devices revoke"])
+        self.assertIn("queued", said["mdmappliance command send Settings --udid"])
 
     def first_udid(self) -> str:
         devices: list[dict[str, Any]] = json.loads(
