@@ -627,6 +627,20 @@ class ProxyMode(DeviceChannelCase):
         await device.enroll()
         self.assertEqual((await device.report("Idle")).code, 200)
 
+    async def test_a_revoked_client_cert_is_refused_at_once(self) -> None:
+        """The proxy's Client-Cert is chain-checked once per certificate, but revocation is
+        the store's, read on every request."""
+        device = self.device(base_url=self.proxy_url)
+        device.extra_headers.update(self.client_cert_header(device))
+        await device.enroll()
+        self.assertEqual((await device.report("Idle")).code, 200)
+        await self.appliance.store.transaction(
+            lambda tx: tx.enrollments.revoke_identities(device.udid, "2026-12-02T00:00:00Z")
+        )
+        reply = await device.report("Idle")
+        self.assertEqual(reply.code, 403)
+        self.assertIn(b"revoked", reply.body)
+
     async def test_client_cert_header_from_elsewhere_is_ignored(self) -> None:
         device = self.device(base_url=self.proxy_url, bind_address="127.0.0.2")
         device.extra_headers.update(self.client_cert_header(device))

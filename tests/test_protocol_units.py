@@ -6,16 +6,22 @@ from __future__ import annotations
 import base64
 import datetime
 from pathlib import Path
+from typing import Any, cast
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.iweb import IRequest
+from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 
 from mdmappliance import pki
 from mdmappliance.app.reactor import global_reactor
 from mdmappliance.device.digest import DigestAuthority, md5_hex, parse_digest
-from mdmappliance.mdm.errors import BadMessage
+from mdmappliance.device.identity import CLIENT_CERT_RECHECK, IdentityResolver
+from mdmappliance.mdm.errors import BadMessage, IdentityRefused
 from mdmappliance.mdm.messages import (
     Authenticate,
     CheckOut,
@@ -217,3 +223,65 @@ class GroupCommit(TestCase):
         await store.transaction(set_setting, "after", "1")
         self.assertEqual(await store.run(get_setting, "after"), "1")
         self.assertIsNone(await store.run(get_setting, "rogue"))
+
+
+class ClientCertHeaders(SynchronousTestCase):
+    """Proxy mode: a Client-Cert is chain-checked once per certificate, not per request; it
+    is checked again after CLIENT_CERT_RECHECK, and never believed past its expiry."""
+
+    def setUp(self) -> None:
+        self.ca = pki.create_ca("proxy test")
+        self.now = NOW
+        self.checks = 0
+        case = self
+
+        class CountingTrust(TrustStore):
+            def verify(self, *args: Any, **kw: Any) -> None:
+                case.checks += 1
+                super().verify(*args, **kw)
+
+        self.resolver = IdentityResolver(
+            CountingTrust((self.ca.certificate,)),
+            now=lambda: self.now,
+            trusted_proxies=frozenset({"127.0.0.1"}),
+        )
+
+    def request(self, leaf: pki.IssuedPair, peer: str = "127.0.0.1") -> IRequest:
+        request = DummyRequest([b"mdm", b"connect"])
+        der = leaf.certificate.public_bytes(Encoding.DER)
+        request.requestHeaders.setRawHeaders(b"client-cert", [b":" + base64.b64encode(der) + b":"])
+        request.client = IPv4Address("TCP", peer, 40000)
+        request.channel = DummyChannel()  # type: ignore[attr-defined]  # plain HTTP
+        return cast(IRequest, request)
+
+    def test_one_check_per_certificate_then_again_after_the_recheck_time(self) -> None:
+        month = datetime.timedelta(days=30)
+        first = pki.issue_device_identity(self.ca, "device 1", lifetime=month)
+        second = pki.issue_device_identity(self.ca, "device 2", lifetime=month)
+        for _ in range(3):
+            resolved = self.resolver.resolve(self.request(first), b"")
+            self.assertEqual(resolved.identity.certificate, first.certificate)
+        self.assertEqual(self.checks, 1)
+        self.assertEqual(
+            self.resolver.resolve(self.request(second), b"").identity.certificate,
+            second.certificate,
+        )
+        self.assertEqual(self.checks, 2, "another certificate is checked on its own")
+        self.now = NOW + CLIENT_CERT_RECHECK + datetime.timedelta(seconds=1)
+        self.resolver.resolve(self.request(first), b"")
+        self.assertEqual(self.checks, 3)
+
+    def test_an_expired_or_untrusted_certificate_is_never_believed(self) -> None:
+        leaf = pki.issue_device_identity(self.ca, "device", lifetime=datetime.timedelta(days=1))
+        self.resolver.resolve(self.request(leaf), b"")
+        self.now = NOW + datetime.timedelta(days=2)
+        with self.assertRaises(IdentityRefused):
+            self.resolver.resolve(self.request(leaf), b"")
+        stranger = pki.issue_device_identity(
+            pki.create_ca("other"), "device", lifetime=datetime.timedelta(days=30)
+        )
+        for _ in range(2):
+            with self.assertRaises(IdentityRefused):
+                self.resolver.resolve(self.request(stranger), b"")
+        with self.assertRaises(IdentityRefused):  # not from the proxy: not believed at all
+            self.resolver.resolve(self.request(leaf, peer="192.0.2.7"), b"")

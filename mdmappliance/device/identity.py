@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import ipaddress
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -30,6 +31,13 @@ from mdmappliance.pki.identity import DeviceIdentity
 from mdmappliance.pki.trust import TrustStore, UntrustedCertificate
 
 MAX_SIGNATURE_HEADER = 64 * 1024
+#: Client-Cert headers whose certificate was parsed and chain-checked, kept so that a device
+#: behind the proxy costs one check per certificate, not one per request. Revocation is the
+#: store's, read on every request, so a revoked certificate is refused at once regardless.
+CLIENT_CERT_CACHE = 10_000
+#: How long a checked Client-Cert is believed before it is checked again (at most until the
+#: certificate expires).
+CLIENT_CERT_RECHECK = datetime.timedelta(minutes=10)
 
 
 def tls_peer_certificate(request: IRequest) -> x509.Certificate | None:
@@ -71,6 +79,9 @@ class IdentityResolver:
         self._per_connection: weakref.WeakKeyDictionary[Any, tuple[DeviceIdentity | None]] = (
             weakref.WeakKeyDictionary()
         )
+        self._client_certs: OrderedDict[
+            tuple[bytes, bytes | None], tuple[DeviceIdentity, datetime.datetime]
+        ] = OrderedDict()
 
     def resolve(self, request: IRequest, body: bytes) -> Resolved:
         tls_identity = self._tls_identity(request)
@@ -136,9 +147,25 @@ class IdentityResolver:
             return None
         if address not in self.trusted_proxies:
             return None  # a device (or anyone) may not vouch for itself
+        chain_header = request.getHeader(b"client-cert-chain")
+        key = (header, chain_header)
+        now = self.now()
+        checked = self._client_certs.get(key)
+        if checked is not None and now < checked[1]:
+            self._client_certs.move_to_end(key)
+            return checked[0]
+        identity = self._check_client_cert(header, chain_header)
+        until = min(identity.certificate.not_valid_after_utc, now + CLIENT_CERT_RECHECK)
+        self._client_certs[key] = (identity, until)
+        self._client_certs.move_to_end(key)
+        while len(self._client_certs) > CLIENT_CERT_CACHE:
+            self._client_certs.popitem(last=False)
+        return identity
+
+    def _check_client_cert(self, header: bytes, chain_header: bytes | None) -> DeviceIdentity:
+        """The Client-Cert header's certificate, parsed and chain-checked."""
         try:
             cert = x509.load_der_x509_certificate(_sf_binary(header.decode("ascii")))
-            chain_header = request.getHeader(b"client-cert-chain")
             chain = [
                 x509.load_der_x509_certificate(_sf_binary(item))
                 for item in (chain_header.decode("ascii").split(",") if chain_header else [])
