@@ -28,7 +28,6 @@ import tempfile
 import time
 import tomllib
 import typing
-import uuid
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -40,7 +39,13 @@ from mdmappliance.cli.installation import CONFIG_MODE, CONFIG_NAME
 from mdmappliance.config import SECTIONS, Config, load_config, render_config
 from mdmappliance.config.model import _extra_keys
 from mdmappliance.core.errors import ApplianceError
-from mdmappliance.core.files import PUBLIC_MODE, SECRET_MODE, write_atomic
+from mdmappliance.core.files import (
+    PUBLIC_MODE,
+    SECRET_MODE,
+    fsync_directory,
+    open_atomic,
+    write_atomic,
+)
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.store.backup import STEP_PAGES, check_restorable, copy_live_database
 
@@ -252,41 +257,21 @@ def _write_archive(
     out: Path, manifest: Manifest, contents: list[tuple[Entry, bytes | Path]]
 ) -> None:
     """The tar, in a temp file beside ``out`` created 0600, synced, then renamed over it."""
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_MODE)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), SECRET_MODE)  # the umask may have narrowed it
-            with tarfile.open(fileobj=f, mode="w:gz") as tar:
-                manifest_bytes = manifest.to_json()
-                _add(tar, MANIFEST, len(manifest_bytes), 0o600, io.BytesIO(manifest_bytes))
-                for entry, data in contents:
-                    if isinstance(data, Path):
-                        with data.open("rb") as source:
-                            _add(tar, entry.member, entry.size, entry.mode, source)
-                    else:
-                        _add(tar, entry.member, entry.size, entry.mode, io.BytesIO(data))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(out.parent)
+    with open_atomic(out, SECRET_MODE) as f, tarfile.open(fileobj=f, mode="w:gz") as tar:
+        manifest_bytes = manifest.to_json()
+        _add(tar, MANIFEST, len(manifest_bytes), 0o600, io.BytesIO(manifest_bytes))
+        for entry, data in contents:
+            if isinstance(data, Path):
+                with data.open("rb") as source:
+                    _add(tar, entry.member, entry.size, entry.mode, source)
+            else:
+                _add(tar, entry.member, entry.size, entry.mode, io.BytesIO(data))
 
 
 def _add(tar: tarfile.TarFile, name: str, size: int, mode: int, data: IO[bytes]) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = size, mode, int(time.time())
     tar.addfile(info, data)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # Restore.
@@ -554,7 +539,7 @@ def restore(
                 shutil.rmtree(data_dir, ignore_errors=True)
             raise
         shutil.rmtree(staging, ignore_errors=True)
-    _fsync_directory(data_dir)
+    fsync_directory(data_dir)
     outside = [(e, d) for e, d in planned if e.relative is None and e.role != CONFIG_ROLE]
     return RestoreReport(load_config(config_path), manifest, version, known, planned, outside)
 
