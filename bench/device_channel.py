@@ -49,6 +49,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time of process ``pid``'s main thread (the reactor) and of all its other threads
+    (the store thread, the thread pool) so far, from /proc/PID/task."""
+    main = others = 0.0
+    for task_dir in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task_dir / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if task_dir.name == str(pid):
+            main += seconds
+        else:
+            others += seconds
+    return main, others
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
