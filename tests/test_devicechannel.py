@@ -11,6 +11,9 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseNeverReceived
 
 from mdmappliance.commands.queue import enqueue
+from mdmappliance.core.timestamps import utc_timestamp
+from mdmappliance.device.binding import LAST_SEEN_EVERY
+from mdmappliance.device.routes import utc_now
 from mdmappliance.pki.escrow import Escrow, read_key
 from mdmappliance.simulator.device import SimulatedDevice
 from mdmappliance.store import Tx
@@ -688,6 +691,30 @@ class Details(DeviceChannelCase):
         await device.report("Idle")
         (seen,) = query(self.db, "SELECT last_seen FROM enrollments")[0]
         self.assertGreater(seen, "2026")
+
+    async def test_last_seen_is_rewritten_at_most_every_few_seconds(self) -> None:
+        """A poll within ``LAST_SEEN_EVERY`` of the last one leaves the row alone (an empty
+        Idle is then no write at all); an older one, or an inactive enrollment, is written."""
+        device = self.device()
+        await device.enroll()
+        recent = utc_timestamp(utc_now() - LAST_SEEN_EVERY / 2)
+        await self.appliance.store.run(sql, "UPDATE enrollments SET last_seen = ?", recent)
+        await device.report("Idle")
+        self.assertEqual(query(self.db, "SELECT last_seen FROM enrollments")[0][0], recent)
+        stale = utc_timestamp(utc_now() - LAST_SEEN_EVERY * 2)
+        await self.appliance.store.run(sql, "UPDATE enrollments SET last_seen = ?", stale)
+        await device.report("Idle")
+        self.assertGreater(query(self.db, "SELECT last_seen FROM enrollments")[0][0], recent)
+        await self.appliance.store.run(
+            sql, "UPDATE enrollments SET last_seen = ?, inactive_since = ?", recent, stale
+        )
+        await device.report("Idle")
+        self.assertEqual(
+            query(self.db, "SELECT inactive_since FROM enrollments"), [(None,)], "woken at once"
+        )
+        self.assertEqual(
+            len(query(self.db, "SELECT id FROM events WHERE kind = ?", "enrollment.active")), 1
+        )
 
     async def test_retired_enrollment_gets_401(self) -> None:
         device = self.device()

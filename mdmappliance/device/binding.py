@@ -17,6 +17,7 @@ The rules (see README, "Device identity and 401"):
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 
@@ -29,6 +30,8 @@ from mdmappliance.store.enrollments import BoundCertificate, Enrollment
 from mdmappliance.store.events import device_actor
 
 INACTIVE = ("checked_out", "retired")
+#: How stale ``last_seen`` may get before a message rewrites it (``touch``).
+LAST_SEEN_EVERY = datetime.timedelta(seconds=10)
 
 
 def refuse_foreign_certificate(tx: Tx, udid: str, identity: DeviceIdentity) -> None:
@@ -161,8 +164,20 @@ def bind_identity(tx: Tx, udid: str, identity: DeviceIdentity) -> bool:
     return True
 
 
-def touch(tx: Tx, enrollment_id: int) -> None:
-    """Record that this enrollment was just heard from (an inactive one is active again)."""
-    woke = tx.enrollments.touch(enrollment_id, utc_timestamp())
+def touch(tx: Tx, enrollment: Enrollment) -> None:
+    """Record that this enrollment was just heard from (an inactive one is active again).
+
+    ``last_seen`` is rewritten at most every ``LAST_SEEN_EVERY``: a device answering a queue
+    of commands would otherwise rewrite its row on every message, and an empty-queue Idle
+    would be a write (a commit with its fsync) only for this. An inactive one wakes at once."""
+    now = datetime.datetime.now(datetime.UTC)
+    seen = enrollment.last_seen
+    if (
+        enrollment.inactive_since is None
+        and seen is not None
+        and seen > utc_timestamp(now - LAST_SEEN_EVERY)
+    ):
+        return
+    woke = tx.enrollments.touch(enrollment.id, utc_timestamp(now))
     if woke is not None:
-        tx.events.record("enrollment.active", subject=woke, detail={"enrollment_id": enrollment_id})
+        tx.events.record("enrollment.active", subject=woke, detail={"enrollment_id": enrollment.id})

@@ -30,7 +30,7 @@ def handle_set_bootstrap_token(
     sealed = None if message.token is None else policy.escrow.seal(message.token, channel.udid)
     tx.enrollments.set_bootstrap_token(device.id, sealed, now)
     tx.enrollments.set_awaiting_configuration(device.id, message.awaiting_configuration, now)
-    binding.touch(tx, device.id)
+    binding.touch(tx, device)
     checkin_event(
         tx,
         "checkin.bootstrap_token_set",
@@ -48,7 +48,7 @@ def handle_get_bootstrap_token(
     device = binding.require_bound_identity(tx, channel, identity)
     now = utc_timestamp()
     tx.enrollments.set_awaiting_configuration(device.id, message.awaiting_configuration, now)
-    binding.touch(tx, device.id)
+    binding.touch(tx, device)
     sealed = tx.enrollments.bootstrap_token_sealed(device.id)
     checkin_event(tx, "checkin.bootstrap_token_get", channel, {"returned": sealed is not None})
     if sealed is None:

@@ -101,8 +101,8 @@ def handle_token_update(
         now,
     )
     if channel.is_user:
-        binding.touch(tx, device.id)
-    binding.touch(tx, target.id)
+        binding.touch(tx, device)
+    binding.touch(tx, target)
     checkin_event(
         tx,
         "checkin.token_update",
@@ -134,7 +134,7 @@ def handle_user_authenticate(
 ) -> Handled:
     channel = message.channel
     device = binding.require_bound_identity(tx, channel, identity)
-    binding.touch(tx, device.id)
+    binding.touch(tx, device)
     digest = policy.digest
     if digest is None:
         checkin_event(

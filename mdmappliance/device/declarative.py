@@ -53,7 +53,7 @@ def handle_declarative_management(
     channel = message.channel
     device = binding.require_bound_identity(tx, channel, identity)
     target = binding.require_user_channel(tx, channel) if channel.is_user else device
-    binding.touch(tx, target.id)
+    binding.touch(tx, target)
     if message.endpoint == "tokens":
         return json_reply(
             {

@@ -31,7 +31,7 @@ def handle_report(
     if device.state != "enrolled":
         raise NotManaged(f"device {channel.udid} has not completed enrollment (no TokenUpdate)")
     target = binding.require_user_channel(tx, channel) if channel.is_user else device
-    binding.touch(tx, target.id)
+    binding.touch(tx, target)
     outcome = record_report(tx, target.id, report, max_result_bytes=policy.max_result_bytes)
     if outcome.result_id is not None and report.command_uuid is not None:
         apply_result(

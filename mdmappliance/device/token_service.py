@@ -24,7 +24,7 @@ def handle_get_token(tx: Tx, message: GetToken, identity: DeviceIdentity) -> Han
     channel = message.channel
     device = binding.require_bound_identity(tx, channel, identity)
     target = binding.require_user_channel(tx, channel) if channel.is_user else device
-    binding.touch(tx, target.id)
+    binding.touch(tx, target)
     checkin_event(
         tx,
         "checkin.get_token_refused",

@@ -50,6 +50,9 @@ class Enrollment:
     state: str
     topic: str
     auth_token_sha256: str | None
+    #: When the enrollment was last heard from, and since when it counts as inactive.
+    last_seen: str | None = None
+    inactive_since: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class Stale:
     last_seen: str
 
 
-_ENROLLMENT = "id, udid, user_id, state, topic, auth_token_sha256"
+_ENROLLMENT = "id, udid, user_id, state, topic, auth_token_sha256, last_seen, inactive_since"
 
 
 class Enrollments(Family):
@@ -144,15 +147,16 @@ class Enrollments(Family):
         """The device channel of ``udid`` and what is known of the certificate ``sha256``,
         in one statement (this runs on every device request)."""
         row = self._conn.execute(
-            "SELECT e.id, e.udid, e.user_id, e.state, e.topic, e.auth_token_sha256, i.udid, "
-            "i.current, i.revoked_at, d.user_enrollment FROM (SELECT ? AS sha256) AS presented "
+            "SELECT e.id, e.udid, e.user_id, e.state, e.topic, e.auth_token_sha256, e.last_seen, "
+            "e.inactive_since, i.udid, i.current, i.revoked_at, d.user_enrollment "
+            "FROM (SELECT ? AS sha256) AS presented "
             "LEFT JOIN enrollments AS e ON e.udid = ? AND e.user_id = '' "
             "LEFT JOIN devices AS d ON d.udid = e.udid "
             "LEFT JOIN identities AS i ON i.sha256 = presented.sha256",
             (sha256, udid),
         ).fetchone()
-        device = Enrollment(*row[:6]) if row[0] is not None else None
-        return BoundIdentity(device, row[6], row[7] == 1, row[8], row[9] == 1)
+        device = Enrollment(*row[:8]) if row[0] is not None else None
+        return BoundIdentity(device, row[8], row[9] == 1, row[10], row[11] == 1)
 
     def user_enrollment(self, udid: str) -> bool | None:
         """Whether the device is known by an EnrollmentID (None: no such device)."""
