@@ -14,6 +14,8 @@ from mdmappliance.commands import rights
 from mdmappliance.commands.base import BuildContext, Target
 from mdmappliance.commands.catalog import CATALOG, FAMILY_SPECS, fit, prepare
 from mdmappliance.commands.errors import CommandInvalid, ResultInvalid
+from mdmappliance.commands.inventory import _parsed_command, sent_command
+from mdmappliance.commands.queue import reply_plist
 from mdmappliance.commands.settings import ITEMS
 from mdmappliance.mdm.errorcodes import ERROR_CODES, describe_chain, describe_error, meaning
 from mdmappliance.mdm.platforms import Platform, platform_of
@@ -884,3 +886,18 @@ class ErrorWords(SynchronousTestCase):
         self.assertEqual(meaning("MCKeychainErrorDomain", 6001), "Empty string")
         self.assertEqual(meaning("MCChaperoneErrorDomain", 29003), "Bad certificate data")
         self.assertEqual(meaning("MCFontErrorDomain", 35002), "Multiple fonts in a single payload")
+
+
+class SentCommands(SynchronousTestCase):
+    def test_a_body_sent_to_many_devices_is_parsed_once(self) -> None:
+        """An answer is read against the command it answers; the replies of one batch body
+        differ only in their CommandUUID, so the body is parsed once for all of them."""
+        command = {"RequestType": "DeviceInformation", "Queries": ["SerialNumber", "IMEI"]}
+        uuids = [f"0000-{n:04d}-CACHE-TEST" for n in range(3)]
+        before = _parsed_command.cache_info()
+        read = [sent_command(reply_plist(uuid, command), uuid) for uuid in uuids]
+        after = _parsed_command.cache_info()
+        self.assertEqual(read, [command] * 3)
+        self.assertEqual((after.misses - before.misses, after.hits - before.hits), (1, 2))
+        other = {"RequestType": "ProfileList"}
+        self.assertEqual(sent_command(reply_plist(uuids[0], other), uuids[0]), other)

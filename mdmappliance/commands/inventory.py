@@ -8,6 +8,7 @@ an event says why, so nothing the device sent is lost.
 
 from __future__ import annotations
 
+import functools
 import plistlib
 from collections.abc import Mapping
 from typing import Any
@@ -66,7 +67,7 @@ def apply_result(
     if parse is not None and wanted:
         stored = tx.commands.payload(command_uuid)  # only read when an answer is parsed
         assert stored is not None
-        command = plistlib.loads(stored[0]).get("Command", {})
+        command = sent_command(stored[0], command_uuid)
         try:
             outcome = parse(result, command)
         except ResultInvalid as e:
@@ -78,6 +79,20 @@ def apply_result(
     if summary:
         tx.commands.set_summary(result_id, summary)
     return summary
+
+
+def sent_command(reply: bytes, command_uuid: str) -> Mapping[str, Any]:
+    """The ``Command`` of a stored reply plist. A command sent to many devices is one body
+    around each CommandUUID, so it is parsed once per body, not once per answer (parsing
+    an 85-query DeviceInformation costs more than the rest of reading its answer). The
+    parsers only read it."""
+    return _parsed_command(reply.replace(command_uuid.encode("ascii"), b"", 1))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_command(reply_without_uuid: bytes) -> Mapping[str, Any]:
+    command = plistlib.loads(reply_without_uuid).get("Command", {})
+    return command if isinstance(command, dict) else {}
 
 
 def _unreadable(
