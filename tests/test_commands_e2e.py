@@ -23,7 +23,7 @@ from mdmappliance.commands.send import resolve_udids
 from mdmappliance.mdm.schema import apple_schema
 from mdmappliance.simulator.device import SimulatedDevice
 from mdmappliance.simulator.model import DeviceModel
-from tests.support import InProcessAppliance, inventory_of, query
+from tests.support import InProcessAppliance, inventory_of, query, sql
 from tests.test_catalog import EXAMPLES, JPEG, PROFILE, SETTING_EXAMPLES, UUID
 
 #: The order a real rollout takes: look, install, configure, query, then lock and erase.
@@ -97,6 +97,36 @@ class CommandsEndToEnd(TestCase):
 
     async def send(self, targets: list[int], description: dict[str, Any], **kw: Any) -> Any:
         return await self.sender.send(targets, description, actor="test", **kw)
+
+    async def test_an_unchanged_answer_rewrites_only_when_it_was_reported(self) -> None:
+        """The same DeviceInformation answer again updates the inventory's command and time,
+        not its JSON; a changed one rewrites it."""
+        device, model, enrollment_id = await self.enrolled_iphone()
+        await self.store.run(sql, "CREATE TEMP TABLE data_writes (kind TEXT)")
+        await self.store.run(
+            sql,
+            "CREATE TEMP TRIGGER count_data AFTER UPDATE OF data ON inventory "
+            "BEGIN INSERT INTO data_writes VALUES (new.kind); END",
+        )
+        asked = {"RequestType": "DeviceInformation", "Queries": ["DeviceName", "OSVersion"]}
+
+        async def ask() -> tuple[str, dict[str, Any]]:
+            uuid = (await self.send([enrollment_id], asked)).queued[enrollment_id]
+            await device.poll(model.answer)
+            return uuid, (await self.store.run(inventory_of, enrollment_id))["device_information"]
+
+        _, first = await ask()
+        again, second = await ask()
+        self.assertEqual(second["data"], first["data"])
+        self.assertEqual(second["command_uuid"], again)
+        self.assertGreaterEqual(second["reported_at"], first["reported_at"])
+        self.assertEqual(await self.store.run(sql, "SELECT * FROM data_writes"), [])
+        model.settings["DeviceName"] = "Renamed"
+        _, third = await ask()
+        self.assertEqual(third["data"]["DeviceName"], "Renamed")
+        self.assertEqual(
+            await self.store.run(sql, "SELECT * FROM data_writes"), [("device_information",)]
+        )
 
     async def test_every_request_type_reaches_the_device_and_its_answer_is_stored(self) -> None:
         device, model, enrollment_id = await self.enrolled_iphone()

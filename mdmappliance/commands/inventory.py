@@ -128,13 +128,15 @@ def _store_inventory(
 ) -> None:
     data = update.data
     if update.merge:
-        current = tx.inventory.get(enrollment_id, update.kind)
-        if not isinstance(current, dict):
-            current = {}
+        stored = tx.inventory.get(enrollment_id, update.kind)
+        current = dict(stored) if isinstance(stored, dict) else {}
         for asked in update.scope:
             if asked not in data:
                 current.pop(asked, None)  # asked about, not answered: no longer there
         current.update(data)
+        if current == stored:  # the same answer again: only when, and by which command
+            tx.inventory.mark_reported(enrollment_id, update.kind, command_uuid, now)
+            return
         data = current
     tx.inventory.put(enrollment_id, update.kind, data, command_uuid, now)
 

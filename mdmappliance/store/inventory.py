@@ -30,6 +30,14 @@ class Inventory(Family):
             (enrollment_id, kind, json.dumps(data, sort_keys=True), command_uuid, now),
         )
 
+    def mark_reported(self, enrollment_id: int, kind: str, command_uuid: str, now: str) -> None:
+        """The stored state of this kind was reported again, unchanged (no JSON rewritten)."""
+        self._conn.execute(
+            "UPDATE inventory SET command_uuid = ?, reported_at = ? "
+            "WHERE enrollment_id = ? AND kind = ?",
+            (command_uuid, now, enrollment_id, kind),
+        )
+
     def of(self, enrollment_id: int) -> dict[str, dict[str, Any]]:
         """The enrollment's current state by kind: ``{kind: {data, reported_at, command_uuid}}``."""
         rows = self._conn.execute(
