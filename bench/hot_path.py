@@ -253,7 +253,7 @@ async def bench_hot_path(args: argparse.Namespace | None = None) -> None:
     results: dict[str, list[dict[str, float]]] = {label: [] for label in SERVERS}
     with tempfile.TemporaryDirectory(prefix="mdmappliance-bench-hot-") as name:
         for run in range(args.runs):
-            for label in SERVERS:  # alternated, a fresh server each time
+            for label in [s for s in SERVERS if s.startswith("bare") or args.only in s]:
                 workdir = Path(name) / f"run-{run}"
                 workdir.mkdir(exist_ok=True)
                 results[label].append(await one_server(workdir, label, args))
@@ -266,6 +266,8 @@ async def bench_hot_path(args: argparse.Namespace | None = None) -> None:
         f"{'p99 ms':>7} {'empty Idle CPU ms':>18} {'reactor/other threads ms':>25}"
     )
     for label, figures in results.items():
+        if not figures:
+            continue
 
         def median(key: str, figures: list[dict[str, float]] = figures) -> float:
             return statistics.median(f[key] for f in figures)
@@ -285,6 +287,12 @@ def parser() -> argparse.ArgumentParser:
     options.add_argument("--commands", type=int, default=10)
     options.add_argument("--workers", type=int, default=8)
     options.add_argument("--runs", type=int, default=1)
+    options.add_argument(
+        "--only",
+        default="",
+        metavar="TEXT",
+        help="only the mdmappliance servers whose label holds TEXT (mTLS, proxy), and the bare",
+    )
     options.add_argument(
         "--py-spy",
         metavar="FILE",
