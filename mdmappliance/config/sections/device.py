@@ -79,7 +79,9 @@ class DeviceSection:
     signature_clock_skew: float = setting(
         300.0,
         doc="Seconds of clock difference tolerated when checking the validity dates of a "
-        "certificate that signed an Mdm-Signature.",
+        "certificate that signed an Mdm-Signature, and its signingTime (one outside is "
+        "refused); a signed Authenticate, TokenUpdate or CheckOut is taken once within twice "
+        "this.",
         check=in_range(0, 86400),
     )
     unlock_key_file: Path = setting(
