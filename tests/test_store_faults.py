@@ -93,6 +93,12 @@ class ReadOnly(FaultCase):
 
     async def test_a_file_that_refuses_writes_gets_503_and_recovers(self) -> None:
         device = await self.enrolled()
+        # The Idle must write (last_seen is due): an Idle with nothing to write is answered
+        # from a read-only store like any read.
+        conn = sqlite3.connect(self.db)
+        with conn:
+            conn.execute("UPDATE enrollments SET last_seen = '2000-01-01T00:00:00.000Z'")
+        conn.close()
         wal = self.db.with_name(self.db.name + "-wal")
         self.immutable(wal, True)
         self.addCleanup(lambda: subprocess.run(["chattr", "-i", str(wal)], capture_output=True))
