@@ -41,6 +41,8 @@ class AdminAPI:
         self.context = context
         self.metrics = context.metrics
         self.app = Klein()
+        # A path with "//" is a JSON 404 like any unknown path, not werkzeug's HTML redirect.
+        self.app.url_map.merge_slashes = False
         for resource in RESOURCES:
             resource.register(self.app, self.context)
         self._errors(self.app)
