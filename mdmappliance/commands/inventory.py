@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import plistlib
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from mdmappliance.commands.base import InventoryUpdate, Outcome, json_safe
@@ -84,15 +85,15 @@ def apply_result(
 def sent_command(reply: bytes, command_uuid: str) -> Mapping[str, Any]:
     """The ``Command`` of a stored reply plist. A command sent to many devices is one body
     around each CommandUUID, so it is parsed once per body, not once per answer (parsing
-    an 85-query DeviceInformation costs more than the rest of reading its answer). The
-    parsers only read it."""
+    an 85-query DeviceInformation costs more than the rest of reading its answer). Shared
+    between answers, so it is handed out read-only."""
     return _parsed_command(reply.replace(command_uuid.encode("ascii"), b"", 1))
 
 
 @functools.lru_cache(maxsize=256)
 def _parsed_command(reply_without_uuid: bytes) -> Mapping[str, Any]:
     command = plistlib.loads(reply_without_uuid).get("Command", {})
-    return command if isinstance(command, dict) else {}
+    return MappingProxyType(command if isinstance(command, dict) else {})
 
 
 def _unreadable(
