@@ -28,6 +28,7 @@ from mdmappliance.config import load_config
 from mdmappliance.simulator.device import SimulatedDevice
 from mdmappliance.store import Store, Tx
 from mdmappliance.store.backup import MAX_RESTARTS, copy_live_database
+from mdmappliance.store.commands import EXPIRY_DUE
 from mdmappliance.store.migrate import load_migrations, migrate
 from tests.support import SCHEMA_VERSION, InProcessAppliance, make_installation, run_cli
 
@@ -373,6 +374,7 @@ def read_back(tx: Tx) -> dict[str, Any]:
     enrollment = tx.enrollments.get("UDID-1")
     assert enrollment is not None
     pending = tx.commands.next_pending(enrollment.id, (), "2024-01-03T00:00:00.000Z")
+    assert pending is not EXPIRY_DUE
     detail = tx.fleet.device("UDID-1")
     return {
         "installation": tx.settings.get("installation_id"),

@@ -10,13 +10,14 @@ from typing import Any
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ResponseNeverReceived
 
-from mdmappliance.commands.queue import enqueue
+from mdmappliance.commands.queue import enqueue, next_command
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.device.binding import LAST_SEEN_EVERY
 from mdmappliance.device.routes import utc_now
 from mdmappliance.pki.escrow import Escrow, read_key
 from mdmappliance.simulator.device import SimulatedDevice
 from mdmappliance.store import Tx
+from mdmappliance.store.commands import EXPIRY_DUE
 from tests.support import (
     TESTDATA,
     InProcessAppliance,
@@ -314,6 +315,41 @@ class Queue(DeviceChannelCase):
         fresh = await self.enqueue(device, {"RequestType": "CertificateList"})
         self.assertEqual(await device.poll(), [fresh])
         self.assertEqual(self.command_state(stale)[0], "expired")
+        self.assertEqual(len(self.events("command.expired")), 1)
+
+    async def test_a_due_command_behind_the_next_one_is_expired_at_the_same_poll(self) -> None:
+        # The poll reads the next command and whether any is due in one statement; one due
+        # behind the command sent still expires at this poll, with its event.
+        device = self.device()
+        await device.enroll()
+        fresh = await self.enqueue(device, {"RequestType": "CertificateList"})
+        stale = await self.enqueue(
+            device, {"RequestType": "ProfileList"}, expires_at="2000-01-01T00:00:00.000Z"
+        )
+        self.assertEqual(await device.poll(), [fresh])
+        self.assertEqual(self.command_state(stale)[0], "expired")
+        self.assertEqual(len(self.events("command.expired")), 1)
+
+    async def test_the_next_command_says_when_expiry_is_due_even_if_all_are_skipped(
+        self,
+    ) -> None:
+        device = self.device()
+        await device.enroll()
+        stale = await self.enqueue(
+            device, {"RequestType": "ProfileList"}, expires_at="2000-01-01T00:00:00.000Z"
+        )
+        now = "2026-01-01T00:00:00.000Z"
+
+        def ask(tx: Tx) -> tuple[object, object]:
+            enrollment = get_enrollment(tx, device.udid)
+            assert enrollment is not None
+            skipped = tx.commands.next_pending(enrollment.id, [stale], now)
+            return skipped, next_command(tx, enrollment.id, [stale])
+
+        skipped, sent = await self.appliance.store.transaction(ask)
+        self.assertIs(skipped, EXPIRY_DUE, "nothing to send, but a skipped one is due")
+        self.assertIsNone(sent)
+        self.assertEqual(self.command_state(stale), ("expired", 0, 0))
         self.assertEqual(len(self.events("command.expired")), 1)
 
 

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import treq
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
+from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool, ResponseNeverReceived
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from mdmappliance.admin.metrics import Metrics
 from mdmappliance.app.graceful import DrainingSite, ListenError, ListenerService
 from mdmappliance.app.reactor import global_reactor
 
@@ -115,6 +117,61 @@ class Drain(TestCase):
         await self.listener.stopService()
         await closed
         self.assertEqual(len(self.listener.connections.protocols), 0)
+
+    async def test_a_request_whose_client_hangs_up_is_no_longer_in_flight(self) -> None:
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port)
+        client = cast(Protocol, await endpoint.connect(Factory.forProtocol(Protocol)))
+        assert client.transport is not None
+        client.transport.write(b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        request = await self.resource.arrived
+        self.assertEqual(self.listener.site.in_flight, {request})
+        lost = request.notifyFinish()
+        client.transport.loseConnection()
+        with self.assertRaises(ConnectionDone):
+            await lost
+        await deferLater(reactor, 0, lambda: None)
+        self.assertEqual(self.listener.site.in_flight, set())
+        await self.listener.stopService()
+        self.assertFalse(self.clock.getDelayedCalls(), "nothing was left to wait for")
+
+    async def test_is_secure_is_asked_once_and_follows_set_host(self) -> None:
+        response_d = treq.get(self.url("/slow"), pool=self.pool)
+        request = await self.resource.arrived
+        self.assertFalse(request.isSecure(), "plain TCP")
+        self.assertFalse(request.isSecure())
+        request.setHost(b"mdm.example", 443, ssl=True)
+        self.assertTrue(request.isSecure(), "setHost(ssl=True) is heard after a first answer")
+        request.finish()
+        await (await response_d).content()
+
+    async def test_a_site_without_an_access_level_logs_no_access_and_still_counts(
+        self,
+    ) -> None:
+        metrics = Metrics()
+        quiet = ListenerService(
+            "quiet",
+            TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
+            DrainingSite(
+                self.resource, access_log_level=None, metrics=metrics, metrics_name="quiet"
+            ),
+            clock=self.clock,
+            grace=1.0,
+            describe="127.0.0.1:0",
+        )
+        quiet.startService()
+        self.addCleanup(quiet.stopService)
+        seen: list[dict[str, Any]] = []
+        observer = cast(ILogObserver, seen.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        response = await treq.get(f"http://127.0.0.1:{quiet.bound_port}/fast", pool=self.pool)
+        self.assertEqual(await response.content(), b"fast")
+        self.assertEqual([e for e in seen if e.get("log_namespace") == "mdmappliance.access"], [])
+        counted = metrics.registry.get_sample_value(
+            "mdmappliance_http_requests_total",
+            {"listener": "quiet", "endpoint": "other", "status": "200"},
+        )
+        self.assertEqual(counted, 1.0)
 
     def test_busy_port_is_a_clear_error(self) -> None:
         second = ListenerService(

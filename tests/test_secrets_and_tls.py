@@ -78,6 +78,32 @@ class AccessLog(TestCase):
             self.assertNotIn(key, text)
 
 
+class DeviceAccessLog(TestCase):
+    timeout = 60
+
+    async def test_device_access_lines_are_made_only_when_the_log_takes_debug(self) -> None:
+        # A device's every poll would be an access line at debug; below debug none is built.
+        seen: list[dict[str, Any]] = []
+        observer = cast(ILogObserver, seen.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        for level, logged in (("info", False), ("debug", True)):
+            appliance = InProcessAppliance(Path(self.mktemp()), log={"level": level})
+            self.addCleanup(appliance.stop)
+            device = await appliance.enrolled(self)
+            seen.clear()
+            self.assertEqual(await device.poll(), [])
+            server_path = appliance.config.device.server_path
+            lines = [
+                e
+                for e in seen
+                if e.get("log_namespace") == "mdmappliance.access" and e.get("path") == server_path
+            ]
+            self.assertEqual(bool(lines), logged, (level, lines))
+            await device.close()
+            await appliance.stop()
+
+
 class Ciphers(TestCase):
     timeout = 60
 

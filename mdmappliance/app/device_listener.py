@@ -70,11 +70,12 @@ def device_endpoint(
 def _device_site(
     endpoint: DeviceEndpoint, config: Config, name: str, metrics: Metrics | None
 ) -> DrainingSite:
-    # Device traffic is high-volume and already in the event log: access lines at debug.
+    # Device traffic is high-volume and already in the event log: access lines at debug,
+    # and not made at all when the log leaves debug out (~4 µs a request).
     site = DrainingSite(
         endpoint.resource(),
         max_body_bytes=config.device.max_body_bytes,
-        access_log_level=LogLevel.debug,
+        access_log_level=LogLevel.debug if config.log.level == "debug" else None,
         metrics=metrics,
         metrics_name=name,
     )

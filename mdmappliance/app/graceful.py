@@ -53,8 +53,30 @@ class _TrackedRequest(Request):
         site = channel.site
         self._limit: int | None = site.max_body_bytes
         self.too_large = False
+        self._tracked_by = site
         site.request_started(self)
-        self.notifyFinish().addBoth(lambda _: site.request_finished(self))
+
+    def finish(self) -> None:
+        # The site is told here and in connectionLost, the two ways a request ends (a
+        # notifyFinish Deferred per request costs more than the rest of this class).
+        super().finish()
+        self._tracked_by.request_finished(self)
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        self._tracked_by.request_finished(self)
+
+    def isSecure(self) -> bool:
+        """Asked four times a request (Klein twice); the answer is an interface lookup on
+        the transport, which does not change during the request."""
+        secure: bool | None = self.__dict__.get("_secure")
+        if secure is None:
+            secure = self._secure = super().isSecure()
+        return secure
+
+    def setHost(self, host: bytes, port: int, ssl: bool = False) -> None:
+        self.__dict__.pop("_secure", None)
+        super().setHost(host, port, ssl)
 
     def gotLength(self, length: int | None) -> None:
         if self._limit is None:
@@ -101,7 +123,7 @@ class DrainingSite(Site):
         resource: IResource,
         *,
         max_body_bytes: int | None = None,
-        access_log_level: LogLevel = LogLevel.info,
+        access_log_level: LogLevel | None = LogLevel.info,
         metrics: Metrics | None = None,
         metrics_name: str = "",
         **kwargs: Any,
@@ -121,12 +143,14 @@ class DrainingSite(Site):
         self._idle_waiters: list[Deferred[None]] = []
 
     def log(self, request: Request) -> None:  # type: ignore[override]
-        """One structured access-log event per request, at this site's level (and a count
-        for /metrics)."""
+        """One structured access-log event per request, at this site's level (none when
+        that is None), and a count for /metrics."""
         if self.metrics is not None:
             self.metrics.count_request(
                 self.metrics_name, request.path.decode("ascii", "replace"), request.code
             )
+        if self.access_log_level is None:
+            return  # below the configured level: not built only to be dropped
         access_log.emit(
             self.access_log_level,
             "{peer} {method} {path} {code} {length}",

@@ -21,7 +21,7 @@ from mdmappliance.commands.errors import CommandRejected
 from mdmappliance.core.timestamps import utc_timestamp
 from mdmappliance.mdm.messages import FINAL_STATUSES, Report
 from mdmappliance.store import Tx
-from mdmappliance.store.commands import ANSWERED, FINAL, NewCommand, Pending
+from mdmappliance.store.commands import ANSWERED, EXPIRY_DUE, FINAL, NewCommand, Pending
 from mdmappliance.store.events import device_actor
 
 
@@ -130,8 +130,12 @@ def next_command(tx: Tx, enrollment_id: int, skip: Collection[str]) -> Pending |
     """The command to send now (marked sent; its payload sealed when it carries an
     UnlockToken), or None for an empty reply."""
     now = utc_timestamp()
-    expire_due(tx, now, enrollment_id=enrollment_id)
-    return tx.commands.next_pending(enrollment_id, skip, now)
+    pending = tx.commands.next_pending(enrollment_id, skip, now)
+    if pending is EXPIRY_DUE:
+        expire_due(tx, now, enrollment_id=enrollment_id)
+        pending = tx.commands.next_pending(enrollment_id, skip, now)
+        assert pending is not EXPIRY_DUE  # all of them were expired at ``now``
+    return pending
 
 
 @dataclass(frozen=True)

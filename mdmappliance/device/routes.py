@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,6 +23,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from werkzeug import exceptions as routing
 
+from mdmappliance.core.routing import remembering_klein
 from mdmappliance.device.handlers import handle_message
 from mdmappliance.device.identity import IdentityResolver
 from mdmappliance.device.policy import ChannelPolicy, Handled
@@ -83,7 +83,7 @@ class DeviceEndpoint:
         #: CommandUUIDs a device answered NotNow to, per connection: not offered again on it.
         self._not_now: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
         self._seen: weakref.WeakKeyDictionary[IRequest, _Seen] = weakref.WeakKeyDictionary()
-        self.app = Klein()
+        self.app = remembering_klein()
         self._routes(checkin_path, server_path)
 
     def resource(self) -> IResource:

@@ -6,6 +6,7 @@ in ``commands.queue``, the batch rules in ``commands.send``: here is only how ro
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -85,6 +86,15 @@ class CommandListed(_Command):
     """A command in a device's list (``id`` is the page cursor)."""
 
     id: int
+
+
+class ExpiryDue(enum.Enum):
+    """``next_pending``'s answer when expired commands must be marked before sending."""
+
+    EXPIRY_DUE = "expiry due"
+
+
+EXPIRY_DUE = ExpiryDue.EXPIRY_DUE
 
 
 @dataclass(frozen=True)
@@ -258,19 +268,27 @@ class Commands(Family):
         return [(row[0], row[1]) for row in rows]
 
     # The device side
-    def next_pending(self, enrollment_id: int, skip: Collection[str], now: str) -> Pending | None:
-        """The first pending command of the enrollment but ``skip``, marked sent."""
+    def next_pending(
+        self, enrollment_id: int, skip: Collection[str], now: str
+    ) -> Pending | ExpiryDue | None:
+        """The first pending command of the enrollment but ``skip``, marked sent; or
+        ``EXPIRY_DUE`` (nothing marked) when a pending command of it is past its expiry, to
+        be expired first. One statement answers both on a device's every poll."""
         placeholders = ",".join("?" * len(skip))
         excluded = f"AND c.uuid NOT IN ({placeholders})" if skip else ""
-        row = self._conn.execute(
-            "SELECT c.id, c.uuid, c.payload, c.sealed, b.head, b.tail FROM commands AS c "
-            "LEFT JOIN command_bodies AS b ON b.id = c.body_id WHERE c.enrollment_id = ? AND "
-            f"c.state IN {_PENDING_SQL} {excluded} ORDER BY c.priority DESC, c.id LIMIT 1",
-            (enrollment_id, *skip),
+        due, command_id, command_uuid, payload, sealed, head, tail = self._conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM commands WHERE enrollment_id = ? AND state IN "
+            f"{_PENDING_SQL} AND expires_at IS NOT NULL AND expires_at <= ?), n.* "
+            "FROM (SELECT 1) LEFT JOIN (SELECT c.id, c.uuid, c.payload, c.sealed, b.head, "
+            "b.tail FROM commands AS c LEFT JOIN command_bodies AS b ON b.id = c.body_id "
+            f"WHERE c.enrollment_id = ? AND c.state IN {_PENDING_SQL} {excluded} "
+            "ORDER BY c.priority DESC, c.id LIMIT 1) AS n ON 1",
+            (enrollment_id, now, enrollment_id, *skip),
         ).fetchone()
-        if row is None:
+        if due:
+            return EXPIRY_DUE
+        if command_id is None:
             return None
-        command_id, command_uuid, payload, sealed, head, tail = row
         self._conn.execute(
             "UPDATE commands SET state = 'sent', sent_at = ?, send_count = send_count + 1, "
             "updated_at = ? WHERE id = ?",
