@@ -76,6 +76,7 @@ bench: install
 bench-instructions: install
 	$(BIN)/python bench/instructions.py
 	$(BIN)/python bench/instructions.py --routes-only
+	$(BIN)/python bench/instructions.py --without-klein
 
 lint: $(DEPS_STAMP)
 	$(BIN)/ruff check .

@@ -11,7 +11,9 @@ same two PUTs with an empty 200, behind the same mTLS options.
     than the rates on a noisy machine);
 (b) wake-ups: a new mTLS connection per cycle (what a push makes a device do).
 
-Also measured: the device routes alone in a process (no admin listener, access log, metrics).
+Also measured: the device routes alone in a process (no admin listener, access log, metrics),
+and the same endpoint without Klein (its handler behind a plain Resource): what Klein's render
+costs a message.
 """
 
 from __future__ import annotations
@@ -217,6 +219,12 @@ async def bench_device_channel() -> None:
                 "endpoint",
                 str(config.path),
             ],
+            "device routes without Klein": [
+                sys.executable,
+                str(REPO / "bench" / "servers.py"),
+                "unrouted",
+                str(config.path),
+            ],
             "bare twisted.web TLS responder": [
                 sys.executable,
                 str(REPO / "bench" / "servers.py"),
@@ -225,7 +233,7 @@ async def bench_device_channel() -> None:
             ],
         }
         for label, command in servers.items():
-            process = start_server(command, port, workdir, label.split()[0])
+            process = start_server(command, port, workdir, label.replace(" ", "-"))
             try:
                 bare = label.startswith("bare")
                 if not bare:

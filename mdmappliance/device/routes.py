@@ -94,13 +94,13 @@ class DeviceEndpoint:
 
         @app.route(server_path, methods=["PUT"])
         def server(request: IRequest) -> Any:
-            return self._handle(request, checkin_only=False)
+            return self.handle(request, checkin_only=False)
 
         if checkin_path != server_path:
 
             @app.route(checkin_path, methods=["PUT"])
             def checkin(request: IRequest) -> Any:
-                return self._handle(request, checkin_only=True)
+                return self.handle(request, checkin_only=True)
 
         @app.handle_errors(routing.NotFound)
         def not_found(request: IRequest, failure: Failure) -> bytes:
@@ -129,7 +129,9 @@ class DeviceEndpoint:
             log.failure("device request failed", failure)
             return _text(request, 500, b"internal error\n")
 
-    def _handle(self, request: IRequest, *, checkin_only: bool) -> Deferred[bytes]:
+    def handle(self, request: IRequest, *, checkin_only: bool) -> Deferred[bytes]:
+        """One device message (the routes call it): the reply body, or a failure the
+        routes' error handlers answer."""
         seen = self._seen[request] = _Seen()
         body = request.content.read() if request.content is not None else b""
         resolved = self.resolver.resolve(request, body)
