@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from klein import Klein
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.iweb import IRequest
 from twisted.web.server import Site
@@ -133,6 +135,7 @@ class ThroughKlein(SynchronousTestCase):
             head, _, body = transport.value().partition(b"\r\n\r\n")
             answers.append(head.split(b"\r\n", 1)[0] + b" " + body)  # status line, body
             transport.clear()
+        channel.connectionLost(Failure(ConnectionDone()))  # and its idle timeout with it
         return answers
 
     def test_the_same_answers_as_klein_alone(self) -> None:
