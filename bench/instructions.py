@@ -100,8 +100,10 @@ async def measure(routes_only: str) -> None:
             for line in dump.read_text().splitlines()
             if line.startswith("totals:")
         }
+        if "01" not in by_thread:
+            raise RuntimeError(f"callgrind wrote no per-thread dump in {workdir}")
         messages = DEVICES * CYCLES * 2
-        reactor_thread = by_thread.pop("01", 0)
+        reactor_thread = by_thread.pop("01")
         others = sum(by_thread.values())
         label = {
             "endpoint": "device routes alone",

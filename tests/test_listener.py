@@ -8,9 +8,10 @@ import treq
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import Clock, deferLater
 from twisted.logger import ILogObserver, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool, ResponseNeverReceived
 from twisted.web.resource import Resource
@@ -39,6 +40,20 @@ class Slow(Resource):
         self.pending.append(request)
         self.arrived.callback(request)
         return NOT_DONE_YET
+
+
+class Recording(Protocol):
+    """A raw client that keeps what it is sent and says when the connection is gone."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.lost: Deferred[None] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost.callback(None)
 
 
 class Drain(TestCase):
@@ -137,12 +152,50 @@ class Drain(TestCase):
     async def test_is_secure_is_asked_once_and_follows_set_host(self) -> None:
         response_d = treq.get(self.url("/slow"), pool=self.pool)
         request = await self.resource.arrived
+        asked: list[bool] = []
+        channel_answer = request.channel.isSecure
+
+        def counted() -> bool:
+            asked.append(channel_answer())
+            return asked[-1]
+
+        request.channel.isSecure = counted  # type: ignore[method-assign]
         self.assertFalse(request.isSecure(), "plain TCP")
         self.assertFalse(request.isSecure())
+        self.assertEqual(asked, [False], "the transport was asked once")
         request.setHost(b"mdm.example", 443, ssl=True)
         self.assertTrue(request.isSecure(), "setHost(ssl=True) is heard after a first answer")
         request.finish()
         await (await response_d).content()
+
+    async def test_pipelined_and_refused_requests_leave_nothing_in_flight(self) -> None:
+        site = self.listener.site
+        site.max_body_bytes = 10
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port)
+        pipelined = b"GET /fast HTTP/1.1\r\nHost: h\r\n\r\n" * 3
+        client = cast(Recording, await endpoint.connect(Factory.forProtocol(Recording)))
+        assert client.transport is not None
+        client.transport.write(pipelined)
+        for _ in range(500):  # bounded: three answers on loopback come within milliseconds
+            if client.received.count(b"fast") == 3:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(client.received.count(b"fast"), 3)
+        self.assertEqual(site.in_flight, set(), "the pipelined requests")
+        client.transport.loseConnection()
+        await client.lost
+        for too_large in (
+            b"POST /fast HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n01234567890",
+            b"POST /fast HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"b\r\n01234567890\r\n0\r\n\r\n",  # refused as the body arrives
+        ):
+            client = cast(Recording, await endpoint.connect(Factory.forProtocol(Recording)))
+            assert client.transport is not None
+            client.transport.write(too_large)
+            await client.lost  # the server answers 413 and hangs up
+            self.assertIn(b"HTTP/1.1 413", client.received)
+            await deferLater(reactor, 0, lambda: None)
+            self.assertEqual(site.in_flight, set(), too_large[:60])
 
     async def test_a_site_without_an_access_level_logs_no_access_and_still_counts(
         self,

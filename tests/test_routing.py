@@ -100,6 +100,24 @@ class Remembered(SynchronousTestCase):
         self.assertEqual(len(remembered._adapters), REMEMBERED)
         self.assertIs(bind(remembered, "/mdm/connect", host="kept.example"), kept)
 
+    def test_rules_given_to_the_constructor_are_routed(self) -> None:
+        remembered = RememberedRoutes([Rule("/a", endpoint="a")])
+        self.assertEqual(bind(remembered, "/a", "GET").match(), ("a", {}))
+
+    def test_no_path_and_an_empty_path_are_told_apart_as_werkzeug_does(self) -> None:
+        rules = [Rule("/", endpoint="root"), Rule("/a/", endpoint="a")]
+        remembered, plain = routes(*rules), Map([Rule(r.rule, endpoint=r.endpoint) for r in rules])
+
+        def answer(routes: Map, path: str | None) -> object:
+            adapter = routes.bind("h", "", path_info=path)
+            try:
+                return adapter.match()
+            except RequestRedirect as redirect:
+                return ("redirect", redirect.new_url)
+
+        for path in ("", None, "", "/", None):
+            self.assertEqual(answer(remembered, path), answer(plain, path), repr(path))
+
     def test_a_rule_added_later_is_seen(self) -> None:
         remembered = routes(Rule("/old", endpoint="old"))
         with self.assertRaises(NotFound):

@@ -60,10 +60,14 @@ class _TrackedRequest(Request):
         # The site is told here and in connectionLost, the two ways a request ends (a
         # notifyFinish Deferred per request costs more than the rest of this class).
         super().finish()
-        self._tracked_by.request_finished(self)
+        self._done()
 
     def connectionLost(self, reason: Any) -> None:
         super().connectionLost(reason)
+        self._done()
+
+    def _done(self) -> None:
+        self.__dict__.pop("_secure", None)  # without its channel, a request is not secure
         self._tracked_by.request_finished(self)
 
     def isSecure(self) -> bool:

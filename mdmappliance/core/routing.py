@@ -6,7 +6,9 @@ by callgrind that is ~33,000 instructions of the ~220,000 Klein adds to a device
 A device listener is asked the same one or two paths all day, so ``RememberedRoutes``
 keeps the adapter per (host, script, scheme, method, path) and each adapter remembers its
 successful match. What does not match (404, 405, a redirect) is matched again every time,
-so every error reaches the app's handlers exactly as werkzeug raises it.
+so every error reaches the app's handlers exactly as werkzeug raises it. For routes fixed
+when the app is built: ``add()`` forgets what was remembered, but a change to the map's
+settings (``strict_slashes``, converters) after the first request is not seen.
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ class RememberedRoutes(Map):
     """A werkzeug ``Map`` that hands out one remembering adapter per request target."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        # Before Map's own __init__, which add()s any rules it is given.
         self._adapters: OrderedDict[tuple[str, ...], _RememberingAdapter] = OrderedDict()
+        super().__init__(*args, **kwargs)
 
     def add(self, rulefactory: RuleFactory) -> None:
         super().add(rulefactory)
@@ -75,7 +78,14 @@ class RememberedRoutes(Map):
                 server_name, script_name, subdomain, url_scheme, default_method, path_info,
                 query_args,
             )  # fmt: skip
-        key = (server_name, script_name or "", url_scheme, default_method, path_info or "")
+        # As werkzeug reads them: no path is "/", while "" stays "" (and matches otherwise).
+        key = (
+            server_name,
+            "/" if script_name is None else script_name,
+            url_scheme,
+            default_method,
+            "/" if path_info is None else path_info,
+        )
         adapter = self._adapters.get(key)
         if adapter is not None:
             self._adapters.move_to_end(key)
