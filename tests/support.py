@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import plistlib
 import secrets
 import shutil
 import signal
@@ -19,6 +20,7 @@ from typing import Any
 
 from mdmappliance.cli.installation import InitRequest, initialize
 from mdmappliance.config import load_config, render_config
+from mdmappliance.mdm.messages import Message, parse_message, parse_plist
 from mdmappliance.store import Tx
 from mdmappliance.store.enrollments import Enrollment
 from mdmappliance.store.events import Event
@@ -347,3 +349,20 @@ def sql(tx: Tx, statement: str, *args: Any) -> list[tuple[Any, ...]]:
     """A statement of the test's own on the store's connection (to set up a state the
     appliance would take days to reach, or to look at one)."""
     return tx.conn.execute(statement, args).fetchall()
+
+
+def enrollment_checkins(udid: str, topic: str) -> list[Message]:
+    """Authenticate and TokenUpdate of ``udid``, parsed as the device channel parses them:
+    for a test that enrolls a device through ``handle_message``, with no TLS client."""
+    messages: list[dict[str, Any]] = [
+        {"MessageType": "Authenticate", "UDID": udid, "Topic": topic},
+        {
+            "MessageType": "TokenUpdate",
+            "UDID": udid,
+            "Topic": topic,
+            "Token": b"t" * 32,
+            "PushMagic": "magic",
+        },
+    ]
+    bodies = [plistlib.dumps(message) for message in messages]
+    return [parse_message(parse_plist(body, 32), body, checkin_only=True) for body in bodies]

@@ -38,7 +38,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import plistlib
 import re
 import sqlite3
 from pathlib import Path
@@ -66,12 +65,11 @@ from mdmappliance.config import load_config
 from mdmappliance.device.handlers import handle_message
 from mdmappliance.device.policy import ChannelPolicy
 from mdmappliance.enrollment.links import create_link
-from mdmappliance.mdm.messages import parse_message, parse_plist
 from mdmappliance.pki.escrow import Escrow, new_key
 from mdmappliance.pki.identity import DeviceIdentity
 from mdmappliance.simulator.device import TOPIC, issue_device_identity
 from mdmappliance.store import Store, Tx
-from tests.support import make_installation
+from tests.support import enrollment_checkins, make_installation
 
 EXAMPLES = settings(
     max_examples=300,
@@ -383,18 +381,7 @@ class AdminRoutes(SynchronousTestCase):
         issued = issue_device_identity(config.pki.ca_cert, config.pki.ca_key, UDID)
         identity = DeviceIdentity.of(issued.certificate, "tls")
         policy = ChannelPolicy(escrow=Escrow(new_key()), topic=TOPIC)
-        for message in (
-            {"MessageType": "Authenticate", "UDID": UDID, "Topic": TOPIC},
-            {
-                "MessageType": "TokenUpdate",
-                "UDID": UDID,
-                "Topic": TOPIC,
-                "Token": b"t" * 32,
-                "PushMagic": "magic",
-            },
-        ):
-            body = plistlib.dumps(message)
-            parsed = parse_message(parse_plist(body, 32), body, checkin_only=True)
+        for parsed in enrollment_checkins(UDID, TOPIC):
             store.transaction_now(handle_message, parsed, identity, policy, ())
 
         def commands(tx: Tx) -> list[str]:

@@ -177,17 +177,14 @@ class DeviceCommand(TestCase):
     timeout = 120
 
     async def test_revoke_and_retire_from_the_command_line(self) -> None:
-        import plistlib
-
         from twisted.internet.threads import deferToThread
 
         from mdmappliance.device.handlers import handle_message
         from mdmappliance.device.policy import ChannelPolicy
-        from mdmappliance.mdm.messages import parse_message, parse_plist
         from mdmappliance.pki.escrow import Escrow, read_key
         from mdmappliance.pki.identity import DeviceIdentity
         from mdmappliance.simulator.device import TOPIC, issue_device_identity
-        from tests.support import run_cli
+        from tests.support import enrollment_checkins, run_cli
 
         # The fleet commands go through the admin API: a running appliance answers them.
         appliance = InProcessAppliance(Path(self.mktemp()))
@@ -199,24 +196,8 @@ class DeviceCommand(TestCase):
             issue_device_identity(config.pki.ca_cert, config.pki.ca_key, udid).certificate, "tls"
         )
         policy = ChannelPolicy(escrow=Escrow(read_key(config.device.unlock_key_file)))
-        for message in (
-            {"MessageType": "Authenticate", "UDID": udid, "Topic": TOPIC},
-            {
-                "MessageType": "TokenUpdate",
-                "UDID": udid,
-                "Topic": TOPIC,
-                "Token": b"t" * 32,
-                "PushMagic": "m",
-            },
-        ):
-            body = plistlib.dumps(message)
-            await appliance.store.transaction(
-                handle_message,
-                parse_message(parse_plist(body, 32), body, checkin_only=True),
-                identity,
-                policy,
-                (),
-            )
+        for message in enrollment_checkins(udid, TOPIC):
+            await appliance.store.transaction(handle_message, message, identity, policy, ())
 
         def cli(*args: str) -> Any:
             return deferToThread(run_cli, *args)
